@@ -1,0 +1,1 @@
+"""Draftsmith: GitHub issues in, draft pull requests out."""

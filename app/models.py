@@ -1,0 +1,169 @@
+"""The database schema: every table Draftsmith keeps (migrations in migrations/ mirror it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Delivery(SQLModel, table=True):
+    """One verified webhook delivery, recorded before we answer GitHub."""
+
+    __tablename__ = "deliveries"
+
+    id: str = Field(primary_key=True, max_length=64)  # X-GitHub-Delivery
+    event: str = Field(max_length=64, index=True)
+    action: str | None = Field(default=None, max_length=64)
+    installation_id: int | None = Field(default=None, sa_column=Column(BigInteger, index=True))
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    # received -> processed | ignored | failed
+    status: str = Field(default="received", max_length=16, index=True)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = 0
+    enqueued_at: datetime | None = None
+    processed_at: datetime | None = None
+
+
+class Installation(SQLModel, table=True):
+    __tablename__ = "installations"
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_login: str | None = Field(default=None, max_length=255)
+    account_type: str | None = Field(default=None, max_length=32)
+    suspended: bool = False
+    deleted: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Repository(SQLModel, table=True):
+    __tablename__ = "repositories"
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    installation_id: int = Field(sa_column=Column(BigInteger, index=True, nullable=False))
+    full_name: str = Field(max_length=255, index=True)
+    private: bool = False
+    removed: bool = False
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Task(SQLModel, table=True):
+    """A piece of work asked of the bot on one issue or pull request; runs are its attempts."""
+
+    __tablename__ = "tasks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    installation_id: int = Field(sa_column=Column(BigInteger, index=True, nullable=False))
+    repo_full_name: str = Field(max_length=255, index=True)
+    issue_number: int = Field(index=True)
+    is_pull_request: bool = False
+    title: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    requester: str = Field(max_length=255)
+    # assignment | mention | command | label | review | check_run | retry
+    trigger: str = Field(max_length=32)
+    trigger_comment_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    delivery_id: str | None = Field(default=None, max_length=64)
+    instruction: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    mode: str = Field(default="run", max_length=16)  # run | plan
+    agent: str = Field(default="", max_length=64)
+    model: str | None = Field(default=None, max_length=128)
+    runner: str = Field(default="sandbox", max_length=16)  # sandbox | actions
+    base_branch: str | None = Field(default=None, max_length=255)
+    branch: str | None = Field(default=None, max_length=255)
+    base_sha: str | None = Field(default=None, max_length=64)
+    head_sha: str | None = Field(default=None, max_length=64)
+    pr_number: int | None = None
+    status: str = Field(default="queued", max_length=32, index=True)
+    status_reason: str | None = Field(default=None, sa_column=Column(Text))
+    progress_comment_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    check_run_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class Run(SQLModel, table=True):
+    """One attempt at a task."""
+
+    __tablename__ = "runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="tasks.id", index=True)
+    attempt: int = 1
+    status: str = Field(default="queued", max_length=32, index=True)
+    worker: str | None = Field(default=None, max_length=255)
+    queued_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = Field(default=None, index=True)
+    ended_at: datetime | None = None
+    exit_code: int | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    cancel_requested: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    agent_seconds: float | None = None
+    tests_passed: bool | None = None
+    actions_run_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    actions_run_url: str | None = Field(default=None, max_length=512)
+
+
+class LogLine(SQLModel, table=True):
+    __tablename__ = "log_lines"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_log_lines_run_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    seq: int
+    stream: str = Field(default="stdout", max_length=16)  # stdout | stderr | system
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Artifact(SQLModel, table=True):
+    __tablename__ = "artifacts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    kind: str = Field(max_length=32)  # diff | patch | plan | test_report | transcript
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Credential(SQLModel, table=True):
+    """A provider API key, AES-256-GCM encrypted; `repository` is None for installation-wide keys."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (
+        UniqueConstraint("installation_id", "repository", "name", name="uq_credentials_scope_name"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    installation_id: int = Field(sa_column=Column(BigInteger, index=True, nullable=False))
+    repository: str | None = Field(default=None, max_length=255)
+    name: str = Field(max_length=128)
+    key_id: str = Field(max_length=64)
+    nonce: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    last4: str = Field(max_length=8)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CallbackToken(SQLModel, table=True):
+    """A single-use, expiring credential an Actions run uses to report back; only its hash is kept."""
+
+    __tablename__ = "callback_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    token_hash: str = Field(max_length=128, unique=True)
+    expires_at: datetime
+    used_at: datetime | None = None

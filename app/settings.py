@@ -1,0 +1,133 @@
+"""Settings, built once at start-up from the environment and an optional .env file, then passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Field names stay pythonic; the environment names (first alias) are a public contract."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, case_sensitive=False)
+
+    github_app_id: int | None = Field(None, validation_alias=AliasChoices("GITHUB_APP_ID", "github_app_id"))
+    github_private_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GITHUB_PRIVATE_KEY", "github_private_key")
+    )
+    github_private_key_path: Path | None = Field(
+        None, validation_alias=AliasChoices("GITHUB_PRIVATE_KEY_PATH", "github_private_key_path")
+    )
+    github_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GITHUB_WEBHOOK_SECRET", "github_webhook_secret")
+    )
+    github_api_url: str = Field(
+        "https://api.github.com", validation_alias=AliasChoices("GITHUB_API_URL", "github_api_url")
+    )
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("DRAFTSMITH_HOST", "host"))
+    port: int = Field(3000, validation_alias=AliasChoices("DRAFTSMITH_PORT", "port"))
+    log_format: Literal["console", "json"] = Field(
+        "console", validation_alias=AliasChoices("DRAFTSMITH_LOG_FORMAT", "log_format")
+    )
+    log_level: str = Field("info", validation_alias=AliasChoices("DRAFTSMITH_LOG_LEVEL", "log_level"))
+    # Where the embedded default keeps its SQLite file, Redis socket, workspaces and generated keys.
+    data_dir: Path = Field(Path(".draftsmith"), validation_alias=AliasChoices("DRAFTSMITH_DATA_DIR", "data_dir"))
+    # The URL GitHub users (details links) and Actions runners (callbacks) reach this app at.
+    public_url: str | None = Field(None, validation_alias=AliasChoices("DRAFTSMITH_PUBLIC_URL", "public_url"))
+
+    web_processes: int = Field(1, validation_alias=AliasChoices("DRAFTSMITH_WEB_PROCESSES", "web_processes"))
+    worker_processes: int = Field(
+        1, validation_alias=AliasChoices("DRAFTSMITH_WORKER_PROCESSES", "worker_processes")
+    )
+    worker_threads: int = Field(4, validation_alias=AliasChoices("DRAFTSMITH_WORKER_THREADS", "worker_threads"))
+
+    # Sandbox backend for agent runs: bubblewrap (local), docker, or no isolation at all (unsafe-local).
+    sandbox: Literal["local", "unsafe-local", "docker"] = Field(
+        "local", validation_alias=AliasChoices("DRAFTSMITH_SANDBOX", "sandbox")
+    )
+    workspace_dir: Path | None = Field(
+        None, validation_alias=AliasChoices("DRAFTSMITH_WORKSPACE_DIR", "workspace_dir")
+    )
+    encryption_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DRAFTSMITH_ENCRYPTION_KEY", "encryption_key")
+    )
+
+    # Per-installation limits; over them a trigger gets a reply that says when the limit resets.
+    max_concurrent_tasks: int = Field(
+        5, validation_alias=AliasChoices("DRAFTSMITH_MAX_CONCURRENT_TASKS", "max_concurrent_tasks")
+    )
+    max_tasks_per_day: int = Field(
+        200, validation_alias=AliasChoices("DRAFTSMITH_MAX_TASKS_PER_DAY", "max_tasks_per_day")
+    )
+    daily_cost_cap_usd: float | None = Field(
+        None, validation_alias=AliasChoices("DRAFTSMITH_DAILY_COST_CAP_USD", "daily_cost_cap_usd")
+    )
+    # A run whose heartbeat is older than this is considered dead (its worker crashed).
+    heartbeat_timeout_seconds: int = Field(
+        60, validation_alias=AliasChoices("DRAFTSMITH_HEARTBEAT_TIMEOUT", "heartbeat_timeout_seconds")
+    )
+    requeue_dead_runs: bool = Field(
+        False, validation_alias=AliasChoices("DRAFTSMITH_REQUEUE_DEAD_RUNS", "requeue_dead_runs")
+    )
+    # How often serve/worker look for deliveries never processed and runs never finished.
+    sweep_interval_seconds: float = Field(
+        15.0, validation_alias=AliasChoices("DRAFTSMITH_SWEEP_INTERVAL", "sweep_interval_seconds")
+    )
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # psycopg 3 is the driver we ship; plain postgresql:// would ask SQLAlchemy for psycopg2.
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{(self.data_dir / 'draftsmith.db').resolve()}"
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def effective_workspace_dir(self) -> Path:
+        return self.workspace_dir or (self.data_dir / "workspaces")
+
+    def private_key_pem(self) -> str | None:
+        if self.github_private_key is not None:
+            # .env files often hold the PEM with literal \n sequences.
+            return self.github_private_key.get_secret_value().replace("\\n", "\n")
+        if self.github_private_key_path is not None:
+            return self.github_private_key_path.read_text()
+        return None
+
+    def missing_github_settings(self) -> list[str]:
+        """Names of the settings still needed before the app can talk to GitHub."""
+        missing = []
+        if self.github_app_id is None:
+            missing.append("GITHUB_APP_ID")
+        if self.github_private_key is None and self.github_private_key_path is None:
+            missing.append("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH")
+        if self.github_webhook_secret is None:
+            missing.append("GITHUB_WEBHOOK_SECRET")
+        return missing
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so logs can scrub them."""
+        values = []
+        for secret in (self.github_private_key, self.github_webhook_secret, self.encryption_key):
+            if secret is not None and secret.get_secret_value():
+                values.append(secret.get_secret_value())
+        return values
+
+
+def load_settings(env_file: Path | None = None, **overrides) -> Settings:
+    """Build settings from the environment, then `env_file` (default `.env` when it exists)."""
+    if env_file is None and Path(".env").exists():
+        env_file = Path(".env")
+    return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]

@@ -1,0 +1,6 @@
+"""Shared fixtures; each concern's fixtures live in a plugin module under tests/support/."""
+
+pytest_plugins = [
+    "tests.support.databases",
+    "tests.support.redis",
+]
