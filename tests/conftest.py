@@ -3,4 +3,8 @@
 pytest_plugins = [
     "tests.support.databases",
     "tests.support.redis",
+    "tests.support.fakehub",
+    "tests.support.webhooks",
+    "tests.support.fake_llm",
+    "tests.support.app_server",
 ]

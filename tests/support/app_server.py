@@ -1,0 +1,1 @@
+"""Test fixtures: app_server (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Test fixtures: fake_llm (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Test fixtures: fakehub (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Test fixtures: webhooks (filled in by its owner)."""
