@@ -1,0 +1,261 @@
+"""The task service: the only code that writes task and run state, always through the state machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from app.db import session_scope
+from app.models import Run, Task, utcnow
+from app.tasks.states import ACTIVE, IllegalTransition, Status, is_terminal, transition
+
+_ACTIVE_VALUES = [s.value for s in ACTIVE]
+
+
+@dataclass(frozen=True)
+class Started:
+    task: Task
+    run: Run
+
+
+class TaskService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- reading ---------------------------------------------------------------------------------
+    def get(self, task_id: int) -> Task | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.get(Task, task_id)
+
+    def get_run(self, run_id: int) -> Run | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.get(Run, run_id)
+
+    def latest_run(self, task_id: int) -> Run | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(
+                select(Run).where(Run.task_id == task_id).order_by(Run.attempt.desc())  # type: ignore[attr-defined]
+            ).first()
+
+    def active_task_for(self, repo_full_name: str, number: int) -> Task | None:
+        """The queued or running task on an issue or PR, if any (at most one is allowed)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(
+                select(Task)
+                .where(Task.repo_full_name == repo_full_name, Task.issue_number == number)
+                .where(Task.status.in_(_ACTIVE_VALUES))  # type: ignore[attr-defined]
+                .order_by(Task.id)  # type: ignore[arg-type]
+            ).first()
+
+    def latest_task_for(self, repo_full_name: str, number: int) -> Task | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(
+                select(Task)
+                .where(Task.repo_full_name == repo_full_name, Task.issue_number == number)
+                .order_by(Task.id.desc())  # type: ignore[union-attr]
+            ).first()
+
+    def task_for_pr(self, repo_full_name: str, pr_number: int) -> Task | None:
+        """The newest task whose pull request is `pr_number` (follow-up runs land on its branch)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(
+                select(Task)
+                .where(Task.repo_full_name == repo_full_name, Task.pr_number == pr_number)
+                .order_by(Task.id.desc())  # type: ignore[union-attr]
+            ).first()
+
+    def task_for_check_run(self, check_run_id: int) -> Task | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(select(Task).where(Task.check_run_id == check_run_id)).first()
+
+    def count_active(self, installation_id: int) -> int:
+        with Session(self.engine) as session:
+            return session.exec(
+                select(func.count()).select_from(Task)
+                .where(Task.installation_id == installation_id)
+                .where(Task.status == Status.RUNNING.value)
+            ).one()
+
+    def count_since(self, installation_id: int, since: datetime) -> int:
+        with Session(self.engine) as session:
+            return session.exec(
+                select(func.count()).select_from(Task)
+                .where(Task.installation_id == installation_id, Task.created_at >= since)
+            ).one()
+
+    def cost_since(self, installation_id: int, since: datetime) -> float:
+        with Session(self.engine) as session:
+            total = session.exec(
+                select(func.coalesce(func.sum(Run.cost_usd), 0.0))
+                .select_from(Run).join(Task, Task.id == Run.task_id)
+                .where(Task.installation_id == installation_id, Run.queued_at >= since)
+            ).one()
+            return float(total or 0.0)
+
+    def queued_successor(self, task: Task) -> Task | None:
+        """A task queued behind `task` on the same issue/PR (config `on_busy: queue`)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(
+                select(Task)
+                .where(Task.repo_full_name == task.repo_full_name, Task.issue_number == task.issue_number)
+                .where(Task.status == Status.QUEUED.value, Task.id != task.id)
+                .order_by(Task.id)  # type: ignore[arg-type]
+            ).first()
+
+    # -- writing ---------------------------------------------------------------------------------
+    def create(self, **fields) -> Started:
+        """A new task in `queued` with its first run."""
+        with session_scope(self.engine) as session:
+            task = Task(status=Status.QUEUED.value, **fields)
+            session.add(task)
+            session.flush()
+            run = Run(task_id=task.id, attempt=1, status=Status.QUEUED.value)
+            session.add(run)
+            session.flush()
+            return Started(task=task, run=run)
+
+    def update(self, task_id: int, **fields) -> Task:
+        """Change a task's bookkeeping (branch, PR number, comment ids); never its status."""
+        if "status" in fields:
+            raise ValueError("status changes go through start/finish/cancel/retry")
+        with session_scope(self.engine) as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                raise LookupError(f"task {task_id} not found")
+            for key, value in fields.items():
+                setattr(task, key, value)
+            task.updated_at = utcnow()
+            session.add(task)
+            return task
+
+    def update_run(self, run_id: int, **fields) -> Run:
+        if "status" in fields:
+            raise ValueError("status changes go through start/finish/cancel/retry")
+        with session_scope(self.engine) as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise LookupError(f"run {run_id} not found")
+            for key, value in fields.items():
+                setattr(run, key, value)
+            session.add(run)
+            return run
+
+    def start_run(self, run_id: int, worker: str) -> Started | None:
+        """Move a queued run and its task to running; None if it was already taken or finished.
+
+        The row lock (SELECT ... FOR UPDATE on PostgreSQL, the write lock on SQLite) makes this safe
+        when a message is delivered twice.
+        """
+        with session_scope(self.engine) as session:
+            run = session.exec(select(Run).where(Run.id == run_id).with_for_update()).first()
+            if run is None or run.status != Status.QUEUED.value:
+                return None
+            task = session.exec(select(Task).where(Task.id == run.task_id).with_for_update()).one()
+            if task.status != Status.QUEUED.value:
+                return None
+            now = utcnow()
+            run.status = transition(run.status, Status.RUNNING).value
+            run.started_at = run.heartbeat_at = now
+            run.worker = worker
+            task.status = transition(task.status, Status.RUNNING).value
+            task.status_reason = None
+            task.updated_at = now
+            session.add(run)
+            session.add(task)
+            return Started(task=task, run=run)
+
+    def heartbeat(self, run_id: int) -> bool:
+        """Record that the run is alive; returns whether a cancel was asked for."""
+        with session_scope(self.engine) as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                return True
+            run.heartbeat_at = utcnow()
+            session.add(run)
+            return run.cancel_requested
+
+    def finish(
+        self, run_id: int, status: Status, *, reason: str | None = None, **run_fields
+    ) -> Started | None:
+        """Record a run's end and its task's final state. None if the run had already ended."""
+        with session_scope(self.engine) as session:
+            run = session.exec(select(Run).where(Run.id == run_id).with_for_update()).first()
+            if run is None or is_terminal(run.status):
+                return None
+            task = session.exec(select(Task).where(Task.id == run.task_id).with_for_update()).one()
+            now = utcnow()
+            run.status = transition(run.status, status).value
+            run.ended_at = now
+            if reason and status is not Status.SUCCEEDED:
+                run.error = reason
+            for key, value in run_fields.items():
+                setattr(run, key, value)
+            if task.status in _ACTIVE_VALUES:
+                task.status = transition(task.status, status).value
+            task.status_reason = reason
+            task.finished_at = now
+            task.updated_at = now
+            session.add(run)
+            session.add(task)
+            return Started(task=task, run=run)
+
+    def request_cancel(self, task_id: int, reason: str = "cancelled") -> Started | None:
+        """Cancel a task: a queued run ends at once; a running one is flagged for its worker to stop.
+
+        Returns the task and run if anything changed.
+        """
+        with session_scope(self.engine) as session:
+            task = session.exec(select(Task).where(Task.id == task_id).with_for_update()).first()
+            if task is None or task.status not in _ACTIVE_VALUES:
+                return None
+            run = session.exec(
+                select(Run).where(Run.task_id == task_id).order_by(Run.attempt.desc())  # type: ignore[attr-defined]
+            ).first()
+            now = utcnow()
+            if task.status == Status.QUEUED.value:
+                task.status = transition(task.status, Status.CANCELLED).value
+                task.status_reason = reason
+                task.finished_at = now
+                if run is not None and run.status == Status.QUEUED.value:
+                    run.status = transition(run.status, Status.CANCELLED).value
+                    run.ended_at = now
+                    run.error = reason
+            elif run is not None:
+                run.cancel_requested = True
+                task.status_reason = reason
+            task.updated_at = now
+            session.add(task)
+            if run is not None:
+                session.add(run)
+            return Started(task=task, run=run)  # type: ignore[arg-type]
+
+    def retry(self, task_id: int, *, instruction: str | None = None) -> Started:
+        """Start a finished task over with a new run attempt."""
+        with session_scope(self.engine) as session:
+            task = session.exec(select(Task).where(Task.id == task_id).with_for_update()).one()
+            if not is_terminal(task.status):
+                raise IllegalTransition(Status(task.status), Status.QUEUED)
+            task.status = transition(task.status, Status.QUEUED).value
+            task.status_reason = None
+            task.finished_at = None
+            task.updated_at = utcnow()
+            if instruction is not None:
+                task.instruction = instruction
+            attempts = session.exec(select(func.max(Run.attempt)).where(Run.task_id == task_id)).one() or 0
+            run = Run(task_id=task_id, attempt=attempts + 1, status=Status.QUEUED.value)
+            session.add(task)
+            session.add(run)
+            session.flush()
+            return Started(task=task, run=run)
+
+    def dead_runs(self, older_than: timedelta) -> list[Run]:
+        """Running runs whose heartbeat stopped: their worker died."""
+        cutoff = utcnow() - older_than
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.exec(
+                select(Run).where(Run.status == Status.RUNNING.value, Run.heartbeat_at < cutoff)
+            ).all())

@@ -1,0 +1,105 @@
+from datetime import timedelta
+
+import pytest
+
+from app.models import Run
+from app.tasks.service import TaskService
+from app.tasks.states import IllegalTransition, Status
+
+
+def _new(service: TaskService, number: int = 7, **extra):
+    fields = dict(installation_id=1, repo_full_name="octo/demo", issue_number=number, requester="alice",
+                  trigger="assignment", agent="command")
+    fields.update(extra)
+    return service.create(**fields)
+
+
+def test_a_new_task_is_queued_with_its_first_run(engine):
+    service = TaskService(engine)
+    created = _new(service)
+    assert created.task.status == "queued" and created.run.status == "queued" and created.run.attempt == 1
+    assert service.active_task_for("octo/demo", 7).id == created.task.id
+
+
+def test_a_run_starts_once_even_if_its_message_arrives_twice(engine):
+    service = TaskService(engine)
+    created = _new(service)
+    first = service.start_run(created.run.id, worker="w1")
+    second = service.start_run(created.run.id, worker="w2")
+    assert first is not None and first.task.status == "running"
+    assert second is None
+    assert service.get_run(created.run.id).worker == "w1"
+
+
+def test_finishing_records_the_outcome_and_frees_the_issue(engine):
+    service = TaskService(engine)
+    created = _new(service)
+    service.start_run(created.run.id, worker="w")
+    done = service.finish(created.run.id, Status.FAILED, reason="agent exited with 2", exit_code=2)
+    assert done.task.status == "failed" and done.task.status_reason == "agent exited with 2"
+    assert done.run.exit_code == 2 and done.run.ended_at is not None
+    assert service.active_task_for("octo/demo", 7) is None
+    assert service.finish(created.run.id, Status.SUCCEEDED) is None  # already ended: nothing changes
+
+
+def test_cancelling_a_queued_task_ends_it_at_once(engine):
+    service = TaskService(engine)
+    created = _new(service)
+    service.request_cancel(created.task.id)
+    assert service.get(created.task.id).status == "cancelled"
+    assert service.get_run(created.run.id).status == "cancelled"
+    assert service.start_run(created.run.id, worker="w") is None
+
+
+def test_cancelling_a_running_task_asks_its_worker_to_stop(engine):
+    service = TaskService(engine)
+    created = _new(service)
+    service.start_run(created.run.id, worker="w")
+    service.request_cancel(created.task.id)
+    assert service.get(created.task.id).status == "running"
+    assert service.heartbeat(created.run.id) is True
+
+
+def test_retry_starts_a_new_attempt_only_after_the_task_ended(engine):
+    service = TaskService(engine)
+    created = _new(service)
+    with pytest.raises(IllegalTransition):
+        service.retry(created.task.id)
+    service.start_run(created.run.id, worker="w")
+    service.finish(created.run.id, Status.TIMED_OUT, reason="took longer than 30 minutes")
+    again = service.retry(created.task.id)
+    assert again.run.attempt == 2 and again.task.status == "queued" and again.task.status_reason is None
+
+
+def test_runs_without_a_recent_heartbeat_are_found_as_dead(engine):
+    service = TaskService(engine)
+    alive, dead = _new(service, 1), _new(service, 2)
+    service.start_run(alive.run.id, worker="w")
+    service.start_run(dead.run.id, worker="w")
+    from app.models import utcnow
+    service.update_run(dead.run.id, heartbeat_at=utcnow() - timedelta(minutes=5))
+    assert [r.id for r in service.dead_runs(timedelta(seconds=60))] == [dead.run.id]
+
+
+def test_status_never_changes_through_plain_updates(engine):
+    service = TaskService(engine)
+    created = _new(service)
+    with pytest.raises(ValueError):
+        service.update(created.task.id, status="succeeded")
+    with pytest.raises(ValueError):
+        service.update_run(created.run.id, status="succeeded")
+
+
+def test_usage_costs_add_up_per_installation_and_day(engine):
+    service = TaskService(engine)
+    a = _new(service, 1)
+    b = _new(service, 2)
+    other = _new(service, 3, installation_id=2)
+    service.update_run(a.run.id, cost_usd=0.25)
+    service.update_run(b.run.id, cost_usd=0.5)
+    service.update_run(other.run.id, cost_usd=9.0)
+    from app.models import utcnow
+    since = utcnow() - timedelta(hours=1)
+    assert service.cost_since(1, since) == pytest.approx(0.75)
+    assert service.count_since(1, since) == 2
+    assert isinstance(service.get_run(a.run.id), Run)
