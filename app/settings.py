@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     sandbox: Literal["local", "unsafe-local", "docker"] = Field(
         "local", validation_alias=AliasChoices("DRAFTSMITH_SANDBOX", "sandbox")
     )
+    # Image the docker sandbox runs agents in; it must hold the agent CLIs the repositories use.
+    docker_image: str | None = Field(
+        None, validation_alias=AliasChoices("DRAFTSMITH_DOCKER_IMAGE", "docker_image")
+    )
     workspace_dir: Path | None = Field(
         None, validation_alias=AliasChoices("DRAFTSMITH_WORKSPACE_DIR", "workspace_dir")
     )

@@ -1,0 +1,104 @@
+"""The sandbox interface: what to run (SandboxSpec), how it ended (SandboxResult), and backend choice.
+
+Backends: `bubblewrap` (settings.sandbox == "local"), `unsafe-local` (no isolation) and `docker`.
+
+A Kubernetes Job backend fits the same `Sandbox` protocol: `run()` would create a Job whose pod runs
+`spec.argv` with `spec.env` (from a per-run Secret, never inlined in the manifest), the workspace on a
+volume (a PVC the worker also mounts, or an init container that clones and an exit step that uploads the
+changes), `resources.limits` from `memory_mb`, a `pids` limit via the node's podPidsLimit, no service
+account token, `networkPolicy` from `network`; it would stream the pod's log (`follow=true`) line by line
+into `on_output`, watch `cancel` and the deadline, and delete the Job with propagationPolicy=Foreground
+to stop it. Add it as a module here and one branch in `select_sandbox`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+# Called with ("stdout" | "stderr" | "system", one line without its newline), in order, from one thread.
+OutputCallback = Callable[[str, str], None]
+
+# Where the workspace appears inside an isolating sandbox; unsafe-local runs in the real path instead.
+WORKSPACE_MOUNT = "/workspace"
+SANDBOX_HOME = "/home/sandbox"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class SandboxUnavailable(RuntimeError):
+    """The configured sandbox cannot run on this host; the message says what to do."""
+
+
+@dataclass
+class SandboxSpec:
+    """One command to run in a workspace, with the only environment and files it may see."""
+
+    argv: list[str]
+    workspace: Path
+    env: dict[str, str] = field(default_factory=dict)
+    # Read-only paths visible at the same path inside, e.g. an agent's venv and the base Python it links to.
+    extra_ro_binds: list[Path] = field(default_factory=list)
+    # Writable paths visible at the same path inside (e.g. a per-run cache). Owned by the sandbox user.
+    writable_binds: list[Path] = field(default_factory=list)
+    timeout_s: float = 1800.0
+    # Address-space limit; runtimes like node reserve far more virtual memory than they use, so be generous.
+    memory_mb: int = 4096
+    # Processes and threads of the sandbox user (RLIMIT_NPROC; not enforced for root, see bubblewrap.py).
+    max_processes: int = 512
+    max_output_bytes: int = 10 * 1024 * 1024
+    max_file_bytes: int = 2 * 1024 * 1024 * 1024
+    # Agents must reach model APIs, so the network is shared by default.
+    network: bool = True
+    stdin: str | None = None
+    # Plan mode: the agent may read the code but not change it.
+    workspace_readonly: bool = False
+
+
+@dataclass
+class SandboxResult:
+    exit_code: int | None
+    timed_out: bool = False
+    cancelled: bool = False
+    output_truncated: bool = False
+    duration_s: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and not (self.timed_out or self.cancelled)
+
+
+class Sandbox(Protocol):
+    """Runs a spec to completion, streaming output; stops the whole process tree on cancel or timeout."""
+
+    name: str
+
+    def run(self, spec: SandboxSpec, *, on_output: OutputCallback, cancel: threading.Event) -> SandboxResult: ...
+
+    def workspace_path(self, spec: SandboxSpec) -> str:
+        """The workspace's path as the command sees it (for prompt files and `{workspace}` in commands)."""
+        ...
+
+
+def select_sandbox(settings) -> Sandbox:
+    """The backend `settings.sandbox` names; "local" refuses to run without bubblewrap rather than degrade."""
+    from app.runners.sandbox import bubblewrap, docker, local
+
+    kind = settings.sandbox
+    if kind == "local":
+        binary = bubblewrap.find_bwrap()
+        if binary is None:
+            raise SandboxUnavailable(
+                "DRAFTSMITH_SANDBOX=local needs bubblewrap to isolate agents, and `bwrap` is not on PATH. "
+                "Install it (Debian/Ubuntu: `apt-get install bubblewrap`), or set "
+                "DRAFTSMITH_SANDBOX=unsafe-local to run agents WITHOUT isolation (they can then read "
+                "the app's private key, database and environment)."
+            )
+        return bubblewrap.BubblewrapSandbox(binary)
+    if kind == "unsafe-local":
+        return local.UnsafeLocalSandbox()
+    if kind == "docker":
+        return docker.DockerSandbox(image=getattr(settings, "docker_image", None) or docker.DEFAULT_IMAGE)
+    raise SandboxUnavailable(f"unknown sandbox {kind!r}; choose local, unsafe-local or docker")

@@ -1,0 +1,143 @@
+"""The bubblewrap backend: own mount/PID/IPC/UTS namespaces, only the workspace writable, minimal env."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import threading
+from pathlib import Path
+
+from app.runners.sandbox._process import base_env, prlimit_prefix, supervise
+from app.runners.sandbox.base import (
+    SANDBOX_HOME,
+    WORKSPACE_MOUNT,
+    OutputCallback,
+    SandboxResult,
+    SandboxSpec,
+)
+
+# Top-level directories that are either real dirs or merged-/usr symlinks, depending on the distribution.
+_SYSTEM_DIRS = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+# What of /etc programs need (TLS roots, name resolution, user names); no shadow, no host gitconfig.
+_ETC_FILES = [
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/localtime",
+    "/etc/mime.types",
+]
+# A root worker drops to a throwaway uid per run: RLIMIT_NPROC does not apply to root, and a distinct
+# uid keeps concurrent runs from sharing one process budget. These uids need no /etc/passwd entry.
+_UID_RANGE = (200_000, 300_000)
+
+
+def find_bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.lchown(root, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, gid)
+
+
+class BubblewrapSandbox:
+    name = "bubblewrap"
+
+    def __init__(self, bwrap: str = "bwrap", run_as_uid: int | None = None) -> None:
+        self.bwrap = bwrap
+        self.run_as_uid = run_as_uid
+
+    def workspace_path(self, spec: SandboxSpec) -> str:
+        return WORKSPACE_MOUNT
+
+    def _uid(self) -> int | None:
+        if self.run_as_uid is not None:
+            return self.run_as_uid
+        if os.geteuid() == 0:
+            return random.randrange(*_UID_RANGE)
+        return None
+
+    def bwrap_options(self, spec: SandboxSpec) -> list[str]:
+        """Everything but the command; passed through a pipe (`--args FD`) so env values stay out of argv."""
+        opts = ["--unshare-all"]
+        if spec.network:
+            opts.append("--share-net")
+        opts += ["--die-with-parent", "--new-session", "--clearenv", "--hostname", "sandbox"]
+        opts += ["--ro-bind", "/usr", "/usr"]
+        for path in _SYSTEM_DIRS:
+            if os.path.islink(path):
+                opts += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                opts += ["--ro-bind", path, path]
+        for path in _ETC_FILES:
+            opts += ["--ro-bind-try", path, path]
+        # A fresh /proc for the new PID namespace and a minimal /dev: nothing of the host's processes.
+        opts += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home", "--dir", SANDBOX_HOME]
+        opts += ["--tmpfs", "/var", "--dir", "/var/tmp", "--tmpfs", "/run"]
+        for path in spec.extra_ro_binds:
+            opts += ["--ro-bind", str(path), str(path)]
+        for path in spec.writable_binds:
+            opts += ["--bind", str(path), str(path)]
+        ws = str(spec.workspace.resolve())
+        opts += ["--ro-bind" if spec.workspace_readonly else "--bind", ws, WORKSPACE_MOUNT]
+        opts += ["--chdir", WORKSPACE_MOUNT]
+        for key, value in base_env(spec, home=SANDBOX_HOME).items():
+            opts += ["--setenv", key, value]
+        return opts
+
+    def run(self, spec: SandboxSpec, *, on_output: OutputCallback, cancel: threading.Event) -> SandboxResult:
+        uid = self._uid()
+        prefix: list[str] = []
+        if uid is not None:
+            if not spec.workspace_readonly:
+                _chown_tree(spec.workspace, uid, uid)
+            for path in spec.writable_binds:
+                _chown_tree(Path(path), uid, uid)
+            prefix = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+        read_fd, write_fd = os.pipe()
+        try:
+            payload = b"".join(arg.encode() + b"\0" for arg in self.bwrap_options(spec))
+            # The pipe buffer (64 KiB) holds any realistic option list; bigger would block here.
+            if len(payload) > 60_000:
+                raise ValueError("sandbox environment too large")
+            os.write(write_fd, payload)
+            os.close(write_fd)
+            write_fd = -1
+            argv = [
+                *prefix,
+                *prlimit_prefix(spec, nproc=uid is not None or os.geteuid() != 0),
+                self.bwrap,
+                "--args",
+                str(read_fd),
+                "--",
+                *spec.argv,
+            ]
+            return supervise(
+                argv,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                cwd="/",
+                stdin=spec.stdin,
+                timeout_s=spec.timeout_s,
+                max_output_bytes=spec.max_output_bytes,
+                on_output=on_output,
+                cancel=cancel,
+                pass_fds=(read_fd,),
+            )
+        finally:
+            os.close(read_fd)
+            if write_fd != -1:
+                os.close(write_fd)

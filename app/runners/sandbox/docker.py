@@ -1,0 +1,93 @@
+"""The docker backend: one throwaway container per run, driven through the `docker` CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import uuid
+
+from app.runners.sandbox._process import supervise
+from app.runners.sandbox.base import (
+    DEFAULT_PATH,
+    WORKSPACE_MOUNT,
+    OutputCallback,
+    SandboxResult,
+    SandboxSpec,
+)
+
+DEFAULT_IMAGE = "python:3.11-slim"
+# The CLI's own settings may pass through; nothing else of the worker's environment does.
+_CLI_ENV = ("DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+
+
+class DockerSandbox:
+    name = "docker"
+
+    def __init__(self, image: str = DEFAULT_IMAGE, docker: str = "docker") -> None:
+        self.image = image
+        self.docker = docker
+
+    def workspace_path(self, spec: SandboxSpec) -> str:
+        return WORKSPACE_MOUNT
+
+    def docker_argv(self, spec: SandboxSpec, container: str) -> list[str]:
+        ws = str(spec.workspace.resolve())
+        argv = [
+            self.docker, "run", "--rm", "--name", container, "--init",
+            "--network", "bridge" if spec.network else "none",
+            "--memory", f"{spec.memory_mb}m", "--memory-swap", f"{spec.memory_mb}m",
+            "--pids-limit", str(spec.max_processes),
+            "--ulimit", f"fsize={spec.max_file_bytes}",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            # The worker's uid, so files the agent writes stay readable and removable by the worker.
+            "--user", f"{os.getuid()}:{os.getgid()}",
+            "--tmpfs", "/tmp", "--tmpfs", "/home/sandbox",
+            "-v", f"{ws}:{WORKSPACE_MOUNT}" + (":ro" if spec.workspace_readonly else ""),
+            "-w", WORKSPACE_MOUNT,
+        ]
+        if spec.stdin is not None:
+            argv.append("-i")
+        for path in spec.extra_ro_binds:
+            argv += ["-v", f"{path}:{path}:ro"]
+        for path in spec.writable_binds:
+            argv += ["-v", f"{path}:{path}"]
+        fixed = {"PATH": DEFAULT_PATH, "HOME": "/home/sandbox", "LANG": "C.UTF-8"}
+        fixed.update({k: v for k, v in spec.env.items() if k in fixed})
+        for key, value in fixed.items():
+            argv += ["-e", f"{key}={value}"]
+        for key in spec.env:
+            if key not in fixed:
+                # `-e NAME` alone: docker copies the value from the CLI's environment, keeping it out of argv.
+                argv += ["-e", key]
+        return [*argv, self.image, *spec.argv]
+
+    def run(self, spec: SandboxSpec, *, on_output: OutputCallback, cancel: threading.Event) -> SandboxResult:
+        container = f"draftsmith-{uuid.uuid4().hex[:12]}"
+        cli_env = {key: os.environ[key] for key in _CLI_ENV if key in os.environ}
+        cli_env.update({k: v for k, v in spec.env.items() if k not in ("PATH", "HOME", "LANG")})
+        cli_env["PATH"] = os.environ.get("PATH", DEFAULT_PATH)  # to find the docker CLI itself
+        cli_env["HOME"] = os.environ.get("HOME", "/")  # the CLI's config, not the container's home
+
+        def stop_container() -> None:
+            # Killing the CLI does not stop a container; the engine must be told.
+            subprocess.run(
+                [self.docker, "kill", container],
+                env=cli_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=10,
+                check=False,
+            )
+
+        return supervise(
+            self.docker_argv(spec, container),
+            env=cli_env,
+            cwd=None,
+            stdin=spec.stdin,
+            timeout_s=spec.timeout_s,
+            max_output_bytes=spec.max_output_bytes,
+            on_output=on_output,
+            cancel=cancel,
+            on_stop=stop_container,
+        )

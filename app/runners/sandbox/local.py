@@ -1,0 +1,42 @@
+"""The unsafe-local backend: runs the command as the worker's user with no isolation, only limits."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+
+from app.logs import get_logger
+from app.runners.sandbox._process import base_env, prlimit_prefix, supervise
+from app.runners.sandbox.base import OutputCallback, SandboxResult, SandboxSpec
+
+log = get_logger(component="sandbox")
+
+
+class UnsafeLocalSandbox:
+    """For development only: the agent can read everything the worker can (keys, database, files)."""
+
+    name = "unsafe-local"
+
+    def workspace_path(self, spec: SandboxSpec) -> str:
+        return str(spec.workspace.resolve())
+
+    def run(self, spec: SandboxSpec, *, on_output: OutputCallback, cancel: threading.Event) -> SandboxResult:
+        log.warning("running agent without isolation (DRAFTSMITH_SANDBOX=unsafe-local)", argv0=spec.argv[0])
+        home = tempfile.mkdtemp(prefix="draftsmith-home-")
+        try:
+            # The environment is still minimal: the worker's own variables never reach the agent.
+            env = base_env(spec, home=home)
+            # nproc is per user, shared with the worker itself, so it is left to the caller here.
+            return supervise(
+                [*prlimit_prefix(spec, nproc=False), *spec.argv],
+                env=env,
+                cwd=self.workspace_path(spec),
+                stdin=spec.stdin,
+                timeout_s=spec.timeout_s,
+                max_output_bytes=spec.max_output_bytes,
+                on_output=on_output,
+                cancel=cancel,
+            )
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
