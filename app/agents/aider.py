@@ -1,0 +1,89 @@
+"""aider adapter: `aider --message-file ... --yes-always --no-auto-commits`, usage from its "Tokens:" lines."""
+
+from __future__ import annotations
+
+import re
+
+from app.agents.base import (
+    AgentRequest,
+    AgentResult,
+    Availability,
+    Invocation,
+    Usage,
+    agent_home,
+    binary_availability,
+    credentials_for_model,
+    find_binary,
+    provider_env,
+    tail,
+)
+
+# Installed on a worker or in the sandbox image into its own venv (it pins its own litellm):
+#   uv tool install aider-chat   (or: uv venv /opt/agents/aider && uv pip install ... aider-chat)
+INSTALL_HINT = "uv tool install aider-chat (or pip install aider-chat in its own venv)"
+
+# Scripting aider: https://aider.chat/docs/scripting.html ; options: https://aider.chat/docs/config/options.html
+# After each reply it prints "Tokens: 2.3k sent, 145 received. Cost: $0.0091 message, $0.0091 session."
+# `--chat-mode ask` answers without editing files: our plan mode.
+PROMPT_FILE = "prompt.md"
+_TOKENS = re.compile(r"Tokens:\s*([\d.,]+[kKmM]?)\s*sent(?:[^,]*)?,\s*([\d.,]+[kKmM]?)\s*received", re.I)
+_COST = re.compile(r"Cost:\s*\$([\d.,]+)\s*message,\s*\$([\d.,]+)\s*session", re.I)
+
+
+class Aider:
+    name = "aider"
+    binary = "aider"
+
+    def required_credentials(self, model: str | None) -> list[str]:
+        return credentials_for_model(model, default="ANTHROPIC_API_KEY")
+
+    def availability(self) -> Availability:
+        return binary_availability(self.binary, INSTALL_HINT)
+
+    def prepare(self, request: AgentRequest) -> Invocation:
+        artifacts = request.artifacts_dir
+        argv = [find_binary(self.binary) or self.binary,
+                "--message-file", str(artifacts / PROMPT_FILE),
+                "--yes-always", "--no-auto-commits", "--no-dirty-commits", "--no-gitignore",
+                "--no-stream", "--no-pretty", "--no-fancy-input", "--no-check-update", "--analytics-disable",
+                "--no-show-model-warnings",
+                # Its history files would otherwise land in the checkout and be committed.
+                "--chat-history-file", str(artifacts / "aider.chat.history.md"),
+                "--input-history-file", str(artifacts / "aider.input.history")]
+        if request.model:
+            argv += ["--model", request.model]
+        if request.plan_mode:
+            argv += ["--chat-mode", "ask"]
+        env = {**agent_home(request), **provider_env(request, self.required_credentials(request.model))}
+        return Invocation(argv=argv, env=env, files={PROMPT_FILE: request.prompt}, stdin="", cwd=request.workspace,
+                          workspace_writable=not request.plan_mode)
+
+    def parse_result(self, request: AgentRequest, exit_code: int, stdout: str, stderr: str) -> AgentResult:
+        sent = received = 0
+        saw_tokens = False
+        cost: float | None = None
+        reply_lines = []
+        for line in stdout.splitlines():
+            tokens = _TOKENS.search(line)
+            if tokens:
+                saw_tokens = True
+                sent += _count(tokens.group(1))
+                received += _count(tokens.group(2))
+                price = _COST.search(line)
+                if price:
+                    cost = float(price.group(2).replace(",", ""))  # session total so far
+                continue
+            reply_lines.append(line)
+        reply = "\n".join(reply_lines).strip()
+        success = exit_code == 0
+        summary = tail(reply, 3000) if success else f"aider exited {exit_code}: {tail(stderr or reply, 800)}"
+        return AgentResult(success, summary,
+                           Usage(sent if saw_tokens else None, received if saw_tokens else None, cost),
+                           transcript=stdout or None, plan=reply if request.plan_mode and success else None)
+
+
+def _count(value: str) -> int:
+    value = value.replace(",", "")
+    scale = {"k": 1_000, "m": 1_000_000}.get(value[-1].lower(), 1)
+    number = float(value[:-1] if scale != 1 else value)
+    return int(round(number * scale))

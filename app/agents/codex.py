@@ -1,0 +1,88 @@
+"""Codex CLI adapter: `codex exec --json`, JSONL events on stdout."""
+
+from __future__ import annotations
+
+import json
+
+from app.agents.base import (
+    AgentRequest,
+    AgentResult,
+    Availability,
+    Invocation,
+    Usage,
+    agent_home,
+    binary_availability,
+    find_binary,
+    provider_env,
+    tail,
+)
+
+# Installed on a worker or in the sandbox image with npm (Node 18+), or as the release binary:
+#   npm install -g @openai/codex
+INSTALL_HINT = "npm install -g @openai/codex"
+
+# Non-interactive mode: https://developers.openai.com/codex/noninteractive
+# `--json` prints JSONL events: thread.started, turn.started, item.started/item.completed (items of type
+# agent_message, reasoning, command_execution, file_change), turn.completed {usage: {input_tokens,
+# cached_input_tokens, output_tokens}}, turn.failed {error: {message}}, error {message}.
+# `--sandbox read-only` is its plan mode; `workspace-write` lets it edit the checkout (it never commits
+# unless asked, and the prompt says not to).
+
+
+class Codex:
+    name = "codex"
+    binary = "codex"
+
+    def required_credentials(self, model: str | None) -> list[str]:
+        return ["OPENAI_API_KEY"]
+
+    def availability(self) -> Availability:
+        return binary_availability(self.binary, INSTALL_HINT)
+
+    def prepare(self, request: AgentRequest) -> Invocation:
+        argv = [find_binary(self.binary) or self.binary, "exec", "--json", "--skip-git-repo-check",
+                "--sandbox", "read-only" if request.plan_mode else "workspace-write",
+                "--cd", str(request.workspace)]
+        if request.model:
+            argv += ["--model", request.model]
+        argv.append("-")  # read the prompt from stdin
+        env = {**agent_home(request), **provider_env(request, self.required_credentials(request.model))}
+        env["CODEX_HOME"] = str(request.artifacts_dir / "home" / ".codex")
+        return Invocation(argv=argv, env=env, stdin=request.prompt, cwd=request.workspace,
+                          workspace_writable=not request.plan_mode)
+
+    def parse_result(self, request: AgentRequest, exit_code: int, stdout: str, stderr: str) -> AgentResult:
+        messages: list[str] = []
+        errors: list[str] = []
+        input_tokens = output_tokens = 0
+        saw_usage = completed = False
+        for line in stdout.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            kind = event.get("type")
+            if kind == "item.completed":
+                item = event.get("item") or {}
+                if (item.get("type") or item.get("item_type")) in ("agent_message", "assistant_message"):
+                    messages.append(str(item.get("text", "")))
+            elif kind == "turn.completed":
+                completed = True
+                usage = event.get("usage") or {}
+                saw_usage = True
+                input_tokens += int(usage.get("input_tokens") or 0)
+                output_tokens += int(usage.get("output_tokens") or 0)
+            elif kind == "turn.failed":
+                errors.append(str((event.get("error") or {}).get("message", "turn failed")))
+            elif kind == "error":
+                errors.append(str(event.get("message", "error")))
+        success = exit_code == 0 and completed and not errors
+        summary = messages[-1] if messages else ""
+        if not success:
+            reason = "; ".join(errors) or f"codex exited {exit_code}: {tail(stderr, 500)}"
+            summary = f"{summary}\n\n{reason}".strip() if summary else reason
+        usage = Usage(input_tokens if saw_usage else None, output_tokens if saw_usage else None, None)
+        return AgentResult(success, summary, usage, transcript=stdout or None,
+                           plan=summary if request.plan_mode and success else None)
