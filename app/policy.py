@@ -85,15 +85,15 @@ def has_permission(actual: str | None, required: str) -> bool:
 class Limits:
     """Per-installation limits; None means unlimited."""
 
-    max_concurrent_tasks: int | None = None
-    max_tasks_per_day: int | None = None
+    max_concurrent: int | None = None
+    max_per_day: int | None = None
     daily_cost_cap_usd: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
         return cls(
-            max_concurrent_tasks=settings.max_concurrent_tasks,
-            max_tasks_per_day=settings.max_tasks_per_day,
+            max_concurrent=settings.max_concurrent_tasks,
+            max_per_day=settings.max_tasks_per_day,
             daily_cost_cap_usd=settings.daily_cost_cap_usd,
         )
 
@@ -130,10 +130,10 @@ def check_limits(
     `active_count` and `today_count` are the installation's tasks before this one; daily limits reset at
     the next midnight UTC. Daily counts come first: waiting for a running task won't help there.
     """
-    if limits.max_tasks_per_day is not None and today_count >= limits.max_tasks_per_day:
-        return LimitExceeded("daily", limits.max_tasks_per_day, today_count, next_utc_midnight(now))
+    if limits.max_per_day is not None and today_count >= limits.max_per_day:
+        return LimitExceeded("daily", limits.max_per_day, today_count, next_utc_midnight(now))
     if limits.daily_cost_cap_usd is not None and (cost_today or 0.0) >= limits.daily_cost_cap_usd:
         return LimitExceeded("cost", limits.daily_cost_cap_usd, cost_today or 0.0, next_utc_midnight(now))
-    if limits.max_concurrent_tasks is not None and active_count >= limits.max_concurrent_tasks:
-        return LimitExceeded("concurrent", limits.max_concurrent_tasks, active_count, None)
+    if limits.max_concurrent is not None and active_count >= limits.max_concurrent:
+        return LimitExceeded("concurrent", limits.max_concurrent, active_count, None)
     return None

@@ -104,7 +104,7 @@ def test_permission_from_the_collaborator_permission_response():
 
 NOW = datetime(2024, 5, 1, 17, 30, tzinfo=UTC)
 MIDNIGHT = datetime(2024, 5, 2, 0, 0, tzinfo=UTC)
-LIMITS = Limits(max_concurrent_tasks=2, max_tasks_per_day=10, daily_cost_cap_usd=5.0)
+LIMITS = Limits(max_concurrent=2, max_per_day=10, daily_cost_cap_usd=5.0)
 
 
 @pytest.mark.parametrize(
