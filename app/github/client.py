@@ -1,0 +1,207 @@
+"""GitHub App client: RS256 app JWT, cached installation tokens, one githubkit client per installation."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncGenerator, Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from githubkit import GitHub
+from githubkit.auth import AppAuthStrategy
+from githubkit.auth.base import BaseAuthStrategy
+from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed, RequestTimeout
+from githubkit.typing import RetryOption
+
+from app.settings import Settings
+
+# Refresh an installation token this long before GitHub says it expires, so a clone or a long
+# handler never starts with a token about to lapse (tokens live one hour).
+TOKEN_REFRESH_MARGIN = timedelta(minutes=5)
+
+
+class GitHubNotConfigured(RuntimeError):
+    """The app id or private key is missing, so we cannot authenticate as the App."""
+
+
+@dataclass(frozen=True)
+class AppIdentity:
+    id: int
+    slug: str
+    name: str
+
+    @property
+    def bot_login(self) -> str:
+        # GitHub names an App's bot user after its slug; mentions and assignees use this login.
+        return f"{self.slug}[bot]"
+
+
+class TransientRetry:
+    """The one retry policy for GitHub calls: 5xx, timeouts and rate limits; never other 4xx.
+
+    githubkit's default waits 1, 4, 9 s on a 5xx and retries a rate limit once; we want a bounded
+    wait we can shorten in tests, and rate limits honoured up to `max_rate_limit_wait`.
+    """
+
+    def __init__(
+        self,
+        max_retries: int = 3,
+        base_delay: float = 0.5,
+        max_rate_limit_wait: float = 120.0,
+    ) -> None:
+        self.max_retries = max_retries
+        self.base_delay = base_delay
+        self.max_rate_limit_wait = max_rate_limit_wait
+
+    def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
+        if retry_count >= self.max_retries:
+            return RetryOption(False)
+        if isinstance(exc, RateLimitExceeded):
+            # Secondary limits carry Retry-After, primary ones x-ratelimit-reset; githubkit reads both.
+            wait = exc.retry_after.total_seconds()
+            if wait > self.max_rate_limit_wait:
+                return RetryOption(False)
+            return RetryOption(True, timedelta(seconds=max(wait, self.base_delay)))
+        if isinstance(exc, RequestTimeout) or (
+            isinstance(exc, RequestFailed) and exc.response.status_code >= 500
+        ):
+            return RetryOption(True, timedelta(seconds=self.base_delay * (2**retry_count)))
+        return RetryOption(False)
+
+
+@dataclass(frozen=True)
+class _CachedToken:
+    token: str
+    expires_at: datetime
+
+    def fresh(self) -> bool:
+        return self.expires_at - datetime.now(UTC) > TOKEN_REFRESH_MARGIN
+
+
+class _InstallationTokenAuth(httpx.Auth):
+    """Puts the installation's cached token on each request, fetching a new one when needed."""
+
+    def __init__(self, app: GitHubApp, installation_id: int) -> None:
+        self.app = app
+        self.installation_id = installation_id
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"token {self.app.installation_token_sync(self.installation_id)}"
+        yield request
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self.app.installation_token(self.installation_id)
+        request.headers["Authorization"] = f"token {token}"
+        yield request
+
+
+@dataclass(frozen=True)
+class _InstallationAuthStrategy(BaseAuthStrategy):
+    app: GitHubApp
+    installation_id: int
+
+    def get_auth_flow(self, github) -> httpx.Auth:
+        return _InstallationTokenAuth(self.app, self.installation_id)
+
+
+class GitHubApp:
+    """Authenticates as the App (JWT) and as its installations (cached tokens).
+
+    Safe to share between threads and event loops: githubkit opens a connection per call when the
+    client is not used as a context manager, so no client is tied to one loop.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        retry: TransientRetry | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        private_key = settings.private_key_pem()
+        if settings.github_app_id is None or not private_key:
+            raise GitHubNotConfigured("GITHUB_APP_ID and a private key are needed to act as the App")
+        self.app_id = settings.github_app_id
+        self.base_url = settings.github_api_url.rstrip("/") + "/"
+        self.retry = retry or TransientRetry()
+        self.timeout = timeout
+        self.app_client = self._client(AppAuthStrategy(self.app_id, private_key))
+        self._tokens: dict[int, _CachedToken] = {}
+        self._lock = threading.Lock()
+        self._clients: dict[int, GitHub] = {}
+        self._identity: AppIdentity | None = None
+
+    def _client(self, auth: BaseAuthStrategy) -> GitHub:
+        return GitHub(
+            auth,
+            base_url=self.base_url,
+            auto_retry=self.retry,
+            timeout=self.timeout,
+            user_agent="draftsmith",
+        )
+
+    def installation_client(self, installation_id: int) -> GitHub:
+        """The client acting as one installation (one per installation, kept)."""
+        with self._lock:
+            client = self._clients.get(installation_id)
+            if client is None:
+                client = self._client(_InstallationAuthStrategy(self, installation_id))
+                self._clients[installation_id] = client
+            return client
+
+    def _cached(self, installation_id: int) -> str | None:
+        with self._lock:
+            cached = self._tokens.get(installation_id)
+        return cached.token if cached and cached.fresh() else None
+
+    def _store(self, installation_id: int, token: str, expires_at: str) -> str:
+        expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=UTC)
+        with self._lock:
+            self._tokens[installation_id] = _CachedToken(token, expiry)
+        return token
+
+    async def installation_token(self, installation_id: int) -> str:
+        """An installation access token (also good for `git clone`), cached until near expiry."""
+        if token := self._cached(installation_id):
+            return token
+        response = await self.app_client.arequest(
+            "POST", f"/app/installations/{installation_id}/access_tokens", json={}
+        )
+        data = response.json()
+        return self._store(installation_id, data["token"], data["expires_at"])
+
+    def installation_token_sync(self, installation_id: int) -> str:
+        """As installation_token(), for synchronous callers (runners, threads without a loop)."""
+        if token := self._cached(installation_id):
+            return token
+        response = self.app_client.request(
+            "POST", f"/app/installations/{installation_id}/access_tokens", json={}
+        )
+        data = response.json()
+        return self._store(installation_id, data["token"], data["expires_at"])
+
+    def forget_token(self, installation_id: int) -> None:
+        """Drop a cached token (after a 401, or when an installation is deleted)."""
+        with self._lock:
+            self._tokens.pop(installation_id, None)
+
+    async def identity(self) -> AppIdentity:
+        """The App's id, slug and name from `GET /app`, read once and kept."""
+        if self._identity is None:
+            response = await self.app_client.arequest("GET", "/app")
+            self._identity = _identity_from(response.json())
+        return self._identity
+
+    def identity_sync(self) -> AppIdentity:
+        if self._identity is None:
+            response = self.app_client.request("GET", "/app")
+            self._identity = _identity_from(response.json())
+        return self._identity
+
+
+def _identity_from(data: dict) -> AppIdentity:
+    return AppIdentity(id=int(data["id"]), slug=str(data["slug"]), name=str(data.get("name") or data["slug"]))
+

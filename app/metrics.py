@@ -1,0 +1,77 @@
+"""Prometheus metrics for ingress and the delivery log, kept in a registry per Runtime (no import-time state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# Ingress answers in single-digit milliseconds when healthy; the buckets resolve that range finely.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class _ScrapeTimeGauges(Collector):
+    """Gauges computed when Prometheus scrapes: queue depth and the delivery log by status.
+
+    Read at scrape time from Redis and the database, so every web and worker process reports the
+    same numbers (per-process counters would each see only their own share).
+    """
+
+    def __init__(
+        self,
+        queue_depths: Callable[[], dict[str, int]],
+        delivery_counts: Callable[[], Iterable[tuple[str, str, str, int]]],
+    ) -> None:
+        self.queue_depths = queue_depths
+        self.delivery_counts = delivery_counts
+
+    def collect(self):
+        depth = GaugeMetricFamily("draftsmith_queue_depth", "Messages waiting in each queue", labels=["queue"])
+        try:
+            for queue, size in self.queue_depths().items():
+                depth.add_metric([queue], size)
+        except Exception:  # Redis down: report nothing rather than fail the whole scrape
+            pass
+        yield depth
+        deliveries = GaugeMetricFamily(
+            "draftsmith_deliveries",
+            "Deliveries recorded in the last 24 hours, by event, action and processing status",
+            labels=["event", "action", "status"],
+        )
+        try:
+            for event, action, status, count in self.delivery_counts():
+                deliveries.add_metric([event, action or "", status], count)
+        except Exception:
+            pass
+        yield deliveries
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.webhooks = Counter(
+            "draftsmith_webhook_requests",
+            "Webhook requests answered by this process, by event, action and outcome",
+            ["event", "action", "outcome"],
+            registry=self.registry,
+        )
+        self.ingress_latency = Histogram(
+            "draftsmith_ingress_latency_seconds",
+            "Time to verify, record and enqueue a webhook delivery",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.processed = Counter(
+            "draftsmith_deliveries_processed",
+            "Deliveries processed by this worker process, by event, action and outcome",
+            ["event", "action", "outcome"],
+            registry=self.registry,
+        )
+
+    def watch(self, queue_depths, delivery_counts) -> None:
+        self.registry.register(_ScrapeTimeGauges(queue_depths, delivery_counts))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,123 @@
+"""dramatiq actors (thin, take ids, safe to run twice), declared on a given broker; one Runtime bound per process."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import dramatiq
+
+from app import deliveries
+from app.events.event import Event
+from app.logs import scrub
+
+if TYPE_CHECKING:
+    from app.events.router import Router
+    from app.runtime import Runtime
+
+DELIVERIES_QUEUE = "default"
+# Agent runs take minutes; on their own queue they never sit in front of webhook processing.
+RUNS_QUEUE = "runs"
+
+_runtime: Runtime | None = None
+_loops = threading.local()
+
+
+def bind_runtime(runtime: Runtime | None) -> None:
+    """Give this process's actors their Runtime; called once when a worker starts."""
+    global _runtime
+    _runtime = runtime
+
+
+def current_runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("no Runtime bound: call app.queue.actors.bind_runtime() when the worker starts")
+    return _runtime
+
+
+def _run(coro):
+    """Run a coroutine on this worker thread's own event loop.
+
+    Not dramatiq's AsyncIO middleware: it runs every async actor on one shared loop thread, so one
+    handler's blocking database call would stall all the others. A loop per worker thread keeps
+    handlers free to use the (synchronous) database session.
+    """
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coro)
+
+
+async def handle_delivery(runtime: Runtime, delivery_id: str, router: Router | None = None) -> str | None:
+    """Route one recorded delivery and store its outcome; returns it (None if already handled)."""
+    from app.handlers import router as merged_router
+    from app.handlers.context import Context
+    from app.handlers.installations import remember_installation
+
+    router = router or merged_router
+    row = await asyncio.to_thread(deliveries.start_attempt, runtime.engine, delivery_id)
+    if row is None:
+        return None  # unknown, or a second copy of a message already processed
+    event = Event(name=row.event, delivery_id=row.id, payload=json.loads(row.payload))
+    ctx = Context.for_event(event, runtime)
+    try:
+        await asyncio.to_thread(remember_installation, runtime.engine, event)
+        ran = await router.dispatch(event.name, event.payload, ctx)
+    except Exception as exc:
+        error = scrub("".join(traceback.format_exception(exc))[-8000:], runtime.settings.secret_values())
+        ctx.log.error("delivery_failed", error_type=type(exc).__name__, error=scrub(str(exc), runtime.settings.secret_values())[:500])
+        outcome, stored_error = deliveries.FAILED, error
+    else:
+        outcome, stored_error = (deliveries.PROCESSED if ran else deliveries.IGNORED), None
+        ctx.log.info("delivery_" + outcome, handlers=ran)
+    await asyncio.to_thread(deliveries.finish, runtime.engine, delivery_id, outcome, stored_error)
+    runtime.metrics.processed.labels(event.name, event.action or "", outcome).inc()
+    return outcome
+
+
+def process_delivery(delivery_id: str) -> None:
+    _run(handle_delivery(current_runtime(), delivery_id))
+
+
+def run_task(run_id: int) -> None:
+    # Imported here: the runner pulls in agents and sandboxes the web process never needs.
+    from app.runners.pipeline import execute_run
+
+    result = execute_run(current_runtime(), run_id)
+    if inspect.isawaitable(result):
+        _run(result)
+
+
+@dataclass(frozen=True)
+class Actors:
+    process_delivery: dramatiq.Actor
+    run_task: dramatiq.Actor
+
+
+def declare_actors(broker: dramatiq.Broker) -> Actors:
+    """Declare our actors on `broker` (idempotent: a broker keeps the first declaration)."""
+    existing = getattr(broker, "_draftsmith_actors", None)
+    if existing is not None:
+        return existing
+    actors = Actors(
+        # Failures are stored on the delivery (status failed, scrubbed error) rather than retried:
+        # GitHub calls already retry transient errors, and the sweeper re-enqueues anything a crash
+        # left unfinished.
+        process_delivery=dramatiq.actor(
+            process_delivery, broker=broker, actor_name="process_delivery",
+            queue_name=DELIVERIES_QUEUE, max_retries=0, time_limit=10 * 60 * 1000,
+        ),
+        run_task=dramatiq.actor(
+            run_task, broker=broker, actor_name="run_task",
+            queue_name=RUNS_QUEUE, max_retries=0, time_limit=6 * 60 * 60 * 1000,
+        ),
+    )
+    broker._draftsmith_actors = actors  # type: ignore[attr-defined]
+    return actors
+
+

@@ -1,0 +1,79 @@
+"""The dramatiq broker (Redis) with our middleware, built once per process and passed down."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import uuid4
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis
+from dramatiq.middleware import AsyncIO, default_middleware
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from app.queue.middleware import LogContext
+
+DEFAULT_QUEUE = "default"
+NAMESPACE = "draftsmith"
+
+
+def make_broker(redis_url: str, *, heartbeat_timeout_ms: int = 60_000) -> RedisBroker:
+    """A RedisBroker for `redis_url`; constructing it does not connect.
+
+    Redis errors must surface fast: ingress records a delivery first and only logs a failed
+    enqueue, so redis-py's default of retrying a refused connection with backoff would just add
+    seconds to every answer while Redis is down.
+    """
+    middleware = [m() for m in default_middleware] + [AsyncIO(), LogContext()]
+    return RedisBroker(
+        url=redis_url,
+        namespace=NAMESPACE,
+        middleware=middleware,
+        heartbeat_timeout=heartbeat_timeout_ms,
+        socket_connect_timeout=2,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def enqueue_many(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message]) -> None:
+    """Enqueue several messages in one Redis round trip (one pipeline) instead of one per message.
+
+    This mirrors RedisBroker.enqueue (fresh redis_message_id, middleware hooks, the dispatch
+    script) but sends every script call in one pipeline; other brokers enqueue one by one.
+    """
+    if not messages:
+        return
+    if not isinstance(broker, RedisBroker):
+        for message in messages:
+            broker.enqueue(message)
+        return
+    copies = [m.copy(options={"redis_message_id": str(uuid4())}) for m in messages]
+    for message in copies:
+        broker.emit_before("enqueue", message, None)
+    dispatch = broker.scripts["dispatch"]
+    with broker.client.pipeline(transaction=False) as pipe:
+        for message in copies:
+            args = [
+                "enqueue",
+                current_millis(),
+                message.queue_name,
+                broker.broker_id,
+                broker.heartbeat_timeout,
+                broker.dead_message_ttl,
+                0,  # no maintenance from the ingress path; workers do it
+                broker._max_unpack_size(),
+                message.options["redis_message_id"],
+                message.encode(),
+            ]
+            dispatch(keys=[broker.namespace], args=args, client=pipe)
+        pipe.execute()
+    for message in copies:
+        broker.emit_after("enqueue", message, None)
+
+
+def queue_depths(broker: dramatiq.Broker) -> dict[str, int]:
+    """Messages waiting in each declared queue (Redis only; empty for other brokers)."""
+    if not isinstance(broker, RedisBroker):
+        return {}
+    return {name: int(broker.do_qsize(name)) for name in sorted(broker.get_declared_queues())}

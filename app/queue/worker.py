@@ -1,0 +1,87 @@
+"""Run a dramatiq worker on our broker: in this process (tests, serve) or as its own process (`python -m app.queue.worker`)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import dramatiq
+
+from app.queue.actors import bind_runtime, declare_actors
+from app.runtime import Runtime
+from app.settings import Settings, load_settings
+from app.sweeper import Sweeper
+
+
+def start_worker(runtime: Runtime, *, threads: int | None = None, poll_ms: int = 250) -> dramatiq.Worker:
+    """Bind `runtime` for this process's actors and start consuming; the caller stops the worker.
+
+    `poll_ms` caps how long an idle consumer sleeps between polls (dramatiq's worker_timeout),
+    which bounds how late an idle worker notices a new message.
+    """
+    declare_actors(runtime.broker)
+    bind_runtime(runtime)
+    worker = dramatiq.Worker(
+        runtime.broker,
+        worker_threads=threads or runtime.settings.worker_threads,
+        worker_timeout=poll_ms,
+    )
+    worker.start()
+    return worker
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    redis_url: str | None = None,
+    threads: int | None = None,
+    sweep: bool = True,
+    stop: threading.Event | None = None,
+) -> None:
+    """Consume until SIGINT/SIGTERM (or `stop` is set): what `draftsmith worker` and `serve` run.
+
+    With `sweep`, this process also re-enqueues deliveries left unprocessed (see app.sweeper).
+    """
+    from app.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+    runtime = Runtime.from_settings(settings, redis_url=redis_url)
+    worker = start_worker(runtime, threads=threads)
+    sweeper = Sweeper(runtime).start() if sweep else None
+    try:
+        stop.wait()
+    finally:
+        if sweeper is not None:
+            sweeper.stop()
+        worker.stop(timeout=30_000)
+        bind_runtime(None)
+        runtime.close()
+
+
+def settings_from_environment() -> Settings:
+    """Settings as `serve` hands them to its children: the environment plus DRAFTSMITH_ENV_FILE."""
+    import os
+    from pathlib import Path
+
+    from app.web.asgi import ENV_FILE_VARIABLE
+
+    env_file = os.environ.get(ENV_FILE_VARIABLE)
+    return load_settings(Path(env_file) if env_file else None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m app.queue.worker", description=__doc__)
+    parser.add_argument("--threads", type=int, default=None, help="worker threads (default DRAFTSMITH_WORKER_THREADS)")
+    parser.add_argument("--sweep", action="store_true", help="also run the sweeper in this process")
+    args = parser.parse_args(argv)
+    run_worker(settings_from_environment(), threads=args.threads, sweep=args.sweep)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The sweeper: re-enqueue deliveries recorded but never processed (Redis was down, or a process crashed)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from app import deliveries
+from app.logs import get_logger
+from app.models import utcnow
+
+log = get_logger(component="sweeper")
+
+
+def sweep(runtime, *, stale_after: float | None = None, grace: float = 5.0) -> int:
+    """Enqueue every delivery still `received` that was never enqueued (older than `grace` seconds,
+    so we don't race ingress) or was enqueued more than `stale_after` seconds ago (default: the
+    heartbeat timeout, after which a worker holding it is presumed dead). Returns how many.
+
+    Safe to run from many processes at once: process_delivery skips deliveries already handled.
+    """
+    from app.queue.actors import declare_actors
+    from app.queue.broker import enqueue_many
+
+    stale = timedelta(seconds=runtime.settings.heartbeat_timeout_seconds if stale_after is None else stale_after)
+    ids = deliveries.unprocessed(runtime.engine, now=utcnow(), stale_after=stale, grace=timedelta(seconds=grace))
+    if not ids:
+        return 0
+    actor = declare_actors(runtime.broker).process_delivery
+    enqueue_many(runtime.broker, [actor.message(delivery_id) for delivery_id in ids])
+    deliveries.mark_enqueued(runtime.engine, ids)
+    log.info("swept_deliveries", count=len(ids))
+    return len(ids)
+
+
+class Sweeper:
+    """Calls sweep() every `interval` seconds on a daemon thread until stopped; errors are logged."""
+
+    def __init__(self, runtime, interval: float | None = None) -> None:
+        self.runtime = runtime
+        self.interval = interval if interval is not None else runtime.settings.sweep_interval_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Sweeper:
+        self._thread = threading.Thread(target=self._loop, name="sweeper", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                sweep(self.runtime)
+            except Exception as exc:  # Redis or the database down: try again next round
+                log.warning("sweep_failed", error_type=type(exc).__name__)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+
+def run_sweeper(settings, *, stop: threading.Event | None = None) -> None:
+    """Sweep every settings.sweep_interval_seconds until SIGINT/SIGTERM (what `python -m app.sweeper` runs)."""
+    import signal
+
+    from app.logs import configure_logging
+    from app.runtime import Runtime
+
+    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+    runtime = Runtime.from_settings(settings)
+    try:
+        while not stop.is_set():
+            try:
+                sweep(runtime)
+            except Exception as exc:
+                log.warning("sweep_failed", error_type=type(exc).__name__)
+            stop.wait(runtime.settings.sweep_interval_seconds)
+    finally:
+        runtime.close()
+
+
+if __name__ == "__main__":
+    from app.queue.worker import settings_from_environment
+
+    run_sweeper(settings_from_environment())

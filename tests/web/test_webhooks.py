@@ -1,0 +1,165 @@
+"""Webhook ingress: what GitHub (or an impostor) sees when it posts to /api/github/webhooks."""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+
+from sqlalchemy import func, select
+
+from app.models import Delivery, Installation
+from app.web.webhooks import MAX_BODY_BYTES
+from tests.support.webhooks import example
+
+
+def _count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(Delivery)).scalar_one()
+
+
+def test_missing_or_wrong_signature_is_refused_and_nothing_is_stored(make_draftsmith):
+    app = make_draftsmith()
+    payload = example("issues", "opened")
+
+    wrong = app.post_webhook("issues", payload, secret="not-the-secret")
+    missing = app.post_webhook("issues", payload, headers={"X-Hub-Signature-256": ""})
+    sha1_only = app.post_webhook("issues", payload, headers={"X-Hub-Signature-256": "sha1=abc"})
+
+    assert [wrong.status_code, missing.status_code, sha1_only.status_code] == [401, 401, 401]
+    assert _count(app.engine) == 0
+
+
+def test_a_body_tampered_after_signing_is_refused(make_draftsmith):
+    app = make_draftsmith()
+    body = json.dumps(example("issues", "opened")).encode()
+    from tests.support.webhooks import signed_headers
+
+    headers = signed_headers(body, "issues", app.settings.github_webhook_secret.get_secret_value())
+    response = app.client.post("/api/github/webhooks", content=body.replace(b'"opened"', b'"closed"'), headers=headers)
+
+    assert response.status_code == 401
+    assert _count(app.engine) == 0
+
+
+def _raw_post(port: int, head: bytes, chunks) -> bytes:
+    """Send a request by hand (httpx won't lie about Content-Length) and return the raw answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            for chunk in chunks:
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and hung up before reading it all: what we want
+        return sock.recv(4096)
+
+
+def test_a_declared_oversize_body_gets_413_without_being_read(make_draftsmith):
+    app = make_draftsmith()
+    head = (
+        b"POST /api/github/webhooks HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: issues\r\n"
+        b"X-GitHub-Delivery: big\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+    )
+    # Only 1 KiB of the promised 25 MiB is ever sent; the answer must not wait for the rest.
+    answer = _raw_post(app.port, head, [b"{" + b" " * 1023])
+
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert _count(app.engine) == 0
+
+
+def test_an_undeclared_oversize_body_is_cut_off_at_the_cap(make_draftsmith):
+    app = make_draftsmith()
+    head = (
+        b"POST /api/github/webhooks HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: issues\r\n"
+        b"X-GitHub-Delivery: big-chunked\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    piece = b" " * (1024 * 1024)
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    answer = _raw_post(app.port, head, [chunk] * 27 + [b"0\r\n\r\n"])
+
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert _count(app.engine) == 0
+
+
+def test_signed_but_not_json_is_a_400(make_draftsmith):
+    app = make_draftsmith()
+
+    not_json = app.post_webhook("issues", b"this is not json")
+    not_an_object = app.post_webhook("issues", b"[1, 2, 3]")
+
+    assert (not_json.status_code, not_an_object.status_code) == (400, 400)
+    assert _count(app.engine) == 0
+
+
+def test_ping_is_answered_200(make_draftsmith):
+    app = make_draftsmith()
+
+    response = app.post_webhook("ping", example("ping"))
+
+    assert response.status_code == 200
+    assert _count(app.engine) == 0
+
+
+def test_a_delivery_is_recorded_before_the_answer_then_processed(make_draftsmith, database_url):
+    # Given an app that is not consuming yet, so we can see the record the answer promised
+    app = make_draftsmith(database_url=database_url, worker=False)
+    payload = example("installation", "created")
+    delivery_id = str(uuid.uuid4())
+
+    # When GitHub delivers an installation event
+    response = app.post_webhook("installation", payload, delivery_id=delivery_id)
+
+    # Then it is answered 202 with the delivery already stored
+    assert response.status_code == 202
+    stored = app.delivery(delivery_id)
+    assert (stored.event, stored.action, stored.status) == ("installation", "created", "received")
+    assert stored.installation_id == payload["installation"]["id"]
+    assert json.loads(stored.payload) == payload
+
+    # And once a worker runs, it is routed and marked processed
+    app.start_worker()
+    app.join()
+    assert app.delivery(delivery_id).status == "processed"
+
+
+def test_a_redelivery_is_accepted_but_does_nothing_twice(make_draftsmith, database_url):
+    app = make_draftsmith(database_url=database_url)
+    payload = example("installation", "created")
+    delivery_id = str(uuid.uuid4())
+
+    first = app.post_webhook("installation", payload, delivery_id=delivery_id)
+    app.join()
+    processed_at = app.delivery(delivery_id).processed_at
+    again = app.post_webhook("installation", payload, delivery_id=delivery_id)
+    app.join()
+
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json()["duplicate"] is True
+    assert _count(app.engine) == 1
+    after = app.delivery(delivery_id)
+    assert after.attempts == 1 and after.processed_at == processed_at
+
+
+def test_an_event_nobody_handles_is_marked_ignored(make_draftsmith):
+    app = make_draftsmith()
+    delivery_id = str(uuid.uuid4())
+
+    app.post_webhook("star", {"action": "created", "starred_at": None}, delivery_id=delivery_id)
+    app.join()
+
+    assert app.delivery(delivery_id).status == "ignored"
+
+
+def test_an_event_from_an_unknown_installation_creates_it(make_draftsmith):
+    app = make_draftsmith()
+    payload = example("issues", "opened")
+    payload["installation"] = {"id": 4242, "node_id": "x"}
+
+    app.post_webhook("issues", payload)
+    app.join()
+
+    from sqlmodel import Session
+
+    with Session(app.engine) as session:
+        assert session.get(Installation, 4242) is not None
