@@ -55,6 +55,13 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
 
 
 class BubblewrapSandbox:
+    """Runs each spec under bwrap; see the module docstring of base.py for the interface.
+
+    As an unprivileged worker, bwrap builds a user namespace and the command runs as the worker's uid.
+    As root, bwrap runs privileged with no user namespace (so it can bind paths a throwaway uid could
+    not reach), and the command drops to a throwaway uid with no capabilities and no_new_privs.
+    """
+
     name = "bubblewrap"
 
     def __init__(self, bwrap: str = "bwrap", run_as_uid: int | None = None) -> None:
@@ -65,17 +72,23 @@ class BubblewrapSandbox:
         return WORKSPACE_MOUNT
 
     def _uid(self) -> int | None:
-        if self.run_as_uid is not None:
-            return self.run_as_uid
-        if os.geteuid() == 0:
-            return random.randrange(*_UID_RANGE)
-        return None
+        if os.geteuid() != 0:
+            return None
+        return self.run_as_uid if self.run_as_uid is not None else random.randrange(*_UID_RANGE)
 
-    def bwrap_options(self, spec: SandboxSpec) -> list[str]:
+    def bwrap_options(self, spec: SandboxSpec, uid: int | None) -> list[str]:
         """Everything but the command; passed through a pipe (`--args FD`) so env values stay out of argv."""
-        opts = ["--unshare-all"]
-        if spec.network:
-            opts.append("--share-net")
+        tmpfs_size = str(spec.memory_mb * 1024 * 1024)  # tmpfs is memory that RLIMIT_AS does not count
+        if uid is None:
+            opts = ["--unshare-all"]
+            if spec.network:
+                opts.append("--share-net")
+        else:
+            # --unshare-all would add a user namespace mapping only root, where the uid switch fails.
+            opts = ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
+            if not spec.network:
+                opts.append("--unshare-net")
+            opts += ["--cap-add", "CAP_SETUID,CAP_SETGID"]  # only for setpriv, which drops everything
         opts += ["--die-with-parent", "--new-session", "--clearenv", "--hostname", "sandbox"]
         opts += ["--ro-bind", "/usr", "/usr"]
         for path in _SYSTEM_DIRS:
@@ -86,8 +99,11 @@ class BubblewrapSandbox:
         for path in _ETC_FILES:
             opts += ["--ro-bind-try", path, path]
         # A fresh /proc for the new PID namespace and a minimal /dev: nothing of the host's processes.
-        opts += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home", "--dir", SANDBOX_HOME]
-        opts += ["--tmpfs", "/var", "--dir", "/var/tmp", "--tmpfs", "/run"]
+        opts += ["--proc", "/proc", "--dev", "/dev"]
+        for tmp in ("/tmp", "/var/tmp"):
+            opts += ["--perms", "1777", "--size", tmpfs_size, "--tmpfs", tmp]
+        opts += ["--size", tmpfs_size, "--tmpfs", "/home", "--perms", "0777", "--dir", SANDBOX_HOME]
+        opts += ["--tmpfs", "/run"]
         for path in spec.extra_ro_binds:
             opts += ["--ro-bind", str(path), str(path)]
         for path in spec.writable_binds:
@@ -101,31 +117,26 @@ class BubblewrapSandbox:
 
     def run(self, spec: SandboxSpec, *, on_output: OutputCallback, cancel: threading.Event) -> SandboxResult:
         uid = self._uid()
-        prefix: list[str] = []
+        drop: list[str] = []
         if uid is not None:
             if not spec.workspace_readonly:
                 _chown_tree(spec.workspace, uid, uid)
             for path in spec.writable_binds:
                 _chown_tree(Path(path), uid, uid)
-            prefix = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+            drop = [
+                "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+            ]
         read_fd, write_fd = os.pipe()
         try:
-            payload = b"".join(arg.encode() + b"\0" for arg in self.bwrap_options(spec))
+            payload = b"".join(arg.encode() + b"\0" for arg in self.bwrap_options(spec, uid))
             # The pipe buffer (64 KiB) holds any realistic option list; bigger would block here.
             if len(payload) > 60_000:
                 raise ValueError("sandbox environment too large")
             os.write(write_fd, payload)
             os.close(write_fd)
             write_fd = -1
-            argv = [
-                *prefix,
-                *prlimit_prefix(spec, nproc=uid is not None or os.geteuid() != 0),
-                self.bwrap,
-                "--args",
-                str(read_fd),
-                "--",
-                *spec.argv,
-            ]
+            argv = [*prlimit_prefix(spec), self.bwrap, "--args", str(read_fd), "--", *drop, *spec.argv]
             return supervise(
                 argv,
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
