@@ -16,6 +16,21 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 
+_KEYS: list = []
+
+
+def rsa_key(index: int):
+    """Test RSA keys, generated once per session (2048-bit generation takes ~50 ms each)."""
+    while len(_KEYS) <= index:
+        _KEYS.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    return _KEYS[index]
+
+
+def forged_key():
+    """A key no issuer publishes."""
+    return rsa_key(9)
+
+
 class FakeIssuer:
     """Publishes `/.well-known/openid-configuration` and `/jwks`, and mints tokens like GitHub does.
 
@@ -25,7 +40,7 @@ class FakeIssuer:
     def __init__(self, issuer: str = "https://token.actions.example.test") -> None:
         self.issuer = issuer
         self.kid = "key-" + uuid.uuid4().hex[:8]
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key = rsa_key(0)
         self.published: list[tuple[str, Any]] = [(self.kid, self.key)]
         self.jwks_fetches = 0
         self.request_token = "actions-request-token"
@@ -42,7 +57,7 @@ class FakeIssuer:
     def rotate(self) -> None:
         """Publish a new key and sign with it from now on (GitHub rotates its keys)."""
         self.kid = "key-" + uuid.uuid4().hex[:8]
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key = rsa_key(len(self.published))
         self.published.append((self.kid, self.key))
 
     def token(self, *, key=None, kid: str | None = None, alg: str = "RS256", **claims: Any) -> str:

@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlmodel import select
 
 from app.db import session_scope
 from app.models import CallbackToken, Run, Task
@@ -39,7 +40,7 @@ def test_a_token_is_good_for_many_events_of_its_run_until_the_result_consumes_it
 def test_only_the_hash_is_stored(engine, run_ids):
     token = callback_tokens.issue(engine, run_ids[0], 60)
     with session_scope(engine) as session:
-        stored = session.query(CallbackToken).one()
+        stored = session.exec(select(CallbackToken)).one()
     assert token not in stored.token_hash
     assert stored.token_hash == callback_tokens.hash_token(token)
 

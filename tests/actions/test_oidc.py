@@ -6,10 +6,9 @@ import time
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.github.oidc import OIDCError, OIDCVerifier
-from tests.actions._oidc_issuer import FakeIssuer
+from tests.actions._oidc_issuer import FakeIssuer, forged_key
 
 AUDIENCE = "https://draftsmith.example.test"
 
@@ -42,8 +41,6 @@ async def test_keys_are_cached_and_refetched_when_github_rotates_them(issuer, ve
     assert issuer.jwks_fetches == 2
 
 
-def _forged_key():
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 @pytest.mark.parametrize(
@@ -55,8 +52,8 @@ def _forged_key():
         (lambda i: i.token(nbf=int(time.time()) + 600), 401, "not valid yet"),
         (lambda i: i.token(iss="https://evil.example"), 401, "issuer"),
         (lambda i: i.token(alg="none"), 401, "algorithm"),
-        (lambda i: i.token(key=_forged_key()), 401, "signature"),
-        (lambda i: i.token(key=_forged_key(), kid="made-up"), 401, "does not publish"),
+        (lambda i: i.token(key=forged_key()), 401, "signature"),
+        (lambda i: i.token(key=forged_key(), kid="made-up"), 401, "does not publish"),
         (lambda i: i.token(repository=None), 401, "repository"),
         (lambda i: "not-a-jwt", 401, "not a JWT"),
     ],
