@@ -1,0 +1,72 @@
+"""REST routes for the App itself: GET /app, installations and installation access tokens."""
+
+from __future__ import annotations
+
+from app.fakehub.auth import issue_token
+from app.fakehub.routing import Api, Ctx, HttpError, not_found, validation_failed
+from app.fakehub.state import iso
+
+api = Api()
+
+
+@api.route("GET", "/app")
+def get_app(ctx: Ctx):
+    assert ctx.state.app is not None
+    return 200, ctx.render.app(ctx.state.app)
+
+
+@api.route("GET", "/app/installations")
+def list_installations(ctx: Ctx):
+    return 200, ctx.page([ctx.render.installation(i) for i in ctx.state.installations.values()])
+
+
+@api.route("GET", "/app/installations/{installation_id}")
+def get_installation(ctx: Ctx):
+    installation = ctx.state.installations.get(int(ctx.params["installation_id"]))
+    if installation is None:
+        raise not_found()
+    return 200, ctx.render.installation(installation)
+
+
+@api.route("POST", "/app/installations/{installation_id}/access_tokens")
+def create_access_token(ctx: Ctx):
+    installation = ctx.state.installations.get(int(ctx.params["installation_id"]))
+    if installation is None:
+        raise not_found()
+    body = ctx.body or {}
+    names = body.get("repositories")
+    wanted: list[str] | None = None
+    if names:
+        wanted = [f"{installation.account.login}/{name}" for name in names]
+        if any(full not in installation.repos for full in wanted):
+            raise validation_failed("Installation", "repositories", "invalid",
+                                    "There is at least one repository that does not exist or is not accessible")
+    if body.get("repository_ids"):
+        by_id = {ctx.state.repos[f].id: f for f in installation.repos}
+        try:
+            wanted = (wanted or []) + [by_id[i] for i in body["repository_ids"]]
+        except KeyError:
+            raise HttpError(422, "There is at least one repository that does not exist or is not accessible") from None
+    token = issue_token(ctx.state, installation, wanted)
+    repos = [ctx.render.repository(ctx.state.repos[f], full=False) for f in sorted(token.repos)]
+    return 201, {
+        "token": token.token, "expires_at": iso(token.expires_at),
+        "permissions": body.get("permissions") or ctx.render.installation(installation)["permissions"],
+        "repository_selection": "selected", "repositories": repos,
+    }
+
+
+@api.route("GET", "/repos/{owner}/{repo}/installation")
+def get_repo_installation(ctx: Ctx):
+    installation = ctx.state.installation_for(f"{ctx.params['owner']}/{ctx.params['repo']}")
+    if installation is None:
+        raise not_found()
+    return 200, ctx.render.installation(installation)
+
+
+@api.route("GET", "/installation/repositories")
+def list_installation_repositories(ctx: Ctx):
+    if ctx.principal.token is None:
+        raise HttpError(403, "This endpoint requires you to authenticate as an installation")
+    repos = [ctx.render.repository(ctx.state.repos[f], full=False) for f in sorted(ctx.principal.token.repos)]
+    return 200, {"total_count": len(repos), "repository_selection": "selected", "repositories": ctx.page(repos)}

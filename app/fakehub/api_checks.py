@@ -1,0 +1,154 @@
+"""REST routes for check runs, repository_dispatch and GitHub Actions workflow runs and jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.fakehub import git
+from app.fakehub.routing import Api, Ctx, HttpError, not_found
+from app.fakehub.state import CheckRun, Dispatch, WorkflowRun, now
+
+api = Api()
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _apply(run: CheckRun, body: dict) -> None:
+    for key in ("name", "details_url", "external_id", "status", "conclusion"):
+        if key in body:
+            setattr(run, key, body[key])
+    if "output" in body:
+        run.output = {**run.output, **body["output"]}
+    if "actions" in body:
+        run.actions = body["actions"]
+    if body.get("started_at"):
+        run.started_at = _time(body["started_at"])
+    if body.get("conclusion"):
+        # Setting a conclusion completes the run, as on GitHub.
+        run.status = "completed"
+    if run.status == "completed":
+        run.completed_at = _time(body.get("completed_at")) or run.completed_at or now()
+    if run.status == "in_progress" and run.started_at is None:
+        run.started_at = now()
+
+
+@api.route("POST", "/repos/{owner}/{repo}/check-runs")
+def create_check_run(ctx: Ctx):
+    repo = ctx.repo
+    if not ctx.via_app:
+        raise HttpError(403, "You must authenticate via a GitHub App.")
+    store = git.open_repo(repo.git_dir)
+    if git.resolve_ref(store, ctx.body["head_sha"]) is None:
+        raise HttpError(422, "No commit found for SHA: " + ctx.body["head_sha"])
+    if ctx.body.get("status") == "completed" and not ctx.body.get("conclusion"):
+        raise HttpError(422, "Invalid request.\n\nconclusion is required when status is completed.")
+    run = CheckRun(id=ctx.state.next_id(), repo=repo.full_name, name=ctx.body["name"], head_sha=ctx.body["head_sha"],
+                   started_at=now(), check_suite_id=ctx.state.next_id())
+    _apply(run, ctx.body)
+    ctx.state.check_runs[run.id] = run
+    ctx.emit("check_run", ctx.event(repo, "created", check_run=ctx.render.check_run(run)))
+    return 201, ctx.render.check_run(run)
+
+
+def find_check_run(ctx: Ctx) -> CheckRun:
+    repo = ctx.repo
+    run = ctx.state.check_runs.get(int(ctx.params["check_run_id"]))
+    if run is None or run.repo != repo.full_name:
+        raise not_found()
+    return run
+
+
+@api.route("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}")
+def update_check_run(ctx: Ctx):
+    if not ctx.via_app:
+        raise HttpError(403, "You must authenticate via a GitHub App.")
+    run = find_check_run(ctx)
+    was_completed = run.status == "completed"
+    _apply(run, ctx.body)
+    if run.status == "completed" and not was_completed:
+        ctx.emit("check_run", ctx.event(ctx.repo, "completed", check_run=ctx.render.check_run(run)))
+    return 200, ctx.render.check_run(run)
+
+
+@api.route("GET", "/repos/{owner}/{repo}/check-runs/{check_run_id}")
+def get_check_run(ctx: Ctx):
+    return 200, ctx.render.check_run(find_check_run(ctx))
+
+
+@api.route("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs")
+def list_check_runs_for_ref(ctx: Ctx):
+    repo = ctx.repo
+    sha = git.resolve_ref(git.open_repo(repo.git_dir), ctx.params["ref"])
+    if sha is None:
+        raise HttpError(422, f"No commit found for SHA: {ctx.params['ref']}")
+    runs = [r for r in ctx.state.check_runs.values() if r.repo == repo.full_name and r.head_sha == sha]
+    if ctx.query.get("check_name"):
+        runs = [r for r in runs if r.name == ctx.query["check_name"]]
+    if ctx.query.get("status"):
+        runs = [r for r in runs if r.status == ctx.query["status"]]
+    runs.sort(key=lambda r: -r.id)
+    return 200, {"total_count": len(runs), "check_runs": [ctx.render.check_run(r) for r in ctx.page(runs)]}
+
+
+# -- repository_dispatch and workflow runs -----------------------------------------------------------------
+@api.route("POST", "/repos/{owner}/{repo}/dispatches")
+def create_dispatch(ctx: Ctx):
+    repo = ctx.repo
+    dispatch = Dispatch(repo=repo.full_name, event_type=ctx.body["event_type"],
+                        client_payload=ctx.body.get("client_payload") or {}, actor=ctx.actor.login)
+    repo.dispatches.append(dispatch)
+    # A repository_dispatch starts the default branch's workflows; record one queued run for it.
+    sha = git.resolve_ref(git.open_repo(repo.git_dir), repo.default_branch) or ""
+    run_id = ctx.state.next_id()
+    number = 1 + sum(1 for r in ctx.state.workflow_runs.values() if r.repo == repo.full_name)
+    ctx.state.workflow_runs[run_id] = WorkflowRun(
+        id=run_id, repo=repo.full_name, run_number=number, event="repository_dispatch",
+        display_title=dispatch.event_type, head_branch=repo.default_branch, head_sha=sha,
+        client_payload=dispatch.client_payload, jobs=[{"id": ctx.state.next_id(), "name": "run"}],
+    )
+    return 204, None
+
+
+def find_workflow_run(ctx: Ctx) -> WorkflowRun:
+    repo = ctx.repo
+    run = ctx.state.workflow_runs.get(int(ctx.params["run_id"]))
+    if run is None or run.repo != repo.full_name:
+        raise not_found()
+    return run
+
+
+@api.route("GET", "/repos/{owner}/{repo}/actions/runs")
+def list_workflow_runs(ctx: Ctx):
+    repo = ctx.repo
+    runs = [r for r in ctx.state.workflow_runs.values() if r.repo == repo.full_name]
+    for key in ("event", "status", "head_sha"):
+        if ctx.query.get(key):
+            runs = [r for r in runs if getattr(r, key) == ctx.query[key] or (key == "status" and r.conclusion == ctx.query[key])]
+    if ctx.query.get("branch"):
+        runs = [r for r in runs if r.head_branch == ctx.query["branch"]]
+    runs.sort(key=lambda r: -r.id)
+    return 200, {"total_count": len(runs), "workflow_runs": [ctx.render.workflow_run(r) for r in ctx.page(runs)]}
+
+
+@api.route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}")
+def get_workflow_run(ctx: Ctx):
+    return 200, ctx.render.workflow_run(find_workflow_run(ctx))
+
+
+@api.route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs")
+def list_jobs(ctx: Ctx):
+    run = find_workflow_run(ctx)
+    return 200, {"total_count": len(run.jobs), "jobs": [ctx.render.job(run, job) for job in ctx.page(run.jobs)]}
+
+
+@api.route("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel")
+def cancel_workflow_run(ctx: Ctx):
+    run = find_workflow_run(ctx)
+    if run.status == "completed":
+        raise HttpError(409, "Cannot cancel a workflow run that is completed.")
+    run.status, run.conclusion, run.updated_at = "completed", "cancelled", now()
+    for job in run.jobs:
+        job.update(status="completed", conclusion="cancelled")
+    return 202, {}

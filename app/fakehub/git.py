@@ -1,0 +1,144 @@
+"""Real git repositories (dulwich) behind the fake: smart HTTP for the git CLI and the Git Data API."""
+
+from __future__ import annotations
+
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dulwich.object_store import commit_tree_changes, tree_lookup_path
+from dulwich.objects import Blob, Commit, Tree
+from dulwich.repo import Repo
+from dulwich.server import Backend, BackendRepo
+from dulwich.web import make_wsgi_chain
+
+FILE_MODE = 0o100644
+
+
+@dataclass
+class Signature:
+    name: str
+    email: str
+    timestamp: int
+    timezone: int = 0
+
+    def raw(self) -> bytes:
+        return f"{self.name} <{self.email}>".encode()
+
+
+def init_repository(git_dir: Path, default_branch: str, files: dict[str, str], author: Signature) -> str:
+    """Create a bare repository with one commit holding `files` on `default_branch`; returns its sha."""
+    git_dir.mkdir(parents=True, exist_ok=True)
+    repo = Repo.init_bare(str(git_dir))
+    repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{default_branch}".encode())
+    changes = []
+    for path, text in sorted(files.items()):
+        blob = Blob.from_string(text.encode() if isinstance(text, str) else text)
+        repo.object_store.add_object(blob)
+        changes.append((path.encode(), FILE_MODE, blob.id))
+    empty = Tree()
+    repo.object_store.add_object(empty)
+    tree = commit_tree_changes(repo.object_store, empty.id, changes)
+    sha = create_commit(repo, "Initial commit", tree.decode() if isinstance(tree, bytes) else tree, [], author, author)
+    repo.refs[f"refs/heads/{default_branch}".encode()] = sha.encode()
+    return sha
+
+
+def open_repo(git_dir: str | Path) -> Repo:
+    return Repo(str(git_dir))
+
+
+def resolve_ref(repo: Repo, ref: str) -> str | None:
+    """A branch, tag, full ref or (abbreviated) sha to a commit sha, like GitHub's `ref` parameters."""
+    candidates = [ref.encode()] if ref.startswith("refs/") else [
+        f"refs/heads/{ref}".encode(), f"refs/tags/{ref}".encode()
+    ]
+    for name in candidates:
+        if name in repo.refs:
+            return repo.refs[name].decode()
+    if 4 <= len(ref) <= 40 and all(c in "0123456789abcdef" for c in ref):
+        if len(ref) == 40:
+            return ref if ref.encode() in repo.object_store else None
+        for sha in repo.object_store:
+            if sha.decode().startswith(ref):
+                return sha.decode()
+    return None
+
+
+def read_path(repo: Repo, commit_sha: str, path: str) -> tuple[str, int, bytes] | None:
+    """(kind "file"|"dir", mode, sha) of `path` in a commit's tree, or None when absent."""
+    commit = repo[commit_sha.encode()]
+    if not path.strip("/"):
+        return ("dir", stat.S_IFDIR, commit.tree)
+    try:
+        mode, sha = tree_lookup_path(repo.object_store.__getitem__, commit.tree, path.strip("/").encode())
+    except KeyError:
+        return None
+    return ("dir" if stat.S_ISDIR(mode) else "file", mode, sha)
+
+
+def create_blob(repo: Repo, data: bytes) -> str:
+    blob = Blob.from_string(data)
+    repo.object_store.add_object(blob)
+    return blob.id.decode()
+
+
+def create_tree(repo: Repo, base_tree: str | None, entries: list[tuple[str, int, str | None]]) -> str:
+    """Apply (path, mode, sha-or-None-to-delete) entries, nested paths allowed, over `base_tree`."""
+    if base_tree is None:
+        empty = Tree()
+        repo.object_store.add_object(empty)
+        base = empty.id
+    else:
+        base = base_tree.encode()
+    changes = [(path.encode(), mode, sha.encode() if sha else None) for path, mode, sha in entries]
+    result = commit_tree_changes(repo.object_store, base, changes)
+    return result.decode() if isinstance(result, bytes) else str(result)
+
+
+def create_commit(
+    repo: Repo, message: str, tree: str, parents: list[str], author: Signature, committer: Signature
+) -> str:
+    commit = Commit()
+    commit.tree = tree.encode()
+    commit.parents = [p.encode() for p in parents]
+    commit.author = author.raw()
+    commit.committer = committer.raw()
+    commit.author_time, commit.author_timezone = author.timestamp, author.timezone
+    commit.commit_time, commit.commit_timezone = committer.timestamp, committer.timezone
+    commit.encoding = b"UTF-8"
+    commit.message = message.encode()
+    repo.object_store.add_object(commit)
+    return commit.id.decode()
+
+
+def ancestors(repo: Repo, sha: str) -> list[str]:
+    """`sha` and everything reachable from it, newest first."""
+    return [entry.commit.id.decode() for entry in repo.get_walker(include=[sha.encode()])]
+
+
+def default_signature(name: str, email: str) -> Signature:
+    return Signature(name=name, email=email, timestamp=int(time.time()))
+
+
+class StateBackend(Backend):
+    """Opens `/<owner>/<name>.git` from the fake's repository table, so repos created later are served."""
+
+    def __init__(self, lookup) -> None:
+        self.lookup = lookup
+
+    def open_repository(self, path: str | bytes) -> BackendRepo:
+        if isinstance(path, bytes):  # dulwich passes bytes for receive-pack
+            path = path.decode()
+        git_dir = self.lookup(path.strip("/").removesuffix(".git"))
+        if git_dir is None:
+            from dulwich.errors import NotGitRepository
+
+            raise NotGitRepository(path)
+        return Repo(str(git_dir))  # type: ignore[return-value]
+
+
+def smart_http_app(lookup):
+    """The WSGI app that speaks git's smart HTTP protocol (clone, fetch, push)."""
+    return make_wsgi_chain(StateBackend(lookup))

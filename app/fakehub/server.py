@@ -1,0 +1,176 @@
+"""The fake GitHub as a Starlette app: REST (contract-checked), GraphQL, git smart HTTP and the /_fakehub admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.fakehub import admin, api_app, api_checks, api_issues, api_pulls, api_repos
+from app.fakehub.auth import AuthError, Principal, authenticate
+from app.fakehub.gitserver import GIT_PATH, GitEndpoint
+from app.fakehub.hub import FakeHub
+from app.fakehub.payloads import Renderer
+from app.fakehub.routing import Api, Ctx, HttpError
+from app.fakehub.spec import DOCS, ContractChecker
+from app.fakehub.state import Fault, RequestRecord
+from app.fakehub.webhooks import deliver
+
+API = Api()
+for module in (api_app, api_repos, api_issues, api_pulls, api_checks):
+    API.include(module.api)
+
+# Not in the OpenAPI description (GraphQL is checked by hand in api_pulls.graphql).
+UNDESCRIBED = {"/graphql"}
+
+
+class FakeGitHub:
+    """Dispatches one API call: faults, route, auth, contract check, handler, webhooks, audit record."""
+
+    def __init__(self, hub: FakeHub, checker: ContractChecker, validate_responses: bool) -> None:
+        self.hub = hub
+        self.checker = checker
+        self.validate_responses = validate_responses
+
+    async def endpoint(self, request: Request) -> Response:
+        body = await request.body()
+        fault = self._take_fault(request.method, request.url.path)
+        if fault is not None and fault.hang:
+            await asyncio.sleep(fault.hang)
+        if fault is not None and fault.status:
+            response = _fault_response(fault)
+            self._record(request, None, response.status_code, body)
+            return response
+        return await run_in_threadpool(self.handle, request, body)
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self.hub.state.lock:
+            for fault in self.hub.state.faults:
+                if fault.count > 0 and fault.method.upper() in (method.upper(), "*") and fnmatch.fnmatchcase(path, fault.path):
+                    fault.count -= 1
+                    if fault.count == 0:
+                        self.hub.state.faults.remove(fault)
+                    return fault
+        return None
+
+    def handle(self, request: Request, raw: bytes) -> Response:
+        state = self.hub.state
+        path, method = request.url.path, request.method
+        query = dict(request.query_params)
+        principal: Principal | None = None
+        status, data, headers = 500, None, {}
+        docs = DOCS
+        try:
+            found = API.match(method, path)
+            if found is None:
+                known = path not in UNDESCRIBED and self.checker.knows(path, method)
+                if known == "ok":
+                    raise HttpError(501, f"fakehub does not implement {method} {path} yet (GitHub does)")
+                raise HttpError(404, "Not Found")
+            route, params = found
+            docs = self.checker.documentation_url(route.template, method)
+            try:
+                principal = authenticate(state, route.template, request.headers)
+            except AuthError as error:
+                raise HttpError(error.status, error.message) from None
+            try:
+                parsed = json.loads(raw) if raw.strip() else None
+            except ValueError:
+                raise HttpError(400, "Problems parsing JSON") from None
+            if route.template not in UNDESCRIBED:
+                violation = self.checker.check_request(route.template, params, method, query, raw if raw.strip() else None)
+                if violation is not None:
+                    status, data = violation.status, violation.body
+                    raise _Answered()
+            ctx = Ctx(state=state, render=Renderer(state, str(request.base_url)), principal=principal,
+                      params=params, query=query, body=parsed if parsed is not None else {})
+            with state.lock:
+                status, data = route.handler(ctx)
+            for event, payload in ctx.pending:
+                deliver(state, event, payload)
+            headers = _pagination_headers(request, ctx.headers)
+            if self.validate_responses and route.template not in UNDESCRIBED and status < 300:
+                problems = self.checker.check_response(route.template, params, method, status, data)
+                if problems:
+                    status, data = 500, {"message": "fakehub answered outside GitHub's description",
+                                         "documentation_url": docs, "errors": problems}
+        except HttpError as error:
+            status, data = error.status, error.body(docs)
+        except _Answered:
+            pass
+        self._record(request, principal, status, raw)
+        headers.update({"X-GitHub-Request-Id": uuid.uuid4().hex[:20].upper(), "X-RateLimit-Limit": "5000",
+                        "X-RateLimit-Remaining": "4999", "X-GitHub-Media-Type": "github.v3; format=json"})
+        if data is None or status == 204:
+            return Response(status_code=status, headers=headers)
+        return JSONResponse(data, status, headers, media_type="application/json; charset=utf-8")
+
+    def _record(self, request: Request, principal: Principal | None, status: int, raw: bytes) -> None:
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        actor = None
+        if principal is not None:
+            actor = principal.user.login if principal.user else f"app:{self.hub.app.slug}"
+        with self.hub.state.lock:
+            self.hub.state.requests.append(RequestRecord(
+                method=request.method, path=request.url.path, query=request.url.query, actor=actor,
+                status=status, body=body,
+            ))
+
+
+class _Answered(Exception):
+    """The contract check already produced the answer."""
+
+
+def _pagination_headers(request: Request, hints: dict[str, str]) -> dict[str, str]:
+    if "link-next" not in hints:
+        return {}
+    url = request.url.include_query_params(page=hints["link-next"])
+    return {"Link": f'<{url}>; rel="next"'}
+
+
+def _fault_response(fault: Fault) -> Response:
+    headers = {}
+    if fault.retry_after is not None:
+        headers["Retry-After"] = str(fault.retry_after)
+    if fault.status == 403 or fault.status == 429:
+        message = fault.message or "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+        headers.update({"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4999"})
+    elif fault.status >= 500:
+        message = fault.message or "Server Error"
+    else:
+        message = fault.message or "Injected fault"
+    return JSONResponse({"message": message, "documentation_url": DOCS, "status": str(fault.status)},
+                        fault.status, headers)
+
+
+def create_fakehub(
+    hub: FakeHub | None = None, *, spec_path: Path | None = None, validate_responses: bool = True, **hub_options: Any
+) -> Starlette:
+    """The fake GitHub ASGI app. `app.state.hub` is the FakeHub (its `.state` is readable by tests)."""
+    hub = hub or FakeHub(**hub_options)
+    fake = FakeGitHub(hub, ContractChecker(spec_path), validate_responses)
+    git_endpoint = GitEndpoint(hub)
+
+    async def everything(request: Request) -> Response:
+        if request.url.path.startswith("/_fakehub/"):
+            return await admin.dispatch(hub, request)
+        if GIT_PATH.match(request.url.path):
+            return await git_endpoint(request)
+        return await fake.endpoint(request)
+
+    methods = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"]
+    app = Starlette(routes=[Route("/{path:path}", everything, methods=methods)])
+    app.state.hub = hub
+    return app

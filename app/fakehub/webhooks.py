@@ -1,0 +1,50 @@
+"""Signs and sends webhook deliveries the way GitHub does, recording each with the receiver's answer."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from typing import Any
+
+import httpx
+
+from app.fakehub.state import Delivery, FakeHubState
+
+USER_AGENT = "GitHub-Hookshot/fakehub"
+TIMEOUT = 10.0
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def deliver(state: FakeHubState, event: str, payload: dict[str, Any]) -> Delivery:
+    """Send one delivery synchronously (so tests see its effect when the causing call returns) and record it."""
+    assert state.app is not None
+    body = json.dumps(payload).encode()
+    delivery = Delivery(
+        id=str(uuid.uuid4()), event=event, action=payload.get("action"), payload=payload,
+        status_code=None, url=state.webhook_url,
+    )
+    if state.webhook_url:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery.id,
+            "X-GitHub-Hook-ID": "1",
+            "X-GitHub-Hook-Installation-Target-ID": str(state.app.id),
+            "X-GitHub-Hook-Installation-Target-Type": "integration",
+            "X-Hub-Signature-256": sign(state.app.webhook_secret, body),
+            "X-Hub-Signature": "sha1=" + hmac.new(state.app.webhook_secret.encode(), body, hashlib.sha1).hexdigest(),
+        }
+        try:
+            response = httpx.post(state.webhook_url, content=body, headers=headers, timeout=TIMEOUT)
+            delivery.status_code = response.status_code
+        except httpx.HTTPError as error:
+            delivery.error = f"{type(error).__name__}: {error}"
+    with state.lock:
+        state.deliveries.append(delivery)
+    return delivery

@@ -1,0 +1,78 @@
+"""Git over smart HTTP: real `git` clones and pushes with an installation token, refused without one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+
+GIT_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
+def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=check)
+
+
+def test_clone_and_push_with_a_token_update_refs_seen_by_rest(fakehub, tmp_path):
+    fakehub.create_repo("octo", "demo", files={"README.md": "hello\n"})
+    url = fakehub.authenticated_clone_url("octo/demo")
+    git("clone", url, str(tmp_path / "work"))
+    assert (tmp_path / "work" / "README.md").read_text() == "hello\n"
+    (tmp_path / "work" / "fix.txt").write_text("fixed\n")
+    git("checkout", "-b", "draftsmith/issue-1", cwd=tmp_path / "work")
+    git("add", "fix.txt", cwd=tmp_path / "work")
+    git("commit", "-m", "Fix", cwd=tmp_path / "work")
+    git("push", "origin", "draftsmith/issue-1", cwd=tmp_path / "work")
+    pushed = git("rev-parse", "HEAD", cwd=tmp_path / "work").stdout.strip()
+    ref = fakehub.as_app("octo/demo").get("/repos/octo/demo/git/ref/heads/draftsmith/issue-1")
+    assert ref.status_code == 200
+    assert ref.json()["object"]["sha"] == pushed
+
+
+def test_clone_without_a_token_or_with_a_wrong_one_is_refused(fakehub, tmp_path):
+    clone_url = fakehub.create_repo("octo", "demo")
+    anonymous = git("clone", clone_url, str(tmp_path / "a"), check=False)
+    assert anonymous.returncode != 0
+    wrong = git("clone", clone_url.replace("://", "://x-access-token:ghs_wrong@"), str(tmp_path / "b"), check=False)
+    assert wrong.returncode != 0
+    assert "Authentication failed" in wrong.stderr
+
+
+def test_token_of_another_installation_cannot_clone(fakehub, tmp_path):
+    fakehub.create_repo("octo", "demo")
+    fakehub.create_repo("other", "secret")
+    token = fakehub.installation_token("octo/demo")
+    result = git("clone", fakehub.authenticated_clone_url("other/secret", token), str(tmp_path / "c"), check=False)
+    assert result.returncode != 0
+
+
+def test_commit_made_through_the_git_data_api_is_fetchable_with_git(fakehub, tmp_path):
+    fakehub.create_repo("octo", "demo", files={"README.md": "hello\n"})
+    api = fakehub.as_app("octo/demo")
+    main = api.get("/repos/octo/demo/git/ref/heads/main").json()["object"]["sha"]
+    base_tree = api.get(f"/repos/octo/demo/git/commits/{main}").json()["tree"]["sha"]
+    blob = api.post("/repos/octo/demo/git/blobs", json={"content": "new file\n", "encoding": "utf-8"})
+    assert blob.status_code == 201
+    tree = api.post("/repos/octo/demo/git/trees", json={
+        "base_tree": base_tree,
+        "tree": [{"path": "docs/notes.md", "mode": "100644", "type": "blob", "sha": blob.json()["sha"]}],
+    })
+    assert tree.status_code == 201
+    commit = api.post("/repos/octo/demo/git/commits",
+                      json={"message": "Add notes", "tree": tree.json()["sha"], "parents": [main]})
+    assert commit.status_code == 201
+    assert commit.json()["verification"]["verified"] is True
+    created = api.post("/repos/octo/demo/git/refs", json={"ref": "refs/heads/notes", "sha": commit.json()["sha"]})
+    assert created.status_code == 201
+
+    git("clone", "--branch", "notes", fakehub.authenticated_clone_url("octo/demo"), str(tmp_path / "w"))
+    assert (tmp_path / "w" / "docs" / "notes.md").read_text() == "new file\n"
+    assert (tmp_path / "w" / "README.md").read_text() == "hello\n"
+    compare = api.get("/repos/octo/demo/compare/main...notes")
+    assert compare.status_code == 200, compare.text
+    compare = compare.json()
+    assert compare["ahead_by"] == 1 and compare["status"] == "ahead"
+    assert [f["filename"] for f in compare["files"]] == ["docs/notes.md"]
