@@ -141,7 +141,7 @@ def _parse_line(text: str, number: int, *, app_slug: str, prefix: str) -> Comman
 
 def _after_prefix(line: str, prefix: str) -> str | None:
     prefix = prefix.strip()
-    if not prefix or not line[: len(prefix)].lower() == prefix.lower():
+    if not prefix or line[: len(prefix)].lower() != prefix.lower():
         return None
     rest = line[len(prefix) :]
     if rest and not rest[0].isspace():

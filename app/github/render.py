@@ -484,8 +484,8 @@ def help_text(
     parts = [
         "### Draftsmith commands",
         _help_verbs(prefix),
-        f"Flags: {flags} (also `--flag=value`; `--` ends the flags). "
-        f"`retry` takes {', '.join(f'`--{f}`' for f in sorted(VERB_FLAGS['retry']))}.",
+        (f"Flags: {flags} (also `--flag=value`; `--` ends the flags). "
+         f"`retry` takes {', '.join(f'`--{f}`' for f in sorted(VERB_FLAGS['retry']))}."),
         _help_rules(prefix, slug),
     ]
     agent_lines = []
@@ -571,8 +571,8 @@ def plan_comment(plan_text: str, prefix: str = "/agent", task_id: int | None = N
     parts += [
         "### Draftsmith: proposed plan",
         _neutral(plan_text, 50_000) or "(the agent returned an empty plan)",
-        f"<sub>Reply {_code(prefix + ' run')} to carry out this plan, or "
-        f"{_code(prefix + ' plan <instruction>')} to revise it.</sub>",
+        (f"<sub>Reply {_code(prefix + ' run')} to carry out this plan, or "
+         f"{_code(prefix + ' plan <instruction>')} to revise it.</sub>"),
     ]
     return _cap("\n\n".join(parts))
 

@@ -16,8 +16,8 @@ SLUG = "draftsmith"
 
 
 def make_task(**overrides) -> Task:
-    fields = dict(id=7, installation_id=1, repo_full_name="octo/demo", issue_number=3, requester="alice",
-                  trigger="command", instruction="Fix the typo in README", agent="codex", status="queued")
+    fields = {"id": 7, "installation_id": 1, "repo_full_name": "octo/demo", "issue_number": 3, "requester": "alice",
+              "trigger": "command", "instruction": "Fix the typo in README", "agent": "codex", "status": "queued"}
     return Task(**{**fields, **overrides})
 
 

@@ -87,6 +87,6 @@ async def test_extends_pointing_nowhere_is_reported_and_the_file_still_applies(f
 
 async def test_server_errors_are_raised_not_mistaken_for_a_missing_file(fakehub):
     fakehub.create_repo("octo", "flaky", {CONFIG_PATH: "agent: codex\n"})
-    fakehub.fault(f"/repos/octo/flaky/contents/*", status=500, count=5)
+    fakehub.fault("/repos/octo/flaky/contents/*", status=500, count=5)
     with pytest.raises(RequestFailed):
         await load_repo_config(installation_client(fakehub, "octo/flaky"), "octo", "flaky", "main")
