@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import signal
+import uuid
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from app.cli._options import EnvFile, settings_from
+from app.settings import Settings
 
 
 def register(cli: typer.Typer) -> None:
+    cli.command()(serve)
+    cli.command()(worker)
     cli.command()(migrate)
+    cli.command()(replay)
 
 
 def migrate(env_file: EnvFile = None) -> None:
@@ -20,3 +29,184 @@ def migrate(env_file: EnvFile = None) -> None:
     engine = make_engine(settings.effective_database_url)
     upgrade(engine)
     typer.echo(f"database at head: {engine.url.render_as_string(hide_password=True)}")
+    engine.dispose()
+
+
+def missing_credentials_help(settings: Settings, url: str) -> str | None:
+    """What to tell someone whose GitHub App settings are incomplete (None when nothing is missing)."""
+    from app.web.app import missing_settings_message
+
+    message = missing_settings_message(settings)  # the same words as the page at `/`
+    if message is None:
+        return None
+    return "\n".join(
+        [
+            message,
+            "Register the App at GitHub > Settings > Developer settings > GitHub Apps > New GitHub App",
+            "(app.yml lists the events and permissions it needs), point its webhook at",
+            "<your public URL>/api/github/webhooks, then put the settings in .env and restart.",
+            f"The page at {url} says the same.",
+        ]
+    )
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the supervision loop polls it."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signal is None:
+            self.signal = signum
+            typer.echo(f"draftsmith: {signal.Signals(signum).name} received, stopping...", err=True)
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+
+def _supervise(specs, stop: _StopFlag, banner: str | None = None) -> None:
+    from app.supervisor import Supervisor
+
+    supervisor = Supervisor(specs)
+    try:
+        supervisor.start()
+        if banner:
+            typer.echo(banner)
+        supervisor.run_until(stop)
+    finally:
+        # Also reached when start-up fails half way: never leave a child behind.
+        supervisor.stop()
+    typer.echo("draftsmith: stopped", err=True)
+
+
+def serve(env_file: EnvFile = None) -> None:
+    """Run the whole app on this machine: web, workers, sweeper, and an embedded Redis unless REDIS_URL is set."""
+    from app.cli import _processes as processes
+    from app.db import make_engine
+    from app.logs import configure_logging
+    from app.migrate import upgrade
+    from sqlalchemy.engine import make_url
+
+    settings = settings_from(env_file)
+    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    stop = _StopFlag()
+    stop.install()
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    engine.dispose()
+
+    try:
+        listener = processes.listen(settings.host, settings.port)
+    except OSError as exc:
+        typer.echo(f"draftsmith: {exc}", err=True)
+        raise typer.Exit(1) from None
+    port = listener.getsockname()[1]
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{shown_host}:{port}/"
+
+    specs = []
+    redis_url = settings.redis_url
+    if settings.uses_embedded_redis:
+        redis_port = processes.free_port()
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        specs.append(processes.redis_spec(settings.data_dir / "redis", redis_port))
+    env = processes.child_environment(processes.resolve_env_file(env_file), redis_url)
+    specs += processes.web_specs(settings, listener, env)
+    specs += processes.worker_specs(settings.worker_processes, settings.worker_threads, env)
+
+    help_text = missing_credentials_help(settings, url)
+    if help_text:
+        typer.echo(help_text, err=True)
+    database = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+    banner = "\n".join(
+        [
+            f"Draftsmith is running at {url}",
+            f"  webhooks: {(settings.public_url or url.rstrip('/'))}/api/github/webhooks",
+            f"  database: {database}",
+            f"  queue:    {'embedded Redis at ' + redis_url if settings.uses_embedded_redis else 'Redis (REDIS_URL)'}",
+            f"  processes: {settings.web_processes} web, {settings.worker_processes} worker"
+            f" x {settings.worker_threads} threads (the first also sweeps). Press Ctrl-C to stop.",
+        ]
+    )
+    try:
+        _supervise(specs, stop, banner)
+    finally:
+        listener.close()
+
+
+def worker(
+    env_file: EnvFile = None,
+    processes: Annotated[int | None, typer.Option(help="Worker processes (default DRAFTSMITH_WORKER_PROCESSES).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads per process (default DRAFTSMITH_WORKER_THREADS).")] = None,
+) -> None:
+    """Run queue workers (and the sweeper) only, against a shared REDIS_URL and DATABASE_URL."""
+    from app.cli import _processes as procs
+    from app.logs import configure_logging
+
+    settings = settings_from(env_file)
+    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    if settings.uses_embedded_redis:
+        typer.echo(
+            "draftsmith worker needs a shared queue: set REDIS_URL (and DATABASE_URL) to the Redis and "
+            "database the web processes use. On one machine, `draftsmith serve` already runs workers.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if settings.database_url is None:
+        typer.echo(
+            f"draftsmith worker: DATABASE_URL is not set; using {settings.effective_database_url}, which only "
+            "processes on this machine can share.",
+            err=True,
+        )
+    stop = _StopFlag()
+    stop.install()
+    env = procs.child_environment(procs.resolve_env_file(env_file), settings.redis_url)
+    specs = procs.worker_specs(processes or settings.worker_processes, threads or settings.worker_threads, env)
+    _supervise(specs, stop, f"draftsmith worker: {len(specs)} worker process(es) running (the first also sweeps).")
+
+
+def replay(
+    file: Annotated[Path, typer.Argument(help="JSON payload to send.", exists=True, dir_okay=False)],
+    event: Annotated[str, typer.Option("--event", help="X-GitHub-Event, e.g. issues.")],
+    url: Annotated[str | None, typer.Option(help="Webhook URL (default: this app's, from the settings).")] = None,
+    delivery_id: Annotated[str | None, typer.Option(help="X-GitHub-Delivery (default: a fresh UUID).")] = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Sign a payload with the configured webhook secret and post it, as GitHub would."""
+    import httpx
+
+    from app.events.signature import sign
+
+    settings = settings_from(env_file)
+    if settings.github_webhook_secret is None:
+        typer.echo("draftsmith replay: GITHUB_WEBHOOK_SECRET is not set, so nothing can be signed.", err=True)
+        raise typer.Exit(2)
+    if url is None:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        url = f"http://{host}:{settings.port}/api/github/webhooks"
+    body = file.read_bytes()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/draftsmith-replay",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(body, settings.github_webhook_secret.get_secret_value()),
+    }
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        typer.echo(f"draftsmith replay: could not reach {url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{response.status_code} {response.reason_phrase}")
+    typer.echo(f"delivery: {headers['X-GitHub-Delivery']}")
+    if response.text:
+        typer.echo(response.text)
+    if response.status_code >= 400:
+        raise typer.Exit(1)

@@ -1,0 +1,131 @@
+"""The processes `serve` and `worker` supervise, and how each one is started."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app.settings import Settings
+from app.supervisor import ChildSpec
+from app.web.asgi import ENV_FILE_VARIABLE
+
+# Stop order: stop taking webhooks first, then let workers finish, and stop Redis last so workers
+# can still acknowledge the jobs they were running.
+WEB_RANK, WORKER_RANK, REDIS_RANK = 0, 1, 2
+
+
+def child_environment(env_file: Path | None, redis_url: str | None) -> dict[str, str]:
+    """The environment every child gets: ours, plus where the settings file is and the Redis URL."""
+    env = dict(os.environ)
+    env.pop(ENV_FILE_VARIABLE, None)
+    if env_file is not None:
+        env[ENV_FILE_VARIABLE] = str(env_file.resolve())
+    if redis_url:
+        # Environment variables win over the settings file, so children use the embedded Redis
+        # `serve` started even when the file leaves REDIS_URL unset.
+        env["REDIS_URL"] = redis_url
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def resolve_env_file(env_file: Path | None) -> Path | None:
+    """The settings file in effect: the one given, else `.env` when present (as load_settings does)."""
+    if env_file is not None:
+        return env_file
+    return Path(".env") if Path(".env").exists() else None
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the web port once in the supervisor; web children share it, so restarting one never drops it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror}); set DRAFTSMITH_PORT to a free port") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def web_specs(settings: Settings, listener: socket.socket, env: dict[str, str]) -> list[ChildSpec]:
+    fd = listener.fileno()
+    argv = [
+        sys.executable, "-m", "uvicorn", "app.web.asgi:app_from_env", "--factory",
+        "--fd", str(fd),
+        # Access logs cost about a fifth of the request budget; the app logs what matters itself.
+        "--no-access-log",
+        "--log-level", "warning",
+        "--lifespan", "on",
+    ]
+    return [
+        ChildSpec(name=f"web-{i}", argv=argv, env=env, pass_fds=(fd,), stop_rank=WEB_RANK)
+        for i in range(1, max(1, settings.web_processes) + 1)
+    ]
+
+
+def worker_specs(processes: int, threads: int, env: dict[str, str]) -> list[ChildSpec]:
+    """Dramatiq worker processes; the first also runs the periodic sweeper (one Python process fewer)."""
+    argv = [sys.executable, "-m", "app.queue.worker", "--threads", str(max(1, threads))]
+    return [
+        ChildSpec(
+            name=f"worker-{i}",
+            argv=argv + (["--sweep"] if i == 1 else []),
+            env=env,
+            stop_rank=WORKER_RANK,
+        )
+        for i in range(1, max(1, processes) + 1)
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_spec(directory: Path, port: int) -> ChildSpec:
+    """The embedded Redis: loopback only, append-only file in `directory` so queued jobs survive restarts."""
+    from app.queue.embedded_redis import redis_server_binary
+
+    directory.mkdir(parents=True, exist_ok=True)
+    # The same configuration as EmbeddedRedis.start(); run here as a supervised child so a crashed
+    # Redis is restarted and, in its own process group, it is not hit by the terminal's Ctrl-C
+    # before the workers that still need it have stopped.
+    argv = [
+        redis_server_binary(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(directory.resolve()),
+        "--save", "",
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--daemonize", "no",
+        "--loglevel", "warning",
+        # Its start-up banner and warnings go to a file beside its data, not over serve's console.
+        "--logfile", str((directory / "redis.log").resolve()),
+    ]
+    return ChildSpec(name="redis", argv=argv, stop_rank=REDIS_RANK, wait_ready=lambda p: _wait_for_redis(p, port))
+
+
+def _wait_for_redis(process: subprocess.Popen, port: int, timeout: float = 30.0) -> None:
+    # Loading a large AOF can take a while; LOADING replies mean "not yet".
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError("redis-server did not answer PING in time")

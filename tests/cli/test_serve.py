@@ -1,0 +1,132 @@
+"""`draftsmith serve` runs the whole app from an empty directory and stops without leaving processes behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import httpx
+import psutil
+import pytest
+
+from tests.cli.conftest import DRAFTSMITH, clean_environment
+from tests.support.databases import _fresh_postgres_url
+from tests.support.webhooks import example
+
+SECRET = "cli-test-webhook-secret"
+
+
+def replay(serve, tmp_path, event: str, payload: dict, delivery_id: str) -> subprocess.CompletedProcess:
+    path = tmp_path / f"{event}.json"
+    path.write_text(json.dumps(payload))
+    return subprocess.run(
+        [DRAFTSMITH, "replay", str(path), "--event", event, "--delivery-id", delivery_id],
+        cwd=serve.directory,  # its .env holds the secret and the port
+        env=clean_environment(DRAFTSMITH_PORT=str(serve.port)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def assigned_payload() -> dict:
+    payload = example("issues", "assigned")
+    payload["installation"] = {"id": 4242, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDI0Mg=="}
+    return payload
+
+
+@pytest.fixture(scope="module")
+def serve(start_shared_serve):
+    """One `draftsmith serve` on its embedded default, from a directory whose .env holds only the webhook secret."""
+    return start_shared_serve(f"GITHUB_WEBHOOK_SECRET={SECRET}\n")
+
+
+def test_serve_with_no_configuration_runs_everything_and_processes_a_webhook(serve, tmp_path):
+    assert httpx.get(f"{serve.url}/readyz").status_code == 200
+    assert serve.children_named("redis-server"), "the embedded Redis runs under serve"
+    assert (serve.directory / ".draftsmith" / "draftsmith.db").exists()
+
+    # When: a signed delivery arrives (through `draftsmith replay`, which signs with the .env secret)
+    delivery_id = str(uuid.uuid4())
+    result = replay(serve, tmp_path, "issues", assigned_payload(), delivery_id)
+
+    # Then: it is accepted, recorded, and a worker process takes it out of `received`
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("202")
+    assert serve.wait_for_delivery_status(delivery_id) in ("processed", "ignored")
+    assert f"Draftsmith is running at {serve.url}/" in serve.output
+
+
+def test_serve_names_the_missing_github_settings(serve):
+    output = serve.output
+    assert "GITHUB_APP_ID" in output
+    assert "GITHUB_PRIVATE_KEY" in output
+    assert "GITHUB_WEBHOOK_SECRET" not in output  # it is set, so it is not reported missing
+    assert "GITHUB_APP_ID" in httpx.get(f"{serve.url}/").text
+
+
+def test_sigterm_stops_every_child_including_redis(start_serve):
+    serve = start_serve()
+    children = serve.descendants()
+    names = " ".join(" ".join(p.cmdline()) for p in children)
+    assert "redis-server" in names and "uvicorn" in names and "app.queue.worker" in names
+
+    assert serve.stop() == 0
+
+    alive = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+    assert "stopped" in serve.output
+
+
+def test_a_web_process_that_dies_is_restarted(serve):
+    [web] = serve.children_named("uvicorn")
+    os.kill(web.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while not [p for p in serve.children_named("uvicorn") if p.pid != web.pid]:
+        assert time.monotonic() < deadline, serve.output
+        time.sleep(0.05)
+    serve.wait_healthy()
+    assert "child exited; restarting" in serve.output
+
+
+def test_serve_uses_the_configured_redis_and_migrates_the_configured_database(
+    start_serve, tmp_path, postgres_server, redis_url
+):
+    # A fresh PostgreSQL database: serve applies the migrations itself.
+    database_url = _fresh_postgres_url(postgres_server)
+    serve = start_serve(f"GITHUB_WEBHOOK_SECRET={SECRET}\n", DATABASE_URL=database_url, REDIS_URL=redis_url)
+    assert not serve.children_named("redis-server")
+
+    delivery_id = str(uuid.uuid4())
+    result = replay(serve, tmp_path, "issues", assigned_payload(), delivery_id)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert serve.wait_for_delivery_status(delivery_id, database_url) in ("processed", "ignored")
+    assert not (serve.directory / ".draftsmith" / "draftsmith.db").exists()
+
+
+def test_replay_reports_a_refused_delivery(serve, tmp_path):
+    path = tmp_path / "ping.json"
+    path.write_text("{}")
+    result = subprocess.run(
+        [DRAFTSMITH, "replay", str(path), "--event", "ping", "--url", f"{serve.url}/api/github/webhooks"],
+        cwd=tmp_path,  # no .env here: signed with a different secret
+        env=clean_environment(GITHUB_WEBHOOK_SECRET="not-the-secret"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stdout.startswith("401")
+
+
+def test_worker_refuses_to_run_without_a_shared_redis(tmp_path):
+    result = subprocess.run(
+        [DRAFTSMITH, "worker"], cwd=tmp_path, env=clean_environment(), capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "REDIS_URL" in result.stderr
