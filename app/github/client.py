@@ -75,8 +75,8 @@ class _CachedToken:
     token: str
     expires_at: datetime
 
-    def fresh(self) -> bool:
-        return self.expires_at - datetime.now(UTC) > TOKEN_REFRESH_MARGIN
+    def fresh(self, margin: timedelta) -> bool:
+        return self.expires_at - datetime.now(UTC) > margin
 
 
 class _InstallationTokenAuth(httpx.Auth):
@@ -118,6 +118,7 @@ class GitHubApp:
         *,
         retry: TransientRetry | None = None,
         timeout: float = 30.0,
+        refresh_margin: timedelta = TOKEN_REFRESH_MARGIN,
     ) -> None:
         private_key = settings.private_key_pem()
         if settings.github_app_id is None or not private_key:
@@ -126,6 +127,7 @@ class GitHubApp:
         self.base_url = settings.github_api_url.rstrip("/") + "/"
         self.retry = retry or TransientRetry()
         self.timeout = timeout
+        self.refresh_margin = refresh_margin
         self.app_client = self._client(AppAuthStrategy(self.app_id, private_key))
         self._tokens: dict[int, _CachedToken] = {}
         self._lock = threading.Lock()
@@ -153,7 +155,7 @@ class GitHubApp:
     def _cached(self, installation_id: int) -> str | None:
         with self._lock:
             cached = self._tokens.get(installation_id)
-        return cached.token if cached and cached.fresh() else None
+        return cached.token if cached and cached.fresh(self.refresh_margin) else None
 
     def _store(self, installation_id: int, token: str, expires_at: str) -> str:
         expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))

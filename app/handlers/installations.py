@@ -53,10 +53,19 @@ def upsert_repositories(session: Session, installation_id: int, repos: list[dict
         session.add(row)
 
 
-def _write(engine: Engine, fn) -> None:
-    with Session(engine) as session:
-        fn(session)
-        session.commit()
+def _write(engine: Engine, fn, attempts: int = 3) -> None:
+    """Run `fn` in a transaction; if a concurrent worker inserted the same row first, run it again
+    (it then finds the row and updates it)."""
+    for attempt in range(attempts):
+        with Session(engine) as session:
+            try:
+                fn(session)
+                session.commit()
+                return
+            except IntegrityError:
+                session.rollback()
+                if attempt == attempts - 1:
+                    raise
 
 
 @router.register("installation", action="created")
@@ -133,16 +142,12 @@ def remember_installation(engine: Engine, event) -> None:
     if installation_id is None:
         return
     repo = event.payload.get("repository")
-    with Session(engine) as session:
-        known = session.get(Installation, installation_id)
-        known_repo = session.get(Repository, repo["id"]) if isinstance(repo, dict) and isinstance(repo.get("id"), int) else True
-        if known is not None and known_repo is not None:
-            return
-        if known is None:
+    repo_id = repo.get("id") if isinstance(repo, dict) else None
+
+    def apply(session: Session) -> None:
+        if session.get(Installation, installation_id) is None:
             upsert_installation(session, installation_id, event.payload)
-        if known_repo is None:
+        if isinstance(repo_id, int) and session.get(Repository, repo_id) is None:
             upsert_repositories(session, installation_id, [repo], removed=False)
-        try:
-            session.commit()
-        except IntegrityError:  # another worker recorded it first
-            session.rollback()
+
+    _write(engine, apply)

@@ -1,0 +1,86 @@
+"""A worker killed in the middle of a delivery loses nothing: after a restart the delivery is processed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+
+import redis as redis_lib
+from sqlmodel import Session
+
+from app.models import Installation
+from app.queue.actors import DELIVERIES_QUEUE
+from app.queue.broker import NAMESPACE
+from app.sweeper import sweep
+from tests.support.webhooks import example
+
+
+def _worker_process(settings) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.update(
+        GITHUB_APP_ID=str(settings.github_app_id),
+        GITHUB_PRIVATE_KEY_PATH=str(settings.github_private_key_path),
+        GITHUB_WEBHOOK_SECRET=settings.github_webhook_secret.get_secret_value(),
+        GITHUB_API_URL=settings.github_api_url,
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        DRAFTSMITH_DATA_DIR=str(settings.data_dir),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.queue.worker", "--threads", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_delivery_is_made_good_after_restart(make_draftsmith):
+    # Given a recorded delivery, and the database write lock held so its processing cannot finish
+    app = make_draftsmith(worker=False)
+    payload = example("installation", "created")
+    delivery_id = str(uuid.uuid4())
+    assert app.post_webhook("installation", payload, delivery_id=delivery_id).status_code == 202
+    db_path = app.settings.database_url.split("sqlite:///", 1)[1]
+    lock = sqlite3.connect(db_path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    queue = redis_lib.Redis.from_url(app.settings.redis_url)
+
+    # When a worker process takes the message and is killed while processing it
+    worker = _worker_process(app.settings)
+    try:
+        _wait(lambda: queue.llen(f"{NAMESPACE}:{DELIVERIES_QUEUE}") == 0, 30, "worker never took the message")
+        assert queue.hlen(f"{NAMESPACE}:{DELIVERIES_QUEUE}.msgs") == 1  # taken, not acknowledged
+        time.sleep(0.3)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert app.delivery(delivery_id).status == "received"
+
+    # Then after a worker starts again and the sweeper finds the stale delivery, it is processed once
+    restarted = _worker_process(app.settings)
+    try:
+        assert sweep(app.runtime, stale_after=0) == 1
+        _wait(lambda: app.delivery(delivery_id).status == "processed", 30, "delivery never processed")
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(30)
+    assert app.delivery(delivery_id).attempts == 1
+    with Session(app.engine) as session:
+        assert session.get(Installation, payload["installation"]["id"]) is not None
+    queue.close()
