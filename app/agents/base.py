@@ -198,3 +198,16 @@ def agent_home(request: AgentRequest) -> dict[str, str]:
 def tail(text: str, limit: int = 2000) -> str:
     text = text.strip()
     return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def redact(result: AgentResult, secrets: list[str]) -> AgentResult:
+    """The result with every secret value and token-shaped string removed, before it is stored or posted."""
+    from dataclasses import replace
+
+    from app.logs import scrub
+
+    def clean(text: str | None) -> str | None:
+        return scrub(text, secrets) if text is not None else None
+
+    return replace(result, summary=clean(result.summary) or "", transcript=clean(result.transcript),
+                   plan=clean(result.plan))

@@ -78,8 +78,14 @@ def build_prompt(ctx: PromptContext) -> str:
         parts.append("## Approved plan\nFollow this plan, agreed on the issue earlier; adapt it where the code "
                      "proves it wrong and say so in your summary.\n\n" + _fence(ctx.approved_plan.strip()))
 
-    parts.append(f"## {kind.capitalize()} #{ctx.issue_number}: {_one_line(ctx.issue_title)}")
-    parts.append(_authored_block(f"{kind} description", ctx.issue_author, ctx.issue_body, ctx.issue_author_trusted))
+    if ctx.issue_author_trusted:
+        parts.append(f"## {kind.capitalize()} #{ctx.issue_number}: {_one_line(ctx.issue_title)}")
+        parts.append(_authored_block(f"{kind} description", ctx.issue_author, ctx.issue_body, True))
+    else:
+        # An untrusted title is part of the fenced text, never a heading of ours.
+        parts.append(f"## {kind.capitalize()} #{ctx.issue_number}")
+        parts.append(_authored_block(f"{kind} title and description", ctx.issue_author,
+                                     f"Title: {_one_line(ctx.issue_title)}\n\n{ctx.issue_body.strip()}", False))
 
     if ctx.comments:
         blocks = [_authored_block("comment", c.author, c.body, c.author_trusted) for c in ctx.comments]
