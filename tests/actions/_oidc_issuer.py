@@ -45,6 +45,7 @@ class FakeIssuer:
         self.jwks_fetches = 0
         self.request_token = "actions-request-token"
         self.token_claims: dict[str, Any] = {}
+        self.token_requests = 0
 
     def jwks(self) -> dict[str, Any]:
         keys = []
@@ -93,6 +94,7 @@ class FakeIssuer:
             # GitHub's runner API: GET $ACTIONS_ID_TOKEN_REQUEST_URL&audience=... with the request token.
             if request.headers.get("authorization", "").lower() != f"bearer {self.request_token}":
                 return JSONResponse({"message": "bad request token"}, status_code=401)
+            self.token_requests += 1
             audience = request.query_params.get("audience")
             return JSONResponse({"value": self.token(aud=audience)})
 

@@ -1,0 +1,395 @@
+"""The runner side of an Actions run: read the dispatch, run the agent in the checkout, report back to Draftsmith."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.agents.base import BASE_URL_VARS, PROVIDER_KEYS, AgentRequest, MissingCredentials, check_credentials
+from app.agents.registry import UnknownAgent, get_agent
+from app.logs import scrub
+
+# Credentials the Actions runner gives every step: the agent must not see them (it could mint OIDC tokens,
+# report for the run itself, or use the job's token), even though the VM is its sandbox.
+_RUNNER_SECRETS = (
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_RUNTIME_URL",
+    "ACTIONS_RESULTS_URL",
+    "ACTIONS_CACHE_URL",
+    "GITHUB_TOKEN",
+)
+CREDENTIAL_NAMES = tuple(dict.fromkeys([*PROVIDER_KEYS.values(), *BASE_URL_VARS]))
+_GIT_SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "safe.directory=*"]
+OUTPUT_KEEP = 1_000_000  # characters of stdout/stderr kept for the adapter's parse_result
+
+
+class ActionsRunError(Exception):
+    """The run cannot start (bad event file, missing callback); the message is for the job log."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run, from a `draftsmith-run` repository_dispatch or a manual workflow_dispatch."""
+
+    agent: str
+    model: str | None
+    prompt: str
+    options: dict[str, Any]
+    base_sha: str | None
+    run_id: int | None = None
+    task_id: int | None = None
+    callback_url: str | None = None
+    callback_token: str | None = None
+    oidc_audience: str | None = None
+    time_limit_seconds: float | None = None
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any], environ: Mapping[str, str]) -> RunSpec:
+        payload = event.get("client_payload")
+        if isinstance(payload, Mapping) and payload:
+            agent = payload.get("agent") or {}
+            callback = payload.get("callback") or {}
+            base = payload.get("base") or {}
+            limits = payload.get("limits") or {}
+            if not callback.get("url"):
+                raise ActionsRunError("the dispatch payload has no callback URL")
+            return cls(
+                agent=str(agent.get("name") or "command"),
+                model=agent.get("model"),
+                prompt=str(payload.get("prompt") or ""),
+                options=dict(agent.get("options") or {}),
+                base_sha=base.get("sha") or environ.get("GITHUB_SHA"),
+                run_id=payload.get("run_id"),
+                task_id=payload.get("task_id"),
+                callback_url=callback["url"],
+                callback_token=callback.get("token"),
+                oidc_audience=callback.get("oidc_audience"),
+                time_limit_seconds=limits.get("time_limit_seconds"),
+            )
+        inputs = event.get("inputs")
+        if isinstance(inputs, Mapping) and inputs.get("instruction"):
+            options = {"command": inputs["command"]} if inputs.get("command") else {}
+            return cls(agent=str(inputs.get("agent") or "command"), model=inputs.get("model") or None,
+                       prompt=str(inputs["instruction"]), options=options, base_sha=environ.get("GITHUB_SHA"))
+        raise ActionsRunError("the event has neither a draftsmith-run client_payload nor workflow_dispatch inputs")
+
+
+class CallbackAuth:
+    """The Authorization header for callbacks: a fresh GitHub OIDC token when the job may mint one (the
+    stronger proof: it names this repository), else the run's callback token from the payload."""
+
+    def __init__(self, spec: RunSpec, environ: Mapping[str, str], http: httpx.AsyncClient) -> None:
+        self.spec = spec
+        self.request_url = environ.get("ACTIONS_ID_TOKEN_REQUEST_URL")
+        self.request_token = environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        self.http = http
+        self.use_oidc = bool(self.request_url and self.request_token and spec.oidc_audience)
+        self._cached: tuple[str, float] | None = None
+
+    @property
+    def secrets(self) -> list[str]:
+        return [s for s in (self.spec.callback_token, self.request_token, self._cached and self._cached[0]) if s]
+
+    async def header(self) -> str:
+        if self.use_oidc:
+            return f"Bearer {await self._oidc_token()}"
+        if self.spec.callback_token:
+            return f"Bearer {self.spec.callback_token}"
+        raise ActionsRunError("no callback credential: give the job `id-token: write` or send a callback token")
+
+    def fall_back(self) -> bool:
+        """After a 401 for an OIDC token (the server may not accept them), switch to the payload's token."""
+        if self.use_oidc and self.spec.callback_token:
+            self.use_oidc = False
+            return True
+        return False
+
+    async def _oidc_token(self) -> str:
+        # GitHub's tokens live about five minutes; reuse one for a minute, then ask again.
+        if self._cached and time.monotonic() - self._cached[1] < 60:
+            return self._cached[0]
+        response = await self.http.get(
+            self.request_url,
+            params={"audience": self.spec.oidc_audience},
+            headers={"Authorization": f"Bearer {self.request_token}", "Accept": "application/json"},
+        )
+        response.raise_for_status()
+        token = response.json()["value"]
+        self._cached = (token, time.monotonic())
+        return token
+
+
+class CallbackClient:
+    """Posts event batches to the run's callback URL, retrying network errors and 5xx answers."""
+
+    def __init__(self, url: str, auth: CallbackAuth, http: httpx.AsyncClient, attempts: int = 5) -> None:
+        self.url = url
+        self.auth = auth
+        self.http = http
+        self.attempts = attempts
+
+    async def post(self, events: list[dict[str, Any]]) -> httpx.Response:
+        delay = 1.0
+        for attempt in range(1, self.attempts + 1):
+            try:
+                response = await self.http.post(self.url, json={"events": events},
+                                                headers={"Authorization": await self.auth.header()})
+            except httpx.HTTPError:
+                if attempt == self.attempts:
+                    raise
+            else:
+                if response.status_code == 401 and self.auth.fall_back():
+                    continue
+                if response.status_code < 500 or attempt == self.attempts:
+                    return response
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15)
+        raise AssertionError("unreachable")
+
+
+class LogBatcher:
+    """Collects events and sends them every `interval` seconds or `size` events, in order."""
+
+    def __init__(self, client: CallbackClient | None, secrets: list[str], interval: float = 1.0, size: int = 200) -> None:
+        self.client = client
+        self.secrets = secrets
+        self.interval = interval
+        self.size = size
+        self._pending: list[dict[str, Any]] = []
+        self._send_lock = asyncio.Lock()
+        self._full = asyncio.Event()
+        self.failures: list[str] = []
+
+    def add(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "log":
+            event = {**event, "text": scrub(event["text"], self.secrets)}
+            print(event["text"], flush=True)  # the Actions job log shows the agent's output as well
+        self._pending.append(event)
+        if len(self._pending) >= self.size:
+            self._full.set()
+
+    async def flush(self) -> None:
+        async with self._send_lock:
+            while self._pending:
+                batch, self._pending = self._pending[: self.size], self._pending[self.size:]
+                if self.client is None:
+                    continue
+                try:
+                    response = await self.client.post(batch)
+                    if response.status_code >= 400:
+                        self.failures.append(f"{response.status_code}: {response.text[:300]}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(str(exc))
+
+    async def run(self) -> None:
+        """Flush periodically until cancelled."""
+        while True:
+            try:
+                await asyncio.wait_for(self._full.wait(), self.interval)
+            except TimeoutError:
+                pass
+            self._full.clear()
+            await self.flush()
+
+
+@dataclass
+class AgentOutcome:
+    exit_code: int | None
+    stdout: str = ""
+    stderr: str = ""
+    timed_out: bool = False
+    seconds: float = 0.0
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def agent_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The runner's environment (toolchains from setup steps) minus runner and provider credentials, plus
+    what the adapter asks for (which includes only the provider keys this agent needs)."""
+    hidden = set(_RUNNER_SECRETS) | set(CREDENTIAL_NAMES)
+    env = {k: v for k, v in environ.items() if k not in hidden and not k.startswith("DRAFTSMITH_")}
+    env.update(extra)
+    return env
+
+
+async def run_agent(argv: list[str], env: dict[str, str], cwd: Path, stdin: str | None, batcher: LogBatcher,
+                    time_limit: float | None) -> AgentOutcome:
+    started = time.monotonic()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=cwd, env=env, start_new_session=True,  # own process group: a timeout stops all of it
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+    except OSError as exc:
+        return AgentOutcome(None, error=f"could not start {argv[0]}: {exc}")
+    kept = {"stdout": [], "stderr": []}
+
+    async def pump(stream: asyncio.StreamReader, name: str) -> None:
+        size = 0
+        while line := await stream.readline():
+            text = line.decode(errors="replace").rstrip("\n")
+            if size < OUTPUT_KEEP:
+                kept[name].append(text)
+                size += len(text) + 1
+            batcher.add({"type": "log", "stream": name, "text": text})
+
+    if stdin is not None:
+        process.stdin.write(stdin.encode())
+        process.stdin.close()
+    pumps = asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
+    timed_out = False
+    try:
+        await asyncio.wait_for(process.wait(), time_limit)
+    except TimeoutError:
+        timed_out = True
+        _kill_group(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            _kill_group(process.pid, signal.SIGKILL)
+            await process.wait()
+    try:
+        await asyncio.wait_for(pumps, 5)  # a leftover child holding the pipes must not hang us
+    except TimeoutError:
+        _kill_group(process.pid, signal.SIGKILL)
+    return AgentOutcome(process.returncode, "\n".join(kept["stdout"]), "\n".join(kept["stderr"]), timed_out,
+                        time.monotonic() - started)
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def compute_patch(workspace: Path, base: str | None) -> str:
+    """Everything the agent changed since `base` (its own commits included), as `git diff --binary`."""
+    git = ["git", *_GIT_SAFE, "-C", str(workspace)]
+    subprocess.run([*git, "add", "-A"], check=True, capture_output=True)
+    done = subprocess.run([*git, "diff", "--cached", "--binary", base or "HEAD"], check=True, capture_output=True)
+    return done.stdout.decode("utf-8", errors="surrogateescape")
+
+
+async def execute(environ: Mapping[str, str], *, event_path: Path | None = None, workspace: Path | None = None,
+                  http: httpx.AsyncClient | None = None) -> int:
+    """Run one Actions run end to end; returns the process exit code (0 once the result was delivered)."""
+    event_file = event_path or (Path(environ["GITHUB_EVENT_PATH"]) if environ.get("GITHUB_EVENT_PATH") else None)
+    if event_file is None:
+        raise ActionsRunError("GITHUB_EVENT_PATH is not set: run this inside GitHub Actions or pass --event-path")
+    spec = RunSpec.from_event(json.loads(event_file.read_text()), environ)
+    workspace = (workspace or Path(environ.get("GITHUB_WORKSPACE") or os.getcwd())).resolve()
+    owns_http = http is None
+    http = http or httpx.AsyncClient(timeout=httpx.Timeout(60, connect=15))
+    try:
+        return await _execute(spec, environ, workspace, http)
+    finally:
+        if owns_http:
+            await http.aclose()
+
+
+async def _execute(spec: RunSpec, environ: Mapping[str, str], workspace: Path, http: httpx.AsyncClient) -> int:
+    credentials = {name: environ[name] for name in CREDENTIAL_NAMES if environ.get(name)}
+    auth = CallbackAuth(spec, environ, http)
+    client = CallbackClient(spec.callback_url, auth, http) if spec.callback_url else None
+    secrets = [*credentials.values(), *auth.secrets, *(environ.get(n, "") for n in _RUNNER_SECRETS)]
+    batcher = LogBatcher(client, [s for s in secrets if s])
+    flusher = asyncio.create_task(batcher.run())
+    artifacts = Path(environ.get("RUNNER_TEMP") or "/tmp") / f"draftsmith-{spec.run_id or 'manual'}"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any]
+    try:
+        batcher.add({"type": "progress", "stage": "agent_started", "detail": spec.agent})
+        result = await _run_and_collect(spec, environ, workspace, artifacts, credentials, batcher)
+    except (UnknownAgent, MissingCredentials, ValueError) as exc:
+        # Explain the refusal; the adapters' messages say what to set (here: a workflow secret).
+        result = {"type": "result", "success": False, "summary": "", "error": str(exc), "exit_code": None}
+        batcher.add({"type": "log", "stream": "system", "text": str(exc)})
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+    await batcher.flush()
+    result["summary"] = scrub(result.get("summary") or "", batcher.secrets)
+    if result.get("error"):
+        result["error"] = scrub(result["error"], batcher.secrets)
+    if client is None:
+        return _report_locally(result, environ)
+    response = await client.post([result])
+    if response.status_code >= 400:
+        print(f"Draftsmith refused the result ({response.status_code}): {response.text[:500]}", file=sys.stderr)
+        return 1
+    if batcher.failures:
+        print(f"Some log batches were not delivered: {batcher.failures[:3]}", file=sys.stderr)
+    return 0
+
+
+async def _run_and_collect(spec: RunSpec, environ: Mapping[str, str], workspace: Path, artifacts: Path,
+                           credentials: dict[str, str], batcher: LogBatcher) -> dict[str, Any]:
+    agent = get_agent(spec.agent)
+    request = AgentRequest(prompt=spec.prompt, model=spec.model, plan_mode=False, config=spec.options,
+                           credentials=credentials, workspace=workspace, artifacts_dir=artifacts)
+    check_credentials(agent, request)
+    invocation = agent.prepare(request)
+    for name, content in invocation.files.items():
+        target = artifacts / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+    env = agent_environment(environ, invocation.env)
+    for key in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        if key in invocation.env:
+            Path(invocation.env[key]).mkdir(parents=True, exist_ok=True)
+    outcome = await run_agent(invocation.argv, env, invocation.cwd or workspace, invocation.stdin, batcher,
+                              spec.time_limit_seconds)
+    if outcome.exit_code is None and outcome.error:
+        return {"type": "result", "success": False, "summary": "", "error": outcome.error, "exit_code": None}
+    batcher.add({"type": "progress", "stage": "agent_finished", "detail": f"exit code {outcome.exit_code}"})
+    parsed = agent.parse_result(request, outcome.exit_code, outcome.stdout, outcome.stderr)
+    batcher.add({"type": "progress", "stage": "collecting_changes"})
+    patch = compute_patch(workspace, spec.base_sha)
+    error = None
+    if outcome.timed_out:
+        error = f"the agent ran past the time limit of {spec.time_limit_seconds:.0f} s and was stopped"
+    elif not parsed.success:
+        error = f"the agent exited {outcome.exit_code}"
+    return {
+        "type": "result",
+        "success": bool(parsed.success and not outcome.timed_out),
+        "summary": parsed.summary,
+        "patch": patch,
+        "usage": {"input_tokens": parsed.usage.input_tokens, "output_tokens": parsed.usage.output_tokens,
+                  "cost_usd": parsed.usage.cost_usd, "agent_seconds": round(outcome.seconds, 3)},
+        "exit_code": outcome.exit_code,
+        "tests_passed": None,
+        "error": error,
+    }
+
+
+def _report_locally(result: dict[str, Any], environ: Mapping[str, str]) -> int:
+    """A manual try: show the result in the job summary, commit nothing."""
+    patch = result.get("patch") or ""
+    lines = ["## Draftsmith manual try", "", f"**Success:** {result['success']}", ""]
+    if result.get("error"):
+        lines += [f"**Error:** {result['error']}", ""]
+    if result.get("summary"):
+        lines += ["### Summary", "", result["summary"], ""]
+    lines += ["### Patch", "", "```diff", patch or "(no changes)", "```", ""]
+    text = "\n".join(lines)
+    print(text)
+    if environ.get("GITHUB_STEP_SUMMARY"):
+        with open(environ["GITHUB_STEP_SUMMARY"], "a") as summary:
+            summary.write(text)
+    return 0 if result["success"] else 1
