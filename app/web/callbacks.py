@@ -107,16 +107,27 @@ class _Refused(Exception):
 
 
 def make_routes(callbacks: RunCallbacks | None = None) -> list[Route]:
-    """The callback route, bound to `callbacks`, or reading `request.app.state.run_callbacks` when None."""
+    """The callback route bound to `callbacks`; when None it finds them at request time in
+    `app.state.run_callbacks` or the Runtime's `services["run_callbacks"]` (set by whoever wires the app)."""
 
     async def post_run_events(request: Request) -> JSONResponse:
-        cb = callbacks or request.app.state.run_callbacks
+        cb = callbacks or _configured(request)
+        if cb is None:
+            return JSONResponse({"error": "this server does not accept Actions runs yet"}, status_code=503)
         return await _handle(cb, request)
 
     return [Route(PATH, post_run_events, methods=["POST"], name="run_events")]
 
 
 routes: list[Route] = make_routes()
+
+
+def _configured(request: Request) -> RunCallbacks | None:
+    state = request.app.state
+    found = getattr(state, "run_callbacks", None)
+    if found is None and getattr(state, "runtime", None) is not None:
+        found = state.runtime.services.get("run_callbacks")
+    return found
 
 
 async def _handle(cb: RunCallbacks, request: Request) -> JSONResponse:

@@ -171,3 +171,21 @@ async def test_the_log_cap_keeps_a_run_from_filling_the_database(engine, handler
     logs = _logs(engine, run_id)
     assert len(logs) == 5
     assert logs[-1][2] == "log limit reached; later lines dropped"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_module_routes_find_their_wiring_on_the_app_state_or_say_they_have_none(engine, handler):
+    import httpx
+    from starlette.applications import Starlette
+
+    from app.web.callbacks import RunCallbacks, routes
+
+    app = Starlette(routes=routes)
+    run_id = make_task_and_run(engine)
+    token = callback_tokens.issue(engine, run_id, 600)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
+        unwired = await client.post(f"/api/runs/{run_id}/events", headers=_bearer(token), json={"events": [RESULT]})
+        app.state.run_callbacks = RunCallbacks(engine=engine, handler=handler)
+        wired = await client.post(f"/api/runs/{run_id}/events", headers=_bearer(token), json={"events": [RESULT]})
+    assert (unwired.status_code, wired.status_code) == (503, 200)
+    assert len(handler.results) == 1
