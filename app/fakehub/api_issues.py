@@ -212,7 +212,7 @@ def list_repo_comments(ctx: Ctx):
 
 
 # -- reactions ----------------------------------------------------------------------------------------
-def _react(ctx: Ctx, reactions: list[Reaction]):
+def react(ctx: Ctx, reactions: list[Reaction]):
     for existing in reactions:
         if existing.user.login == ctx.actor.login and existing.content == ctx.body["content"]:
             return 200, ctx.render.reaction(existing)  # GitHub answers 200 for a reaction that already exists
@@ -223,7 +223,7 @@ def _react(ctx: Ctx, reactions: list[Reaction]):
 
 @api.route("POST", "/repos/{owner}/{repo}/issues/{issue_number}/reactions")
 def react_to_issue(ctx: Ctx):
-    return _react(ctx, find_issue(ctx, ctx.repo).reactions)
+    return react(ctx, find_issue(ctx, ctx.repo).reactions)
 
 
 @api.route("GET", "/repos/{owner}/{repo}/issues/{issue_number}/reactions")
@@ -233,7 +233,7 @@ def list_issue_reactions(ctx: Ctx):
 
 @api.route("POST", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions")
 def react_to_comment(ctx: Ctx):
-    return _react(ctx, find_comment(ctx, ctx.repo).reactions)
+    return react(ctx, find_comment(ctx, ctx.repo).reactions)
 
 
 @api.route("GET", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions")

@@ -195,6 +195,17 @@ def get_review_comment(ctx: Ctx):
     return 200, ctx.render.review_comment(comment)
 
 
+@api.route("POST", "/repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions")
+def react_to_review_comment(ctx: Ctx):
+    from app.fakehub.api_issues import react
+
+    repo = ctx.repo
+    comment = ctx.state.review_comments.get(int(ctx.params["comment_id"]))
+    if comment is None or comment.repo != repo.full_name:
+        raise not_found()
+    return react(ctx, comment.reactions)
+
+
 @api.route("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews")
 def create_review(ctx: Ctx):
     repo = ctx.repo

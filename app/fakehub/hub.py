@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 import tempfile
 from pathlib import Path
@@ -27,7 +28,7 @@ class FakeHub:
     def __init__(
         self,
         *,
-        app_id: int = 1,
+        app_id: int | None = None,
         app_slug: str = "draftsmith-dev",
         app_owner: str = "draftsmith-dev-owner",
         private_key_pem: bytes | None = None,
@@ -36,13 +37,14 @@ class FakeHub:
         git_root: Path | None = None,
     ) -> None:
         self.state = FakeHubState()
+        self.validate_responses = False
         self.private_key_pem = private_key_pem or generate_private_key()
         public = serialization.load_pem_private_key(self.private_key_pem, password=None).public_key()
         owner = self.state.user(app_owner)
         bot = User(id=self.state.next_id(), login=f"{app_slug}[bot]", type="Bot")
         self.state.users[bot.login] = bot
         self.state.app = App(
-            id=app_id, slug=app_slug, name=app_slug.replace("-", " ").title(), owner=owner, bot=bot,
+            id=app_id or random.randrange(100_000, 1_000_000), slug=app_slug, name=app_slug.replace("-", " ").title(), owner=owner, bot=bot,
             public_key_pem=public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
             webhook_secret=webhook_secret or secrets.token_hex(20), client_id=f"Iv1.{secrets.token_hex(8)}",
         )

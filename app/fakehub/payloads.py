@@ -258,7 +258,7 @@ class Renderer:
             "line": comment.line, "original_line": comment.line, "side": comment.side, "start_line": None,
             "original_start_line": None, "start_side": None, "position": comment.line,
             "original_position": comment.line, "subject_type": "line",
-            "reactions": self.reactions_summary(f"{u}/reactions", []),
+            "reactions": self.reactions_summary(f"{u}/reactions", comment.reactions),
         }
         if comment.in_reply_to_id is not None:
             data["in_reply_to_id"] = comment.in_reply_to_id

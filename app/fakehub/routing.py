@@ -146,5 +146,10 @@ def _compile(template: str) -> re.Pattern[str]:
     for literal, name in re.findall(r"([^{]*)(?:\{(\w+)\})?", template):
         regex += re.escape(literal)
         if name:
-            regex += f"(?P<{name}>.+)" if name in SLASHY else f"(?P<{name}>[^/]+)"
+            if name in SLASHY:
+                regex += f"(?P<{name}>.+)"
+            elif name.endswith(("_id", "_number")):  # integers in the description
+                regex += f"(?P<{name}>[0-9]+)"
+            else:
+                regex += f"(?P<{name}>[^/]+)"
     return re.compile(regex)

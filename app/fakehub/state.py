@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -100,6 +101,7 @@ class ReviewComment:
     review_id: int | None = None
     created_at: datetime = field(default_factory=now)
     updated_at: datetime = field(default_factory=now)
+    reactions: list[Reaction] = field(default_factory=list)
 
 
 @dataclass
@@ -256,7 +258,9 @@ class FakeHubState:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self._ids = itertools.count(1001)
+        # Ids start at a random offset so clients that cache installation tokens by (app id, installation
+        # id) across fakes (githubkit does, process-wide) never reuse a token another fake issued.
+        self._ids = itertools.count(random.randrange(1, 90_000) * 1000 + 1)
         self.app: App | None = None
         self.users: dict[str, User] = {}
         self.installations: dict[int, Installation] = {}

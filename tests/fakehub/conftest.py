@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Iterator
 
@@ -41,3 +42,10 @@ def app_jwt(fakehub, iat_offset: int = -60, exp_offset: int = 540) -> str:
     now = int(time.time())
     claims = {"iat": now + iat_offset, "exp": now + exp_offset, "iss": str(fakehub.app_id)}
     return jwt.encode(claims, fakehub.private_key_pem, algorithm="RS256")
+
+
+@pytest.fixture(autouse=True)
+def _check_the_fakes_answers_too(request):
+    """The fake's own tests also check every answer it gives against GitHub's description."""
+    if "fakehub" in request.fixturenames and not os.environ.get("FAKEHUB_SKIP_RESPONSE_CHECK"):
+        request.getfixturevalue("fakehub").hub.validate_responses = True
