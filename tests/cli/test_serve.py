@@ -130,3 +130,33 @@ def test_worker_refuses_to_run_without_a_shared_redis(tmp_path):
     )
     assert result.returncode == 2
     assert "REDIS_URL" in result.stderr
+
+
+def test_worker_processes_a_delivery_recorded_while_the_queue_was_down(start_serve, tmp_path, redis_url):
+    from datetime import timedelta
+
+    from app.db import make_engine, session_scope
+    from app.migrate import upgrade
+    from app.models import Delivery, utcnow
+
+    # Given: a delivery recorded a minute ago but never enqueued (Redis was down when it arrived)
+    database_url = f"sqlite:///{tmp_path / 'shared.db'}"
+    engine = make_engine(database_url)
+    upgrade(engine)
+    delivery_id = str(uuid.uuid4())
+    with session_scope(engine) as session:
+        session.add(Delivery(
+            id=delivery_id, event="issues", action="assigned", installation_id=4242,
+            payload=json.dumps(assigned_payload()), received_at=utcnow() - timedelta(minutes=1),
+        ))
+    engine.dispose()
+
+    # When: `draftsmith worker` runs against the shared Redis and database
+    worker = start_serve(
+        "", command="worker", wait=False, DATABASE_URL=database_url, REDIS_URL=redis_url,
+        DRAFTSMITH_SWEEP_INTERVAL="0.2",
+    )
+
+    # Then: its sweeper enqueues the delivery and a worker thread processes it
+    assert worker.wait_for_delivery_status(delivery_id, database_url, timeout=30) in ("processed", "ignored")
+    assert worker.stop() == 0
