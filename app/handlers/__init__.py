@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from app.events.router import Router
-from app.handlers import installations
+from app.handlers import assignment, check_runs, comments, installations, reviews
 
 # Add each concern's module here; order is the order handlers run for the same event.
 router = Router(
     installations.router,
+    assignment.router,
+    comments.router,
+    reviews.router,
+    check_runs.router,
 )

@@ -1,0 +1,116 @@
+"""One function per command verb (`/agent run`, `plan`, `cancel`, `retry`, `status`, `help`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from app.commands.grammar import Command
+from app.github import render
+from app.handlers import _intake
+from app.handlers._intake import Trigger
+
+VerbHandler = Callable[..., Awaitable[None]]
+_VERBS: dict[str, VerbHandler] = {}
+
+
+def command(verb: str) -> Callable[[VerbHandler], VerbHandler]:
+    def decorator(func: VerbHandler) -> VerbHandler:
+        _VERBS[verb] = func
+        return func
+
+    return decorator
+
+
+async def execute(ctx, cmd: Command, *, number: int, is_pull_request: bool, title: str, comment_id: int | None,
+                  loaded) -> None:
+    await _VERBS[cmd.verb](ctx, cmd, number=number, is_pull_request=is_pull_request, title=title,
+                           comment_id=comment_id, loaded=loaded)
+
+
+@command("run")
+@command("plan")
+async def run_or_plan(ctx, cmd: Command, *, number, is_pull_request, title, comment_id, loaded) -> None:
+    await _intake.start_task(ctx, Trigger(
+        number=number, kind="mention" if cmd.via_mention else "command", instruction=cmd.instruction,
+        mode=cmd.verb, agent=cmd.agent, model=cmd.model, base=cmd.base, is_pull_request=is_pull_request,
+        title=title, comment_id=comment_id,
+    ), loaded=loaded)
+
+
+@command("cancel")
+async def cancel(ctx, cmd: Command, *, number, comment_id, loaded, **_) -> None:
+    identity = await ctx.identity()
+    tasks, reporter = _intake.services(ctx, identity)
+    if not await _intake.may_ask(ctx, reporter, loaded, number):
+        return
+    repo = ctx.event.repo_full_name
+    await cancel_active(ctx, tasks, reporter, repo, number, comment_id=comment_id,
+                        reason=f"cancelled by @{ctx.event.sender_login}")
+
+
+async def cancel_active(ctx, tasks, reporter, repo: str, number: int, *, comment_id: int | None, reason: str) -> bool:
+    active = tasks.active_task_for(repo, number)
+    if active is None:
+        await reporter.reply(repo, number, render.nothing_to_cancel())
+        return False
+    changed = tasks.request_cancel(active.id, reason=reason)
+    if comment_id:
+        await reporter.react(repo, comment_id=comment_id, content="+1")
+    if changed is not None and changed.task.status == "cancelled":
+        # It never started: write the final state now (a running one is written by its worker).
+        await reporter.finished(changed.task, changed.run)
+    elif active.runner == "actions" and changed is not None:
+        from app.runners.actions_engine import cancel_actions_run
+
+        await cancel_actions_run(ctx.runtime, ctx.gh, changed.task, changed.run)
+    return True
+
+
+@command("retry")
+async def retry(ctx, cmd: Command, *, number, comment_id, loaded, **_) -> None:
+    identity = await ctx.identity()
+    tasks, reporter = _intake.services(ctx, identity)
+    if not await _intake.may_ask(ctx, reporter, loaded, number):
+        return
+    repo = ctx.event.repo_full_name
+    await retry_latest(ctx, tasks, reporter, repo, number, comment_id=comment_id, agent=cmd.agent, model=cmd.model)
+
+
+async def retry_latest(ctx, tasks, reporter, repo: str, number: int, *, comment_id: int | None,
+                       agent: str | None = None, model: str | None = None) -> None:
+    latest = tasks.latest_task_for(repo, number)
+    if latest is None:
+        await reporter.reply(repo, number, render.nothing_to_retry())
+        return
+    if latest.status in ("queued", "running"):
+        await reporter.reply(repo, number, render.busy_reply(latest, reporter.task_url(latest), "/agent"))
+        return
+    if agent or model:
+        tasks.update(latest.id, **{k: v for k, v in (("agent", agent), ("model", model)) if v})
+    again = tasks.retry(latest.id)
+    task = await reporter.acknowledge(again.task, again.run, comment_id=comment_id)
+    await reporter.requeued(task, again.run)
+    _intake.enqueue_run(ctx, again.run.id)
+
+
+@command("status")
+async def status(ctx, cmd: Command, *, number, **_) -> None:
+    identity = await ctx.identity()
+    tasks, reporter = _intake.services(ctx, identity)
+    repo = ctx.event.repo_full_name
+    latest = tasks.latest_task_for(repo, number)
+    run = tasks.latest_run(latest.id) if latest else None
+    await reporter.reply(repo, number, render.status_reply(latest, run, reporter.task_url(latest) if latest else None))
+
+
+@command("help")
+async def help_(ctx, cmd: Command, *, number, loaded, **_) -> None:
+    from app.agents.registry import all_agents
+
+    identity = await ctx.identity()
+    _, reporter = _intake.services(ctx, identity)
+    agents = []
+    for agent in all_agents():
+        availability = agent.availability()
+        agents.append((agent.name, availability.available, availability.reason))
+    await reporter.reply(ctx.event.repo_full_name, number, render.help_text(loaded.config, agents))

@@ -1,0 +1,215 @@
+"""Every write Draftsmith makes to GitHub: reactions, the progress comment, the check run, the draft PR."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from githubkit.exception import RequestFailed
+
+from app.github import render
+from app.logs import get_logger
+from app.models import Run, Task
+from app.tasks.service import TaskService
+from app.tasks.states import Status
+
+CHECK_RUN_NAME = "Draftsmith"
+
+# Check run conclusions by final task status (https://docs.github.com/rest/checks/runs).
+_CONCLUSIONS = {
+    Status.SUCCEEDED: "success",
+    Status.FAILED: "failure",
+    Status.CANCELLED: "cancelled",
+    Status.TIMED_OUT: "timed_out",
+    Status.NEEDS_ATTENTION: "action_required",
+}
+# Buttons on our check run: GitHub limits label to 20, description to 40, identifier to 20 characters.
+CANCEL_ACTION = {"label": "Cancel", "description": "Stop this Draftsmith task", "identifier": "cancel"}
+RETRY_ACTION = {"label": "Retry", "description": "Run this Draftsmith task again", "identifier": "retry"}
+
+
+class Stage(StrEnum):
+    QUEUED = "queued"
+    WORKSPACE = "workspace"
+    AGENT = "agent"
+    COMMIT = "commit"
+    TESTS = "tests"
+    PULL_REQUEST = "pull_request"
+    PLAN = "plan"  # plan mode's last stage, in place of commit, tests and pull request
+
+
+class Reporter:
+    """Writes as the App's bot. Edits its own comment (found by a hidden marker), never anyone else's."""
+
+    def __init__(self, gh, tasks: TaskService, *, identity, public_url: str | None = None) -> None:
+        self.gh = gh
+        self.tasks = tasks
+        self.identity = identity
+        self.public_url = (public_url or "").rstrip("/") or None
+        # Where the run was last seen, so a failure's checklist shows the step that failed.
+        self.last_stage: Stage | None = None
+
+    def task_url(self, task: Task) -> str | None:
+        return f"{self.public_url}/tasks/{task.id}" if self.public_url else None
+
+    @staticmethod
+    def _split(task: Task) -> tuple[str, str]:
+        owner, repo = task.repo_full_name.split("/", 1)
+        return owner, repo
+
+    # -- replies -----------------------------------------------------------------------------------
+    async def reply(self, repo_full_name: str, number: int, body: str) -> int:
+        owner, repo = repo_full_name.split("/", 1)
+        resp = await self.gh.rest.issues.async_create_comment(owner, repo, number, data={"body": body})
+        return resp.json()["id"]
+
+    async def react(self, repo_full_name: str, *, issue_number: int | None = None, comment_id: int | None = None,
+                    review_comment_id: int | None = None, content: str = "eyes") -> None:
+        owner, repo = repo_full_name.split("/", 1)
+        try:
+            if review_comment_id is not None:
+                await self.gh.rest.reactions.async_create_for_pull_request_review_comment(
+                    owner, repo, review_comment_id, data={"content": content})
+            elif comment_id is not None:
+                await self.gh.rest.reactions.async_create_for_issue_comment(
+                    owner, repo, comment_id, data={"content": content})
+            elif issue_number is not None:
+                await self.gh.rest.reactions.async_create_for_issue(owner, repo, issue_number, data={"content": content})
+        except RequestFailed as exc:  # a reaction is a courtesy; never fail a task over it
+            get_logger(repo=repo_full_name).warning("reaction failed", status=exc.response.status_code)
+
+    # -- acknowledgement ---------------------------------------------------------------------------
+    async def acknowledge(self, task: Task, run: Run, *, comment_id: int | None = None,
+                          review_comment_id: int | None = None, react: bool = True) -> Task:
+        """👀 on what asked, the progress comment, and a queued check run on the base branch head."""
+        if react:
+            await self.react(task.repo_full_name, issue_number=None if (comment_id or review_comment_id)
+                             else task.issue_number, comment_id=comment_id, review_comment_id=review_comment_id)
+        task = await self.progress(task, run, Stage.QUEUED)
+        if task.check_run_id is None:
+            task = await self._create_check_run(task, run)
+        return task
+
+    async def _create_check_run(self, task: Task, run: Run) -> Task:
+        owner, repo = self._split(task)
+        head_sha = task.head_sha
+        if head_sha is None:
+            branch = task.branch if task.pr_number and task.branch else task.base_branch
+            if branch is None:
+                branch = (await self.gh.rest.repos.async_get(owner, repo)).json()["default_branch"]
+            head_sha = (await self.gh.rest.repos.async_get_branch(owner, repo, branch)).json()["commit"]["sha"]
+        data = {
+            "name": CHECK_RUN_NAME,
+            "head_sha": head_sha,
+            "status": "queued",
+            "external_id": str(task.id),
+            "output": render.check_run_output(task, run),
+        }
+        if url := self.task_url(task):
+            data["details_url"] = url
+        resp = await self.gh.rest.checks.async_create(owner, repo, data=data)
+        return self.tasks.update(task.id, check_run_id=resp.json()["id"])
+
+    # -- progress ----------------------------------------------------------------------------------
+    async def progress(self, task: Task, run: Run, stage: Stage) -> Task:
+        """Create or edit the one progress comment of this task."""
+        owner, repo = self._split(task)
+        if task.status in ("queued", "running"):
+            self.last_stage = stage
+        body = render.progress_comment(task, run, stage.value, task_url=self.task_url(task))
+        if task.progress_comment_id is not None:
+            try:
+                await self.gh.rest.issues.async_update_comment(owner, repo, task.progress_comment_id,
+                                                               data={"body": body})
+                return task
+            except RequestFailed as exc:
+                if exc.response.status_code != 404:  # someone deleted it: write a new one
+                    raise
+        resp = await self.gh.rest.issues.async_create_comment(owner, repo, task.issue_number, data={"body": body})
+        return self.tasks.update(task.id, progress_comment_id=resp.json()["id"])
+
+    async def stage(self, task: Task, run: Run, stage: Stage) -> None:
+        """A run moved to `stage`: progress comment and check run follow."""
+        task = await self.progress(task, run, stage)
+        if task.check_run_id is None:
+            return
+        owner, repo = self._split(task)
+        data = {"status": "in_progress", "output": render.check_run_output(task, run, stage=stage.value),
+                "actions": [CANCEL_ACTION]}
+        if stage is Stage.WORKSPACE and run.started_at is not None:
+            data["started_at"] = run.started_at.isoformat()
+        await self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data=data)
+
+    async def requeued(self, task: Task, run: Run) -> None:
+        task = await self.progress(task, run, Stage.QUEUED)
+        if task.check_run_id is not None:
+            owner, repo = self._split(task)
+            await self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data={
+                "status": "queued", "output": render.check_run_output(task, run), "actions": [CANCEL_ACTION]})
+
+    async def finished(self, task: Task, run: Run) -> None:
+        """Write a final state back everywhere it shows: never leave a stale 'working' comment."""
+        status = Status(task.status)
+        stage = self.last_stage or Stage.QUEUED
+        if status is Status.SUCCEEDED:
+            stage = Stage.PLAN if task.mode == "plan" else Stage.PULL_REQUEST
+        task = await self.progress(task, run, stage)
+        if task.check_run_id is not None:
+            owner, repo = self._split(task)
+            conclusion = _CONCLUSIONS.get(status, "failure")
+            if status is Status.SUCCEEDED and task.pr_number is None and task.mode != "plan":
+                conclusion = "neutral"  # finished, but nothing to show: no changes
+            data = {"status": "completed", "conclusion": conclusion,
+                    "output": render.check_run_output(task, run, stage=stage.value)}
+            if status in (Status.FAILED, Status.TIMED_OUT, Status.CANCELLED, Status.NEEDS_ATTENTION):
+                data["actions"] = [RETRY_ACTION]
+            else:
+                data["actions"] = []
+            await self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data=data)
+
+    # -- outcomes ----------------------------------------------------------------------------------
+    async def plan(self, task: Task, plan_text: str) -> None:
+        await self.reply(task.repo_full_name, task.issue_number, render.plan_comment(plan_text, task_id=task.id))
+
+    async def no_changes(self, task: Task, run: Run, summary: str) -> None:
+        await self.reply(task.repo_full_name, task.issue_number, render.no_changes_comment(task, summary))
+
+    async def open_or_update_pr(self, task: Task, run: Run, files: list[str], result) -> Task:
+        """Open the draft PR after the first commit, or refresh its body on later commits."""
+        owner, repo = self._split(task)
+        body = render.pr_body(task, run, files, run.tests_passed, summary=getattr(result, "summary", None))
+        if task.pr_number is None:
+            title = task.title or (task.instruction.splitlines()[0] if task.instruction else f"Draftsmith #{task.id}")
+            resp = await self.gh.rest.pulls.async_create(owner, repo, data={
+                "title": title[:250], "head": task.branch, "base": task.base_branch, "body": body, "draft": True,
+            })
+            pr = resp.json()
+            task = self.tasks.update(task.id, pr_number=pr["number"])
+        else:
+            await self.gh.rest.pulls.async_update(owner, repo, task.pr_number, data={"body": body})
+        await self.progress(task, run, Stage.PULL_REQUEST)
+        return task
+
+    async def conclude_pr(self, task: Task, run: Run, *, ready: bool, reason: str | None) -> None:
+        """Mark the PR ready and ask the requester to review it, or leave it draft saying why."""
+        if task.pr_number is None:
+            return
+        owner, repo = self._split(task)
+        pr = (await self.gh.rest.pulls.async_get(owner, repo, task.pr_number)).json()
+        body = render.pr_body(task, run, None, run.tests_passed, previous=pr.get("body") or "",
+                              draft_reason=None if ready else reason)
+        await self.gh.rest.pulls.async_update(owner, repo, task.pr_number, data={"body": body})
+        if not ready:
+            return
+        if pr.get("draft"):
+            # REST cannot leave draft state; GraphQL's markPullRequestReadyForReview can.
+            await self.gh.async_graphql(
+                "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) "
+                "{ pullRequest { isDraft } } }",
+                {"id": pr["node_id"]},
+            )
+        if task.requester and task.requester != self.identity.bot_login:
+            try:
+                await self.gh.rest.pulls.async_request_reviewers(owner, repo, task.pr_number,
+                                                                 data={"reviewers": [task.requester]})
+            except RequestFailed as exc:  # e.g. the requester is not a collaborator any more
+                get_logger(task_id=task.id).warning("review request failed", status=exc.response.status_code)

@@ -1,0 +1,49 @@
+"""Buttons on our check run: Cancel while running, Retry when failed, and GitHub's own Re-run."""
+
+from __future__ import annotations
+
+from app.commands.verbs import cancel_active, retry_latest
+from app.events.router import Router
+from app.handlers import _intake
+from app.tasks.service import TaskService
+
+router = Router()
+
+
+async def _our_task(ctx):
+    identity = await ctx.identity()
+    check_run = ctx.event.payload["check_run"]
+    app = check_run.get("app") or {}
+    if identity is None or ctx.gh is None or (app.get("id") not in (None, identity.id)):
+        return None, None
+    task = TaskService(ctx.engine).task_for_check_run(check_run["id"])
+    return identity, task
+
+
+@router.register("check_run", action="requested_action")
+async def act_on_check_run_button(ctx) -> None:
+    identity, task = await _our_task(ctx)
+    if task is None:
+        return
+    loaded = await _intake.load_config(ctx)
+    tasks, reporter = _intake.services(ctx, identity)
+    if not await _intake.may_ask(ctx, reporter, loaded, task.issue_number):
+        return
+    identifier = (ctx.event.payload.get("requested_action") or {}).get("identifier")
+    if identifier == "cancel":
+        await cancel_active(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None,
+                            reason=f"cancelled by @{ctx.event.sender_login} from the check run")
+    elif identifier == "retry":
+        await retry_latest(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None)
+
+
+@router.register("check_run", action="rerequested")
+async def retry_on_rerun(ctx) -> None:
+    identity, task = await _our_task(ctx)
+    if task is None:
+        return
+    loaded = await _intake.load_config(ctx)
+    tasks, reporter = _intake.services(ctx, identity)
+    if not await _intake.may_ask(ctx, reporter, loaded, task.issue_number):
+        return
+    await retry_latest(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None)

@@ -1,0 +1,69 @@
+"""Gather what the agent is told about its task: the issue, its comments and who wrote them."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from app.agents.prompt import PromptComment, PromptContext
+from app.models import Artifact, Run, Task
+from app.policy import has_permission, permission_from_response
+
+# Enough discussion to understand the request without flooding the prompt.
+MAX_COMMENTS = 30
+
+
+async def _trusted(gh, owner: str, repo: str, login: str, cache: dict[str, bool]) -> bool:
+    """Write access or better: only such people's words are instructions; the rest is untrusted input."""
+    if login not in cache:
+        try:
+            data = (await gh.rest.repos.async_get_collaborator_permission_level(owner, repo, login)).json()
+            cache[login] = has_permission(permission_from_response(data), "write")
+        except Exception:
+            cache[login] = False
+    return cache[login]
+
+
+def _approved_plan(engine, task: Task) -> str | None:
+    """The plan from the latest `/agent plan` on the same issue, which a later `/agent run` follows."""
+    with Session(engine) as session:
+        row = session.exec(
+            select(Artifact.content)
+            .join(Run, Run.id == Artifact.run_id)
+            .join(Task, Task.id == Run.task_id)
+            .where(Task.repo_full_name == task.repo_full_name, Task.issue_number == task.issue_number)
+            .where(Task.mode == "plan", Artifact.kind == "plan", Task.id != task.id)
+            .order_by(Artifact.id.desc())  # type: ignore[union-attr]
+        ).first()
+    return row
+
+
+async def gather(gh, owner: str, repo: str, task: Task, loaded, engine=None) -> PromptContext:
+    issue = (await gh.rest.issues.async_get(owner, repo, task.issue_number)).json()
+    comments_raw = (await gh.rest.issues.async_list_comments(owner, repo, task.issue_number,
+                                                             per_page=100)).json()
+    cache: dict[str, bool] = {}
+    bot_marker = "<!-- draftsmith:"
+    comments = []
+    for comment in comments_raw[-MAX_COMMENTS:]:
+        body = comment.get("body") or ""
+        if bot_marker in body:
+            continue  # our own progress comments are not part of the discussion
+        login = (comment.get("user") or {}).get("login") or "ghost"
+        comments.append(PromptComment(author=login, body=body,
+                                      author_trusted=await _trusted(gh, owner, repo, login, cache)))
+    author = (issue.get("user") or {}).get("login") or "ghost"
+    return PromptContext(
+        repository=task.repo_full_name,
+        issue_number=task.issue_number,
+        issue_title=issue.get("title") or "",
+        issue_body=issue.get("body") or "",
+        issue_author=author,
+        issue_author_trusted=await _trusted(gh, owner, repo, author, cache),
+        instruction=task.instruction,
+        requester=task.requester,
+        comments=comments,
+        is_pull_request=task.is_pull_request,
+        extra_instructions=getattr(loaded, "instructions_text", None),
+        plan_mode=task.mode == "plan",
+        approved_plan=_approved_plan(engine, task) if engine is not None and task.mode == "run" else None,
+    )

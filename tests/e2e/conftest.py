@@ -1,0 +1,91 @@
+"""Helpers for end-to-end tests: a repository wired to the app, and waiting for tasks to settle."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlmodel import Session, select
+
+from app.models import LogLine, Run, Task
+from app.tasks.states import ACTIVE
+
+REPO = "octo/demo"
+
+
+def command_config(command: str, **extra) -> str:
+    lines = ["agent: command", f"command: {command!r}"]
+    for key, value in extra.items():
+        lines.append(f"{key}: {value!r}" if isinstance(value, str) else f"{key}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+class Scene:
+    """One repository on the fake GitHub with the App installed and people with known permissions."""
+
+    def __init__(self, fakehub, draftsmith) -> None:
+        self.hub = fakehub
+        self.app = draftsmith
+        self.bot = fakehub.bot_login
+
+    def repo(self, config: str | None, files: dict[str, str] | None = None, name: str = REPO) -> str:
+        contents = {"README.md": "# Demo\n\nA tpyo here.\n"}
+        contents.update(files or {})
+        if config is not None:
+            contents[".github/draftsmith.yml"] = config
+        owner, repo = name.split("/")
+        self.hub.create_repo(owner, repo, contents)
+        self.hub.add_user("alice", permissions={name: "write"})
+        self.hub.add_user("rita", permissions={name: "read"})
+        return name
+
+    def tasks(self) -> list[Task]:
+        with Session(self.app.engine) as session:
+            return list(session.exec(select(Task).order_by(Task.id)).all())
+
+    def runs(self, task_id: int) -> list[Run]:
+        with Session(self.app.engine) as session:
+            return list(session.exec(select(Run).where(Run.task_id == task_id).order_by(Run.attempt)).all())
+
+    def logs(self, run_id: int) -> list[LogLine]:
+        with Session(self.app.engine) as session:
+            return list(session.exec(select(LogLine).where(LogLine.run_id == run_id).order_by(LogLine.seq)).all())
+
+    def wait_settled(self, timeout: float = 60.0) -> list[Task]:
+        """Wait until deliveries are processed and no task is queued or running."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.app.join(timeout=max(1.0, deadline - time.monotonic()))
+            tasks = self.tasks()
+            if not any(t.status in ACTIVE for t in tasks):
+                self.app.join(timeout=max(1.0, deadline - time.monotonic()))
+                return self.tasks()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"tasks still active: {[(t.id, t.status) for t in tasks]}")
+            time.sleep(0.05)
+
+    def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise TimeoutError(f"timed out waiting for {what}")
+
+    def comments(self, number: int, repo: str = REPO):
+        return [c for c in self.hub.state.comments.values() if c.repo == repo and c.issue_number == number]
+
+    def bot_comments(self, number: int, repo: str = REPO):
+        return [c for c in self.comments(number, repo) if c.user.login == self.bot]
+
+    def check_runs(self, repo: str = REPO):
+        return [c for c in self.hub.state.check_runs.values() if c.repo == repo]
+
+    def pulls(self, repo: str = REPO):
+        return self.hub.repo(repo).pulls
+
+
+@pytest.fixture
+def scene(fakehub, draftsmith) -> Scene:
+    return Scene(fakehub, draftsmith)
