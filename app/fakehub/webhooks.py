@@ -16,6 +16,17 @@ USER_AGENT = "GitHub-Hookshot/fakehub"
 TIMEOUT = 10.0
 
 
+_client: httpx.Client | None = None
+
+
+def _http() -> httpx.Client:
+    # One pooled client: a fresh httpx.post() per delivery reloads the CA bundle (~90 ms) every time.
+    global _client
+    if _client is None:
+        _client = httpx.Client(timeout=TIMEOUT, trust_env=False)
+    return _client
+
+
 def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -41,7 +52,7 @@ def deliver(state: FakeHubState, event: str, payload: dict[str, Any]) -> Deliver
             "X-Hub-Signature": "sha1=" + hmac.new(state.app.webhook_secret.encode(), body, hashlib.sha1).hexdigest(),
         }
         try:
-            response = httpx.post(state.webhook_url, content=body, headers=headers, timeout=TIMEOUT)
+            response = _http().post(state.webhook_url, content=body, headers=headers)
             delivery.status_code = response.status_code
         except httpx.HTTPError as error:
             delivery.error = f"{type(error).__name__}: {error}"
