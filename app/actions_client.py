@@ -315,10 +315,22 @@ async def _execute(spec: RunSpec, environ: Mapping[str, str], workspace: Path, h
     try:
         batcher.add({"type": "progress", "stage": "agent_started", "detail": spec.agent})
         result = await _run_and_collect(spec, environ, workspace, artifacts, credentials, batcher)
-    except (UnknownAgent, MissingCredentials, ValueError) as exc:
+    except MissingCredentials as exc:
+        # On Actions the keys are the workflow's secrets, not keys stored in Draftsmith.
+        names = ", ".join(exc.names)
+        message = (f"The {exc.agent} agent needs {names}, which this workflow run does not have. Add it as an "
+                   f"Actions secret of the repository or organisation and pass it in the `env:` of the "
+                   f"`draftsmith actions-run` step in .github/workflows/draftsmith.yml.")
+        result = {"type": "result", "success": False, "summary": "", "error": message, "exit_code": None}
+        batcher.add({"type": "log", "stream": "system", "text": message})
+    except (UnknownAgent, ValueError) as exc:
         # Explain the refusal; the adapters' messages say what to set (here: a workflow secret).
         result = {"type": "result", "success": False, "summary": "", "error": str(exc), "exit_code": None}
         batcher.add({"type": "log", "stream": "system", "text": str(exc)})
+    except Exception as exc:  # report anything else too: a run must never end silently
+        message = f"draftsmith actions-run failed: {type(exc).__name__}: {exc}"
+        result = {"type": "result", "success": False, "summary": "", "error": message, "exit_code": None}
+        batcher.add({"type": "log", "stream": "system", "text": message})
     finally:
         flusher.cancel()
         await asyncio.gather(flusher, return_exceptions=True)

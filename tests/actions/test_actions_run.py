@@ -219,3 +219,18 @@ def test_an_event_without_a_draftsmith_payload_is_refused(checkout, tmp_path):
     done = _run_step(_actions_env(tmp_path, workspace, {"action": "other"}), workspace)
     assert done.returncode == 2
     assert "neither a draftsmith-run client_payload" in done.stderr
+
+
+@sqlite_only
+def test_a_missing_provider_key_is_reported_with_what_to_set(engine, handler, server, checkout, tmp_path):
+    base, _ = server
+    workspace, sha = checkout
+    run_id = make_task_and_run(engine)
+    event = _dispatch_event(engine, run_id, base, sha, "true")
+    event["client_payload"]["agent"] = {"name": "codex", "model": "gpt-5", "options": {}}
+
+    done = _run_step(_actions_env(tmp_path, workspace, event), workspace)
+
+    assert done.returncode == 0, done.stderr
+    [(_, result)] = handler.results
+    assert not result.success and "OPENAI_API_KEY" in result.error and "Actions secret" in result.error
