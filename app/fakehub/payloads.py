@@ -139,6 +139,7 @@ class Renderer:
         return {
             "id": label.id, "node_id": node_id("Label", label.id), "url": f"{self.base}/repos/{repo}/labels/{label.name}",
             "name": label.name, "color": label.color, "default": False, "description": label.description,
+            "archived_at": None, "archived_by": None,
         }
 
     def author_association(self, repo_name: str, user: User) -> str:
