@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import ssl
 import threading
+from contextlib import asynccontextmanager, contextmanager
 from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from githubkit import GitHub
 from githubkit.auth import AppAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
 from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed, RequestTimeout
+from githubkit.throttling import BaseThrottler
 from githubkit.typing import RetryOption
 
 from app.settings import Settings
@@ -113,6 +115,24 @@ class _InstallationAuthStrategy(BaseAuthStrategy):
         return _InstallationTokenAuth(self.app, self.installation_id)
 
 
+class _Unthrottled(BaseThrottler):
+    """No client-side concurrency cap.
+
+    githubkit's default LocalThrottler keeps one anyio.Semaphore, and hishel's HTTP cache one lock,
+    per client. Our clients are shared by worker threads that each run their own event loop, and a
+    loop-bound primitive shared between loops left a waiting handler never woken (a hang seen with
+    two worker threads). GitHub limits us server-side anyway; our retry policy handles that.
+    """
+
+    @contextmanager
+    def acquire(self, request):
+        yield
+
+    @asynccontextmanager
+    async def async_acquire(self, request):
+        yield
+
+
 class GitHubApp:
     """Authenticates as the App (JWT) and as its installations (cached tokens).
 
@@ -152,6 +172,8 @@ class GitHubApp:
             auto_retry=self.retry,
             timeout=self.timeout,
             user_agent="draftsmith",
+            http_cache=False,
+            throttler=_Unthrottled(),
         )
 
     def installation_client(self, installation_id: int) -> GitHub:
