@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     daily_cost_cap_usd: float | None = Field(
         None, validation_alias=AliasChoices("DRAFTSMITH_DAILY_COST_CAP_USD", "daily_cost_cap_usd")
     )
+    # The server's cap on one run's time, over any repository's max_runtime_minutes (operators' budget).
+    run_time_limit_seconds: float | None = Field(
+        None, validation_alias=AliasChoices("DRAFTSMITH_RUN_TIME_LIMIT", "run_time_limit_seconds")
+    )
     # A run whose heartbeat is older than this is considered dead (its worker crashed).
     heartbeat_timeout_seconds: int = Field(
         60, validation_alias=AliasChoices("DRAFTSMITH_HEARTBEAT_TIMEOUT", "heartbeat_timeout_seconds")

@@ -113,4 +113,4 @@ async def help_(ctx, cmd: Command, *, number, loaded, **_) -> None:
     for agent in all_agents():
         availability = agent.availability()
         agents.append((agent.name, availability.available, availability.reason))
-    await reporter.reply(ctx.event.repo_full_name, number, render.help_text(loaded.config, agents))
+    await reporter.reply(ctx.event.repo_full_name, number, render.help_text(loaded.config, agents, slug=identity.slug))

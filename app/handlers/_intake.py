@@ -70,8 +70,14 @@ def services(ctx, identity) -> tuple[TaskService, Reporter]:
 
 
 def sender_is_ignored(ctx, identity, loaded: LoadedConfig | None = None) -> bool:
-    """Bots (and we ourselves) never trigger anything, unless the repository allows that bot."""
-    allowed = loaded.config.allowed_bots if loaded else []
+    """Bots (and we ourselves) never trigger anything, unless the repository allows that bot.
+
+    Without the config only our own bot is ruled out: a cheap first filter that breaks loops before any
+    API call, while an allowed bot still gets its config read.
+    """
+    if loaded is None:
+        return (ctx.event.sender_login or "").lower() == identity.bot_login.lower()
+    allowed = loaded.config.allowed_bots
     decision = policy.decide_sender(ctx.event.sender_login or "", ctx.event.sender_type or "User",
                                     identity.bot_login, allowed)
     return not decision.allowed
@@ -90,10 +96,12 @@ async def may_ask(ctx, reporter: Reporter, loaded: LoadedConfig, number: int) ->
 async def start_task(ctx, trigger: Trigger, *, loaded: LoadedConfig | None = None) -> Task | None:
     """Create, acknowledge and queue a task for `trigger`, or reply saying why not. Returns the task."""
     identity = await ctx.identity()
+    if sender_is_ignored(ctx, identity):
+        return None
+    loaded = loaded or await load_config(ctx)
     if sender_is_ignored(ctx, identity, loaded):
         ctx.log.info("ignored trigger from a bot", sender=ctx.event.sender_login)
         return None
-    loaded = loaded or await load_config(ctx)
     tasks, reporter = services(ctx, identity)
     repo_full_name = ctx.event.repo_full_name
     if loaded.errors:

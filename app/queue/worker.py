@@ -13,7 +13,9 @@ from app.settings import Settings, load_settings
 from app.sweeper import Sweeper
 
 
-def start_worker(runtime: Runtime, *, threads: int | None = None, poll_ms: int = 250) -> dramatiq.Worker:
+def start_worker(
+    runtime: Runtime, *, threads: int | None = None, poll_ms: int = 250, queues: set[str] | None = None
+) -> dramatiq.Worker:
     """Bind `runtime` for this process's actors and start consuming; the caller stops the worker.
 
     `poll_ms` caps how long an idle consumer sleeps between polls (dramatiq's worker_timeout),
@@ -25,6 +27,7 @@ def start_worker(runtime: Runtime, *, threads: int | None = None, poll_ms: int =
         runtime.broker,
         worker_threads=threads or runtime.settings.worker_threads,
         worker_timeout=poll_ms,
+        queues=queues,
     )
     worker.start()
     return worker

@@ -140,7 +140,18 @@ async def execute_run(runtime, run_id: int) -> None:
     )
     if finished is not None:
         await report.finished(finished.task, finished.run)
+        start_successor(runtime, tasks, finished.task)
     log.info("run ended", status=outcome.status.value)
+
+
+def start_successor(runtime, tasks: TaskService, task) -> None:
+    """With `on_busy: queue`, the next instruction on the same issue waits for this task: start it now."""
+    successor = tasks.queued_successor(task)
+    if successor is None:
+        return
+    run = tasks.latest_run(successor.id)
+    if run is not None and run.status == Status.QUEUED.value:
+        runtime.broker.get_actor("run_task").send(run.id)
 
 
 async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_id: int, sink: LogSink,
@@ -170,6 +181,10 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
 
     sandbox = select_sandbox(settings)
     timeout_s = float(config.max_runtime_minutes) * 60
+    if settings.run_time_limit_seconds:
+        timeout_s = min(timeout_s, settings.run_time_limit_seconds)
+    limit_text = f"{config.max_runtime_minutes} minutes" if timeout_s == config.max_runtime_minutes * 60 \
+        else f"{timeout_s:g} seconds (the server's limit)"
     deadline = asyncio.get_running_loop().time() + timeout_s
 
     def remaining() -> float:
@@ -187,7 +202,7 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
         if result.cancelled:
             raise RunStopped(Status.CANCELLED, "cancelled on request")
         if result.timed_out:
-            raise RunStopped(Status.TIMED_OUT, f"took longer than {config.max_runtime_minutes} minutes")
+            raise RunStopped(Status.TIMED_OUT, f"took longer than {limit_text}")
         return result
 
     for command in config.setup:
@@ -235,7 +250,7 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
     if agent_result_raw.cancelled:
         raise RunStopped(Status.CANCELLED, "cancelled on request")
     if agent_result_raw.timed_out:
-        raise RunStopped(Status.TIMED_OUT, f"took longer than {config.max_runtime_minutes} minutes")
+        raise RunStopped(Status.TIMED_OUT, f"took longer than {limit_text}")
     agent_result = agent.parse_result(request, agent_result_raw.exit_code, "\n".join(stdout_lines),
                                       "\n".join(stderr_lines))
     agent_seconds = agent_result_raw.duration_s

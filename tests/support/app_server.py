@@ -104,9 +104,34 @@ class DraftsmithServer:
         return self.client.post("/api/github/webhooks", content=body, headers=all_headers)
 
     # -- worker --------------------------------------------------------------------------------
-    def start_worker(self) -> None:
+    def start_worker(self, queues: set[str] | None = None) -> None:
         if self._worker is None:
-            self._worker = start_worker(self.runtime, threads=self.worker_threads, poll_ms=50)
+            self._worker = start_worker(self.runtime, threads=self.worker_threads, poll_ms=50, queues=queues)
+
+    def hold_runs(self) -> None:
+        """Keep processing deliveries but leave task runs queued (their own queue) until release_runs()."""
+        from app.queue.actors import DELIVERIES_QUEUE
+
+        self.stop_worker()
+        self.start_worker(queues={DELIVERIES_QUEUE})
+
+    def release_runs(self) -> None:
+        self.stop_worker()
+        self.start_worker()
+
+    def join_deliveries(self, timeout: float = 20.0) -> None:
+        """Wait until every recorded delivery is processed (runs may still be queued)."""
+        from app.queue.actors import DELIVERIES_QUEUE
+
+        deadline = time.monotonic() + timeout
+        while True:
+            queued = queue_depths(self.runtime.broker).get(DELIVERIES_QUEUE, 0)
+            _, waiting = self.pending()
+            if queued == 0 and waiting == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{waiting} deliveries not processed")
+            time.sleep(0.02)
 
     def stop_worker(self) -> None:
         if self._worker is not None:
