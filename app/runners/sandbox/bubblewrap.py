@@ -47,6 +47,16 @@ def find_bwrap() -> str | None:
     return shutil.which("bwrap")
 
 
+def _parents_of(paths) -> list[str]:
+    """Every ancestor directory of `paths` below /, parents first, each once."""
+    parents: list[str] = []
+    for path in paths:
+        for parent in reversed(Path(path).parents[:-1]):
+            if str(parent) not in parents:
+                parents.append(str(parent))
+    return parents
+
+
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
     os.lchown(root, uid, gid)
     for dirpath, dirnames, filenames in os.walk(root):
@@ -104,6 +114,11 @@ class BubblewrapSandbox:
             opts += ["--perms", "1777", "--size", tmpfs_size, "--tmpfs", tmp]
         opts += ["--size", tmpfs_size, "--tmpfs", "/home", "--perms", "0777", "--dir", SANDBOX_HOME]
         opts += ["--tmpfs", "/run"]
+        # bwrap creates missing parents of a bind as root with mode 0700, which the dropped uid cannot
+        # traverse (an agent venv under /work or /root, the artifacts dir under /tmp); existing dirs stay as
+        # they are.
+        for parent in _parents_of([*spec.extra_ro_binds, *spec.writable_binds]):
+            opts += ["--perms", "0755", "--dir", parent]
         for path in spec.extra_ro_binds:
             opts += ["--ro-bind", str(path), str(path)]
         for path in spec.writable_binds:
