@@ -123,3 +123,20 @@ def test_network_is_shared_only_when_asked(bwrap, tmp_path, loopback_server, net
     result, lines = run(bwrap, tmp_path, probe, network=network)
 
     assert (("stdout", "reached") in lines) is network
+
+
+def test_an_agent_installed_under_a_private_directory_can_run(bwrap, tmp_path):
+    # Given an agent's install dir deep under the worker's 0700 temp dir (like a venv under /root)
+    venv_bin = tmp_path / "agents" / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    tool = venv_bin / "agent-cli"
+    tool.write_text("#!/bin/sh\necho agent ran in $PWD\n")
+    tool.chmod(0o755)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+
+    result, lines = run(bwrap, ws, "agent-cli", extra_ro_binds=[tmp_path / "agents" / "venv"],
+                        env={"PATH": f"{venv_bin}:/usr/bin:/bin"})
+
+    assert ("stdout", "agent ran in /workspace") in lines
+    assert result.exit_code == 0
