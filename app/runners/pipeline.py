@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from app.agents.base import AgentRequest, AgentResult, MissingCredentials
+from app.agents.base import AgentRequest, AgentResult, MissingCredentials, redact
 from app.agents.prompt import build_prompt
 from app.agents.registry import get_agent
 from app.github import gitdata
@@ -168,6 +168,15 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
     config = loaded.config
     base_branch = task.base_branch or default_branch
 
+    # A missing provider key fails the run before any clone or setup: the reason names the key and the fix.
+    agent = get_agent(task.agent or config.agent)
+    credentials = _credentials_for(runtime, task)
+    missing = [name for name in agent.required_credentials(task.model or config.model) if name not in credentials]
+    if missing:
+        raise MissingCredentials(agent.name, missing, task.installation_id)
+    secrets.extend(credentials.values())
+    sink.secrets.extend(credentials.values())
+
     # A follow-up on our PR works on the PR's branch; otherwise start from the base branch.
     work_branch = task.branch if task.pr_number and task.branch else base_branch
     token = await runtime.github.installation_token(task.installation_id)
@@ -214,13 +223,6 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
 
     # The agent.
     await report.stage(task, run, Stage.AGENT)
-    agent = get_agent(task.agent or config.agent)
-    credentials = _credentials_for(runtime, task)
-    missing = [name for name in agent.required_credentials(task.model or config.model) if name not in credentials]
-    if missing:
-        raise MissingCredentials(agent.name, missing, task.installation_id)
-    secrets.extend(credentials.values())
-    sink.secrets.extend(credentials.values())
     context = await issue_context.gather(gh, owner, repo, task, loaded, runtime.engine)
     # The agent sees the workspace where the sandbox mounts it (e.g. /workspace under bubblewrap).
     seen_workspace = Path(sandbox.workspace_path(SandboxSpec(argv=[], workspace=workspace)))
@@ -251,8 +253,9 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
         raise RunStopped(Status.CANCELLED, "cancelled on request")
     if agent_result_raw.timed_out:
         raise RunStopped(Status.TIMED_OUT, f"took longer than {limit_text}")
-    agent_result = agent.parse_result(request, agent_result_raw.exit_code, "\n".join(stdout_lines),
-                                      "\n".join(stderr_lines))
+    # The summary goes into the commit message, PR body and comments: no key may ride along with it.
+    agent_result = redact(agent.parse_result(request, agent_result_raw.exit_code, "\n".join(stdout_lines),
+                                             "\n".join(stderr_lines)), secrets)
     agent_seconds = agent_result_raw.duration_s
     tasks.update_run(run.id, agent_seconds=agent_seconds,
                      input_tokens=agent_result.usage.input_tokens, output_tokens=agent_result.usage.output_tokens,
