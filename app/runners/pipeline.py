@@ -121,7 +121,10 @@ async def execute_run(runtime, run_id: int) -> None:
             outcome = await _run(runtime, tasks, report, task.id, run.id, sink, secrets, workspace_root,
                                  heartbeat.cancel, log)
     except RunStopped as stop:
-        outcome = _Outcome(stop.status, stop.reason)
+        reason = stop.reason
+        if stop.status is Status.CANCELLED:  # say who cancelled and from where, as request_cancel recorded
+            reason = tasks.get(task.id).status_reason or reason
+        outcome = _Outcome(stop.status, reason)
     except MissingCredentials as exc:
         outcome = _Outcome(Status.FAILED, str(exc))
     except Exception as exc:  # anything unexpected still ends the task visibly
@@ -390,7 +393,7 @@ async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int
         if runtime.settings.requeue_dead_runs and run.attempt == 1:
             again = tasks.retry(task.id)
             await report.requeued(again.task, again.run)
-            runtime.enqueue_run(again.run.id)
+            runtime.broker.get_actor("run_task").send(again.run.id)
         else:
             await report.finished(finished.task, finished.run)
     return recovered
