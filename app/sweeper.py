@@ -1,4 +1,4 @@
-"""The sweeper: re-enqueue deliveries recorded but never processed (Redis was down, or a process crashed)."""
+"""The sweeper: re-enqueue deliveries recorded but never processed, and end runs whose worker died."""
 
 from __future__ import annotations
 
@@ -33,6 +33,29 @@ def sweep(runtime, *, stale_after: float | None = None, grace: float = 5.0) -> i
     return len(ids)
 
 
+def recover_runs(runtime) -> int:
+    """Fail (or re-queue once) runs whose heartbeat went silent, and report it on GitHub. Returns how many."""
+    import asyncio
+
+    from app.runners.pipeline import recover_dead_runs
+
+    if runtime.github is None:  # nothing can be reported yet; the runs stay until the App is configured
+        return 0
+    recovered = asyncio.run(recover_dead_runs(runtime))
+    if recovered:
+        log.info("recovered_dead_runs", count=recovered)
+    return recovered
+
+
+def _sweep_all(runtime) -> None:
+    # Each job on its own: a failing GitHub call while reporting a dead run must not stop delivery sweeps.
+    for job in (sweep, recover_runs):
+        try:
+            job(runtime)
+        except Exception as exc:  # Redis, the database or GitHub down: try again next round
+            log.warning("sweep_failed", job=job.__name__, error_type=type(exc).__name__)
+
+
 class Sweeper:
     """Calls sweep() every `interval` seconds on a daemon thread until stopped; errors are logged."""
 
@@ -48,11 +71,13 @@ class Sweeper:
         return self
 
     def _loop(self) -> None:
+        # Runs a crash left "running" are ended at start-up too, not only after the first interval.
+        try:
+            recover_runs(self.runtime)
+        except Exception as exc:
+            log.warning("sweep_failed", job="recover_runs", error_type=type(exc).__name__)
         while not self._stop.wait(self.interval):
-            try:
-                sweep(self.runtime)
-            except Exception as exc:  # Redis or the database down: try again next round
-                log.warning("sweep_failed", error_type=type(exc).__name__)
+            _sweep_all(self.runtime)
 
     def stop(self) -> None:
         self._stop.set()
@@ -76,10 +101,7 @@ def run_sweeper(settings, *, stop: threading.Event | None = None) -> None:
     runtime = Runtime.from_settings(settings)
     try:
         while not stop.is_set():
-            try:
-                sweep(runtime)
-            except Exception as exc:
-                log.warning("sweep_failed", error_type=type(exc).__name__)
+            _sweep_all(runtime)
             stop.wait(runtime.settings.sweep_interval_seconds)
     finally:
         runtime.close()
