@@ -10,8 +10,8 @@ from app.fakehub.auth import Principal
 from app.fakehub.payloads import Renderer
 from app.fakehub.state import FakeHubState, Repository, User
 
-# Path parameters GitHub lets contain slashes (file paths, refs, "base...head").
-SLASHY = {"path", "ref", "basehead"}
+# Path parameters GitHub lets contain slashes (file paths, refs, branch names like draftsmith/issue-1, "base...head").
+SLASHY = {"path", "ref", "basehead", "branch"}
 
 
 class HttpError(Exception):
