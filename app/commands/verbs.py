@@ -60,9 +60,9 @@ async def cancel_active(ctx, tasks, reporter, repo: str, number: int, *, comment
         # It never started: write the final state now (a running one is written by its worker).
         await reporter.finished(changed.task, changed.run)
     elif active.runner == "actions" and changed is not None:
-        from app.runners.actions_engine import cancel_actions_run
+        from app.runners import actions_engine
 
-        await cancel_actions_run(ctx.runtime, ctx.gh, changed.task, changed.run)
+        await actions_engine.cancel(ctx.runtime, ctx.gh, changed.task, changed.run)
     return True
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.events.router import Router
-from app.handlers import assignment, check_runs, comments, installations, reviews
+from app.handlers import assignment, check_runs, comments, installations, reviews, workflows
 
 # Add each concern's module here; order is the order handlers run for the same event.
 router = Router(
@@ -12,4 +12,5 @@ router = Router(
     comments.router,
     reviews.router,
     check_runs.router,
+    workflows.router,
 )

@@ -6,24 +6,19 @@ import asyncio
 import os
 import shutil
 import socket
-import subprocess
 import threading
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from app.agents.base import AgentRequest, AgentResult, MissingCredentials, redact
+from app.agents.base import AgentRequest, MissingCredentials, redact
 from app.agents.prompt import build_prompt
 from app.agents.registry import get_agent
-from app.github import gitdata
 from app.github.report import Reporter, Stage
 from app.github.repo_config import load_repo_config
 from app.logs import get_logger
-from app.models import Artifact
-from app.db import session_scope
 from app.runners import context as issue_context
-from app.runners.changes import ChangesRefused, collect_changes
 from app.runners.logsink import LogSink
+from app.runners.publish import Outcome, Workspace, publish, save_artifact
 from app.runners.sandbox import SandboxSpec, select_sandbox
 from app.runners.workspace import clone
 from app.tasks.service import TaskService
@@ -73,16 +68,6 @@ class Heartbeat:
                 get_logger(run_id=self.run_id).warning("heartbeat failed", exc_info=True)
 
 
-@dataclass
-class _Outcome:
-    status: Status
-    reason: str | None = None
-    agent: AgentResult | None = None
-    tests_passed: bool | None = None
-    agent_seconds: float | None = None
-    exit_code: int | None = None
-
-
 def _binds_for(binary: str) -> list[Path]:
     """Directories an agent CLI needs visible in the sandbox: its venv and the Python it links to."""
     path = Path(binary).resolve()
@@ -112,10 +97,13 @@ async def execute_run(runtime, run_id: int) -> None:
     gh = runtime.github.installation_client(task.installation_id)
     identity = await runtime.github.identity()
     report = Reporter(gh, tasks, identity=identity, public_url=runtime.settings.public_url)
+    if task.runner == "actions":
+        await _start_in_actions(runtime, tasks, report, task.id, run.id, log)
+        return
     secrets = list(runtime.settings.secret_values())
     sink = LogSink(runtime.engine, run.id, secrets=secrets)
     workspace_root = Path(runtime.settings.effective_workspace_dir) / f"run-{run.id}"
-    outcome = _Outcome(Status.FAILED, "the run ended unexpectedly")
+    outcome = Outcome(Status.FAILED, "the run ended unexpectedly")
     try:
         with Heartbeat(tasks, run.id) as heartbeat:
             outcome = await _run(runtime, tasks, report, task.id, run.id, sink, secrets, workspace_root,
@@ -124,12 +112,12 @@ async def execute_run(runtime, run_id: int) -> None:
         reason = stop.reason
         if stop.status is Status.CANCELLED:  # say who cancelled and from where, as request_cancel recorded
             reason = tasks.get(task.id).status_reason or reason
-        outcome = _Outcome(stop.status, reason)
+        outcome = Outcome(stop.status, reason)
     except MissingCredentials as exc:
-        outcome = _Outcome(Status.FAILED, str(exc))
+        outcome = Outcome(Status.FAILED, str(exc))
     except Exception as exc:  # anything unexpected still ends the task visibly
         log.exception("run failed")
-        outcome = _Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}")
+        outcome = Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}")
     finally:
         sink.write("system", f"run finished: {outcome.status.value}" + (f" ({outcome.reason})" if outcome.reason else ""))
         sink.close()
@@ -147,6 +135,19 @@ async def execute_run(runtime, run_id: int) -> None:
     log.info("run ended", status=outcome.status.value)
 
 
+async def _start_in_actions(runtime, tasks: TaskService, report: Reporter, task_id: int, run_id: int, log) -> None:
+    """Dispatch to the repository's workflow; the run then ends through its callbacks (actions_engine)."""
+    from app.runners import actions_engine
+
+    try:
+        refused = await actions_engine.start(runtime, tasks, report, task_id, run_id)
+    except Exception as exc:
+        log.exception("dispatch failed")
+        refused = Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}")
+    if refused is not None:
+        await actions_engine.finish(runtime, tasks, report, run_id, refused)
+
+
 def start_successor(runtime, tasks: TaskService, task) -> None:
     """With `on_busy: queue`, the next instruction on the same issue waits for this task: start it now."""
     successor = tasks.queued_successor(task)
@@ -158,7 +159,7 @@ def start_successor(runtime, tasks: TaskService, task) -> None:
 
 
 async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_id: int, sink: LogSink,
-               secrets: list[str], root: Path, cancel: threading.Event, log) -> _Outcome:
+               secrets: list[str], root: Path, cancel: threading.Event, log) -> Outcome:
     settings = runtime.settings
     task, run = tasks.get(task_id), tasks.get_run(run_id)
     owner, repo = task.repo_full_name.split("/", 1)
@@ -221,7 +222,7 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
         sink.write("system", f"setup: {command}")
         result = await in_sandbox(["sh", "-c", command])
         if result.exit_code != 0:
-            return _Outcome(Status.FAILED, f"setup command `{command}` exited with {result.exit_code}",
+            return Outcome(Status.FAILED, f"setup command `{command}` exited with {result.exit_code}",
                             exit_code=result.exit_code)
 
     # The agent.
@@ -263,8 +264,8 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
     tasks.update_run(run.id, agent_seconds=agent_seconds,
                      input_tokens=agent_result.usage.input_tokens, output_tokens=agent_result.usage.output_tokens,
                      cost_usd=agent_result.usage.cost_usd)
-    _save_artifact(runtime, run.id, "transcript", agent_result.transcript, secrets)
-    outcome = _Outcome(Status.SUCCEEDED, agent=agent_result, agent_seconds=agent_seconds,
+    save_artifact(runtime.engine, run.id, "transcript", agent_result.transcript, secrets)
+    outcome = Outcome(Status.SUCCEEDED, agent=agent_result, agent_seconds=agent_seconds,
                        exit_code=agent_result_raw.exit_code)
     if not agent_result.success:
         outcome.status, outcome.reason = Status.FAILED, f"the agent reported failure: {agent_result.summary}"[:2000]
@@ -272,67 +273,22 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
 
     if task.mode == "plan":
         plan = agent_result.plan or agent_result.summary
-        _save_artifact(runtime, run.id, "plan", plan, secrets)
+        save_artifact(runtime.engine, run.id, "plan", plan, secrets)
         await report.plan(task, plan)
         return outcome
 
-    # Commit what the agent changed, through the API so the commit is the bot's and Verified.
-    await report.stage(task, run, Stage.COMMIT)
-    try:
-        changes = await asyncio.to_thread(collect_changes, workspace, start_sha)
-    except ChangesRefused as exc:
-        return _Outcome(Status.NEEDS_ATTENTION, str(exc), agent=agent_result, agent_seconds=agent_seconds)
-    _save_artifact(runtime, run.id, "diff", changes.diff, secrets)
-    if not changes.files:
-        await report.no_changes(task, run, agent_result.summary)
-        outcome.reason = "no changes"
-        return outcome
-
-    parent = start_sha
-    if not task.pr_number:
-        head_now = await gitdata.branch_head(gh, owner, repo, base_branch)
-        if head_now and head_now != start_sha:
-            sink.write("system", f"{base_branch} moved to {head_now[:7]} while the agent worked; rebasing")
-            if not await asyncio.to_thread(_rebase, workspace, token, base_branch, start_sha):
-                return _Outcome(Status.NEEDS_ATTENTION,
-                                f"`{base_branch}` moved while the agent worked and its changes no longer apply "
-                                f"cleanly. Retry with `{config.command_prefix} retry` to start from the new head.",
-                                agent=agent_result, agent_seconds=agent_seconds)
-            parent = head_now
-            changes = await asyncio.to_thread(collect_changes, workspace, head_now)
-
-    message = _commit_message(task, agent_result)
-    commit_sha = await gitdata.create_commit(gh, owner, repo, parent_sha=parent, changes=changes.files,
-                                             message=message)
-    if task.pr_number and task.branch:
-        try:
-            await gitdata.move_branch(gh, owner, repo, task.branch, commit_sha)
-        except gitdata.BranchMoved:
-            return _Outcome(Status.NEEDS_ATTENTION,
-                            f"`{task.branch}` received other commits while the agent worked; nothing was pushed.",
-                            agent=agent_result, agent_seconds=agent_seconds)
-        branch = task.branch
-    else:
-        branch = await gitdata.create_branch(
-            gh, owner, repo, gitdata.branch_name(config.branch_prefix, task.issue_number, task.title), commit_sha)
-    tasks.update(task.id, branch=branch, head_sha=commit_sha)
-    sink.write("system", f"committed {commit_sha[:7]} to {branch} ({len(changes.files)} files)")
-    task = tasks.get(task.id)
-    await report.open_or_update_pr(task, run, [c.path for c in changes.files], agent_result)
-
-    if config.test:
-        await report.stage(task, run, Stage.TESTS)
-        sink.write("system", f"tests: {config.test}")
+    async def run_tests() -> bool:
         result = await in_sandbox(["sh", "-c", config.test])
-        outcome.tests_passed = result.exit_code == 0
-        tasks.update_run(run.id, tests_passed=outcome.tests_passed)
-    task = tasks.get(task.id)
-    ready = outcome.tests_passed is not False
-    await report.conclude_pr(task, tasks.get_run(run.id), ready=ready,
-                             reason=None if ready else f"tests failed (`{config.test}`)")
-    if not ready:
-        outcome.reason = f"tests failed (`{config.test}`); the pull request stays a draft"
-    return outcome
+        return result.exit_code == 0
+
+    published = await publish(
+        engine=runtime.engine, tasks=tasks, report=report, task_id=task.id, run_id=run.id,
+        workspace=Workspace(workspace, start_sha, repository["clone_url"], token), config=config,
+        agent_result=agent_result, log=lambda text: sink.write("system", text), secrets=secrets,
+        run_tests=run_tests, agent_seconds=agent_seconds,
+    )
+    published.exit_code = outcome.exit_code
+    return published
 
 
 def _credentials_for(runtime, task) -> dict[str, str]:
@@ -340,41 +296,6 @@ def _credentials_for(runtime, task) -> dict[str, str]:
 
     store = CredentialStore(runtime.engine, load_keyring(runtime.settings))
     return store.get_env(task.installation_id, task.repo_full_name)
-
-
-def _save_artifact(runtime, run_id: int, kind: str, content: str | None, secrets: list[str]) -> None:
-    if not content:
-        return
-    from app.logs import scrub
-
-    with session_scope(runtime.engine) as session:
-        session.add(Artifact(run_id=run_id, kind=kind, content=scrub(content, secrets)))
-
-
-def _commit_message(task, result: AgentResult) -> str:
-    subject = (task.title or task.instruction or f"issue #{task.issue_number}").splitlines()[0][:60]
-    body = (result.summary or "").strip()[:4000]
-    trailer = f"Co-authored-by: {task.requester} <{task.requester}@users.noreply.github.com>"
-    ref = f"Task #{task.issue_number}" if not task.is_pull_request else f"Follow-up on #{task.issue_number}"
-    return f"{subject}\n\n{body}\n\n{ref}\n\n{trailer}\n" if body else f"{subject}\n\n{ref}\n\n{trailer}\n"
-
-
-def _rebase(workspace: Path, token: str, base_branch: str, start_sha: str) -> bool:
-    """Replay the agent's working-tree changes onto the base branch's new head; False on conflict."""
-    from app.runners.workspace import fetch
-
-    git = ["git", "-C", str(workspace), "-c", "user.name=draftsmith", "-c", "user.email=draftsmith@localhost"]
-    subprocess.run([*git, "add", "-A"], check=True, capture_output=True)
-    subprocess.run([*git, "commit", "-q", "--no-verify", "-m", "agent changes"], check=True, capture_output=True)
-    new_head = fetch(workspace, base_branch, token)
-    done = subprocess.run([*git, "rebase", "-q", "--onto", new_head, start_sha], capture_output=True)
-    if done.returncode != 0:
-        subprocess.run([*git, "rebase", "--abort"], capture_output=True)
-        return False
-    # Leave the rebased changes uncommitted on top of the new head, as collect_changes expects.
-    subprocess.run([*git, "reset", "-q", "--soft", new_head], check=True, capture_output=True)
-    subprocess.run([*git, "reset", "-q"], check=True, capture_output=True)
-    return True
 
 
 async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int:

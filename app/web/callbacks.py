@@ -125,8 +125,15 @@ routes: list[Route] = make_routes()
 def _configured(request: Request) -> RunCallbacks | None:
     state = request.app.state
     found = getattr(state, "run_callbacks", None)
-    if found is None and getattr(state, "runtime", None) is not None:
-        found = state.runtime.services.get("run_callbacks")
+    runtime = getattr(state, "runtime", None)
+    if found is None and runtime is not None:
+        found = runtime.services.get("run_callbacks")
+        if found is None and runtime.github is not None:
+            # Wired on first use, so a web process that only records webhooks never loads the runners.
+            from app.runners.actions_engine import wire
+
+            wire(runtime)
+            found = runtime.services.get("run_callbacks")
     return found
 
 

@@ -1,0 +1,218 @@
+"""GitHub Actions as the execution engine: dispatch a run, act on its callbacks, follow its workflow run.
+
+The runner only runs the agent and reports a patch; we commit, open the PR and write the check run as the
+bot, exactly as for sandbox runs, so users see the same thing whichever engine ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from app.agents.base import AgentResult, Usage
+from app.agents.prompt import build_prompt
+from app.github.oidc import OIDCVerifier
+from app.github.report import Reporter, Stage
+from app.github.repo_config import load_repo_config
+from app.logs import get_logger
+from app.runners import actions, callback_tokens
+from app.runners import context as issue_context
+from app.runners.logsink import LogSink
+from app.runners.publish import Outcome, Workspace, publish
+from app.runners.workspace import clone
+from app.tasks.service import TaskService
+from app.tasks.states import Status, is_terminal
+
+WORKER = "actions"  # Run.worker for dispatched runs: no heartbeat of ours, GitHub runs them
+# A runner may wait in GitHub's queue before it starts; the callback credential outlives the time limit by this.
+QUEUE_MARGIN = timedelta(minutes=30)
+# Agent options that may travel in the dispatch payload (read from the default branch's config).
+_OPTION_KEYS = ("command", "allowed_tools", "max_turns", "max_cost_usd")
+
+
+async def _reporter(runtime, tasks: TaskService, installation_id: int) -> Reporter:
+    gh = runtime.github.installation_client(installation_id)
+    return Reporter(gh, tasks, identity=await runtime.github.identity(), public_url=runtime.settings.public_url)
+
+
+def _base_url(settings) -> str:
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
+async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run_id: int) -> Outcome | None:
+    """Dispatch `run_id` to the repository's workflow. None when dispatched; an Outcome when refused."""
+    task, run = tasks.get(task_id), tasks.get_run(run_id)
+    owner, repo = task.repo_full_name.split("/", 1)
+    gh = report.gh
+    await report.stage(task, run, Stage.WORKSPACE)
+    repository = (await gh.rest.repos.async_get(owner, repo)).json()
+    default_branch = repository["default_branch"]
+    loaded = await load_repo_config(gh, owner, repo, default_branch)
+    config = loaded.config
+    base_branch = task.base_branch or default_branch
+    base_sha = (await gh.rest.repos.async_get_branch(owner, repo, base_branch)).json()["commit"]["sha"]
+    task = tasks.update(task.id, base_branch=base_branch, base_sha=task.base_sha or base_sha, head_sha=base_sha)
+
+    if not await actions.check_workflow_installed(gh, owner, repo, default_branch):
+        refused = actions.missing_workflow_outcome()
+        return Outcome(Status.FAILED, f"{refused.reason} {refused.fix_hint}".strip())
+
+    time_limit = config.max_runtime_minutes * 60
+    if runtime.settings.run_time_limit_seconds:
+        time_limit = min(time_limit, int(runtime.settings.run_time_limit_seconds))
+    token = callback_tokens.issue(runtime.engine, run.id, timedelta(seconds=time_limit) + QUEUE_MARGIN)
+    context = await issue_context.gather(gh, owner, repo, task, loaded, runtime.engine)
+    options = {key: getattr(config, key) for key in _OPTION_KEYS if getattr(config, key, None) is not None}
+    base_url = _base_url(runtime.settings)
+    payload = actions.build_dispatch_payload(
+        task, run, callback_url=f"{base_url}/api/runs/{run.id}/events", callback_token=token,
+        oidc_audience=base_url, prompt=build_prompt(context), agent_options=options,
+        time_limit_seconds=time_limit,
+    )
+    outcome = await actions.dispatch(gh, owner, repo, payload)
+    if not outcome.ok:
+        callback_tokens.revoke(runtime.engine, run.id)
+        return Outcome(Status.FAILED, f"{outcome.reason} {outcome.fix_hint or ''}".strip())
+    tasks.update_run(run.id, worker=WORKER)
+    await report.stage(tasks.get(task.id), tasks.get_run(run.id), Stage.AGENT)
+    return None
+
+
+class RunEvents:
+    """What the app does with an Actions run's reports (app.web.callbacks calls these)."""
+
+    def __init__(self, runtime) -> None:
+        self.runtime = runtime
+        self.tasks = TaskService(runtime.engine)
+
+    async def progress(self, run_id: int, stage: str) -> None:
+        run = self.tasks.get_run(run_id)
+        if run is None or is_terminal(run.status):
+            return
+        self.tasks.heartbeat(run_id)
+        task = self.tasks.get(run.task_id)
+        if stage in {s.value for s in Stage} and stage not in ("queued", "commit", "pull_request"):
+            report = await _reporter(self.runtime, self.tasks, task.installation_id)
+            await report.stage(task, run, Stage(stage))
+
+    async def result(self, run_id: int, result) -> None:
+        run = self.tasks.get_run(run_id)
+        if run is None or is_terminal(run.status):
+            return
+        task = self.tasks.get(run.task_id)
+        report = await _reporter(self.runtime, self.tasks, task.installation_id)
+        usage = result.usage
+        self.tasks.update_run(run_id, exit_code=result.exit_code, input_tokens=usage.input_tokens,
+                              output_tokens=usage.output_tokens, cost_usd=usage.cost_usd,
+                              agent_seconds=usage.agent_seconds)
+        agent_result = AgentResult(success=result.success, summary=result.summary,
+                                   usage=Usage(usage.input_tokens, usage.output_tokens, usage.cost_usd))
+        secrets = list(self.runtime.settings.secret_values())
+        if not result.success:
+            outcome = Outcome(Status.FAILED, (result.error or f"the agent reported failure: {result.summary}")[:2000])
+        elif task.mode == "plan":
+            await report.plan(task, result.summary)
+            outcome = Outcome(Status.SUCCEEDED)
+        else:
+            outcome = await self._publish(task, run, report, result, agent_result, secrets)
+        await finish(self.runtime, self.tasks, report, run_id, outcome)
+
+    async def _publish(self, task, run, report: Reporter, result, agent_result, secrets) -> Outcome:
+        token = await self.runtime.github.installation_token(task.installation_id)
+        secrets.append(token)
+        owner, repo = task.repo_full_name.split("/", 1)
+        clone_url = (await report.gh.rest.repos.async_get(owner, repo)).json()["clone_url"]
+        root = Path(tempfile.mkdtemp(prefix=f"draftsmith-actions-{run.id}-",
+                                     dir=self._workspaces()))
+        try:
+            path = root / "workspace"
+            branch = task.branch if task.pr_number and task.branch else task.base_branch
+            start_sha = await asyncio.to_thread(clone, clone_url, branch, token, path)
+            if result.patch:
+                # The patch was made against the dispatched base; a fresh clone has no agent in it, so plain
+                # `git apply` is safe here (unlike in an agent's workspace).
+                done = await asyncio.to_thread(
+                    subprocess.run, ["git", "-C", str(path), "apply", "--binary", "--whitespace=nowarn", "-"],
+                    input=result.patch.encode(), capture_output=True)
+                if done.returncode != 0:
+                    return Outcome(Status.NEEDS_ATTENTION, "the patch from the Actions run does not apply to "
+                                   f"`{branch}`: {done.stderr.decode(errors='replace')[:500]}")
+            config = (await load_repo_config(report.gh, owner, repo,
+                                             (await report.gh.rest.repos.async_get(owner, repo)).json()["default_branch"])).config
+            with LogSink(self.runtime.engine, run.id, secrets=secrets) as sink:
+                return await publish(
+                    engine=self.runtime.engine, tasks=self.tasks, report=report, task_id=task.id, run_id=run.id,
+                    workspace=Workspace(path, start_sha, clone_url, token), config=config,
+                    agent_result=agent_result, log=lambda text: sink.write("system", text), secrets=secrets,
+                    tests_passed=result.tests_passed, agent_seconds=result.usage.agent_seconds,
+                )
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def _workspaces(self) -> str:
+        directory = Path(self.runtime.settings.effective_workspace_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        return str(directory)
+
+
+async def finish(runtime, tasks: TaskService, report: Reporter, run_id: int, outcome: Outcome) -> None:
+    finished = tasks.finish(run_id, outcome.status, reason=outcome.reason, tests_passed=outcome.tests_passed)
+    callback_tokens.revoke(runtime.engine, run_id)
+    if finished is None:
+        return
+    await report.finished(finished.task, finished.run)
+    from app.runners.pipeline import start_successor
+
+    start_successor(runtime, tasks, finished.task)
+
+
+async def link_workflow_run(runtime, gh, run_id: int, actions_run: dict) -> None:
+    """A workflow_run/job event for one of our runs: link it, and end the task if it ended without reporting."""
+    tasks = TaskService(runtime.engine)
+    run = tasks.get_run(run_id)
+    if run is None:
+        return
+    if run.actions_run_id != actions_run["id"]:
+        tasks.update_run(run_id, actions_run_id=actions_run["id"], actions_run_url=actions_run.get("html_url"))
+    if is_terminal(run.status):
+        return
+    task = tasks.get(run.task_id)
+    report = Reporter(gh, tasks, identity=await runtime.github.identity(), public_url=runtime.settings.public_url)
+    if actions_run.get("status") == "completed":
+        conclusion = actions_run.get("conclusion") or "unknown"
+        status = Status.CANCELLED if conclusion == "cancelled" else (
+            Status.TIMED_OUT if conclusion == "timed_out" else Status.FAILED)
+        url = actions_run.get("html_url")
+        where = f" ([Actions run]({url}))" if url else ""
+        await finish(runtime, tasks, report, run_id, Outcome(
+            status, f"the GitHub Actions run ended ({conclusion}) without reporting a result{where}"))
+    elif task.check_run_id is not None and actions_run.get("html_url"):
+        owner, repo = task.repo_full_name.split("/", 1)
+        await gh.rest.checks.async_update(owner, repo, task.check_run_id,
+                                          data={"details_url": actions_run["html_url"]})
+
+
+async def cancel(runtime, gh, task, run) -> None:
+    """Cancel a dispatched run: ask GitHub to cancel the workflow run, and end ours now (no worker to notice)."""
+    tasks = TaskService(runtime.engine)
+    owner, repo = task.repo_full_name.split("/", 1)
+    if run.actions_run_id:
+        await actions.cancel_actions_run(gh, owner, repo, run.actions_run_id)
+    report = Reporter(gh, tasks, identity=await runtime.github.identity(), public_url=runtime.settings.public_url)
+    await finish(runtime, tasks, report, run.id, Outcome(Status.CANCELLED, task.status_reason or "cancelled on request"))
+
+
+def wire(runtime) -> None:
+    """Let the web app accept Actions callbacks (bearer credential, or OIDC tokens for our URL)."""
+    from app.web.callbacks import RunCallbacks
+
+    audience = _base_url(runtime.settings)
+    runtime.services["run_callbacks"] = RunCallbacks(
+        engine=runtime.engine, handler=RunEvents(runtime), oidc=OIDCVerifier(audience=audience),
+        secrets=tuple(runtime.settings.secret_values()),
+    )
+    get_logger().debug("actions callbacks wired", audience=audience)

@@ -1,0 +1,143 @@
+"""After the agent: commit its changes as the bot, open or update the draft PR, and conclude it.
+
+Shared by both engines: the sandbox pipeline calls it with the agent's workspace; the Actions engine calls
+it with a fresh clone that has the runner's patch applied. So users see the same thing either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.agents.base import AgentResult
+from app.db import session_scope
+from app.github import gitdata
+from app.github.report import Reporter, Stage
+from app.logs import scrub
+from app.models import Artifact
+from app.runners.changes import ChangesRefused, RebaseConflict, collect_changes, rebase_changes
+from app.runners.workspace import fetch
+from app.tasks.service import TaskService
+from app.tasks.states import Status
+
+
+@dataclass
+class Outcome:
+    """How a run ended, before it is written to the task (by TaskService.finish)."""
+
+    status: Status
+    reason: str | None = None
+    agent: AgentResult | None = None
+    tests_passed: bool | None = None
+    agent_seconds: float | None = None
+    exit_code: int | None = None
+
+
+@dataclass
+class Workspace:
+    path: Path
+    start_sha: str  # what the agent started from
+    clone_url: str
+    token: str
+
+
+def save_artifact(engine, run_id: int, kind: str, content: str | None, secrets: list[str]) -> None:
+    if not content:
+        return
+    with session_scope(engine) as session:
+        session.add(Artifact(run_id=run_id, kind=kind, content=scrub(content, secrets)))
+
+
+def commit_message(task, result: AgentResult | None) -> str:
+    subject = (task.title or task.instruction or f"issue #{task.issue_number}").splitlines()[0][:60]
+    body = ((result.summary if result else "") or "").strip()[:4000]
+    trailer = f"Co-authored-by: {task.requester} <{task.requester}@users.noreply.github.com>"
+    ref = f"Task #{task.issue_number}" if not task.is_pull_request else f"Follow-up on #{task.issue_number}"
+    parts = [subject, body, ref, trailer] if body else [subject, ref, trailer]
+    return "\n\n".join(parts) + "\n"
+
+
+async def publish(
+    *,
+    engine,
+    tasks: TaskService,
+    report: Reporter,
+    task_id: int,
+    run_id: int,
+    workspace: Workspace,
+    config,
+    agent_result: AgentResult | None,
+    log: Callable[[str], None],
+    secrets: list[str],
+    run_tests: Callable[[], Awaitable[bool | None]] | None = None,
+    tests_passed: bool | None = None,
+    agent_seconds: float | None = None,
+) -> Outcome:
+    task, run = tasks.get(task_id), tasks.get_run(run_id)
+    owner, repo = task.repo_full_name.split("/", 1)
+    gh = report.gh
+    base_branch = task.base_branch
+    outcome = Outcome(Status.SUCCEEDED, agent=agent_result, agent_seconds=agent_seconds, tests_passed=tests_passed)
+
+    await report.stage(task, run, Stage.COMMIT)
+    try:
+        changes = await asyncio.to_thread(collect_changes, workspace.path, workspace.start_sha)
+    except ChangesRefused as exc:
+        outcome.status, outcome.reason = Status.NEEDS_ATTENTION, str(exc)
+        return outcome
+    save_artifact(engine, run_id, "diff", changes.diff, secrets)
+    if not changes.files:
+        await report.no_changes(task, run, agent_result.summary if agent_result else "")
+        outcome.reason = "no changes"
+        return outcome
+
+    parent = workspace.start_sha
+    if not task.pr_number:
+        head_now = await gitdata.branch_head(gh, owner, repo, base_branch)
+        if head_now and head_now != workspace.start_sha:
+            log(f"{base_branch} moved to {head_now[:7]} while the agent worked; rebasing")
+            # Fetch from the URL we know, never the workspace's `origin`: the agent could have repointed
+            # it at a server of its own, which would then receive the token.
+            await asyncio.to_thread(fetch, workspace.path, base_branch, workspace.token, workspace.clone_url)
+            try:
+                changes = await asyncio.to_thread(rebase_changes, workspace.path, workspace.start_sha, head_now)
+            except RebaseConflict:
+                outcome.status = Status.NEEDS_ATTENTION
+                outcome.reason = (f"`{base_branch}` moved while the agent worked and its changes no longer apply "
+                                  f"cleanly. Reply `{config.command_prefix} retry` to start again from the new head.")
+                return outcome
+            parent = head_now
+
+    commit_sha = await gitdata.create_commit(gh, owner, repo, parent_sha=parent, changes=changes.files,
+                                             message=commit_message(task, agent_result))
+    if task.pr_number and task.branch:
+        try:
+            await gitdata.move_branch(gh, owner, repo, task.branch, commit_sha)
+        except gitdata.BranchMoved:
+            outcome.status = Status.NEEDS_ATTENTION
+            outcome.reason = (f"`{task.branch}` received other commits while the agent worked, so nothing was "
+                              f"pushed. Reply `{config.command_prefix} retry` to work on top of them.")
+            return outcome
+        branch = task.branch
+    else:
+        branch = await gitdata.create_branch(
+            gh, owner, repo, gitdata.branch_name(config.branch_prefix, task.issue_number, task.title), commit_sha)
+    task = tasks.update(task.id, branch=branch, head_sha=commit_sha)
+    log(f"committed {commit_sha[:7]} to {branch} ({len(changes.files)} files)")
+    task = await report.open_or_update_pr(task, run, [c.path for c in changes.files], agent_result)
+
+    if run_tests is not None and config.test:
+        await report.stage(task, run, Stage.TESTS)
+        log(f"tests: {config.test}")
+        outcome.tests_passed = await run_tests()
+    if outcome.tests_passed is not None:
+        tasks.update_run(run.id, tests_passed=outcome.tests_passed)
+    task = tasks.get(task.id)
+    ready = outcome.tests_passed is not False
+    reason = None if ready else f"tests failed (`{config.test}`)"
+    await report.conclude_pr(task, tasks.get_run(run.id), ready=ready, reason=reason)
+    if not ready:
+        outcome.reason = f"{reason}; the pull request stays a draft"
+    return outcome
