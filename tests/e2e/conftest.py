@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -14,9 +15,10 @@ REPO = "octo/demo"
 
 
 def command_config(command: str, **extra) -> str:
-    lines = ["agent: command", f"command: {command!r}"]
+    # JSON strings and lists are valid YAML flow scalars; repr() is not once a line has both quote kinds.
+    lines = ["agent: command", f"command: {json.dumps(command)}"]
     for key, value in extra.items():
-        lines.append(f"{key}: {value!r}" if isinstance(value, str) else f"{key}: {value}")
+        lines.append(f"{key}: {json.dumps(value)}" if isinstance(value, (str, list)) else f"{key}: {value}")
     return "\n".join(lines) + "\n"
 
 
