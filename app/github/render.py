@@ -283,7 +283,9 @@ def _outcome(task: Any, run: Any) -> str:
         if getattr(task, "mode", "run") == "plan":
             return "The plan is posted below."
         if getattr(task, "pr_number", None) is not None:
-            return f"Opened pull request #{task.pr_number}."
+            # A success can still carry a reason (tests failed, so the PR stays a draft): say it here too.
+            note = getattr(task, "status_reason", None)
+            return f"Opened pull request #{task.pr_number}." + (f" Note: {_neutral(note, 1_000)}." if note else "")
         return "The agent finished without changing any files, so there is no pull request."
     if status in _TERMINAL_HEADLINES:
         return _neutral(reason, 2_000) if reason else "No reason was recorded."
@@ -335,6 +337,8 @@ def check_run_output(task: Any, run: Any, stage: str | None = None) -> dict[str,
     elif status == "succeeded":
         title = (f"Opened pull request #{task.pr_number}" if getattr(task, "pr_number", None) is not None
                  else "Plan posted" if getattr(task, "mode", "run") == "plan" else "No changes")
+        if getattr(task, "pr_number", None) is not None and getattr(task, "status_reason", None):
+            title += f" ({_first_line(_neutral(task.status_reason), 100)})"
     else:
         reason = getattr(task, "status_reason", None) or (getattr(run, "error", None) if run is not None else None)
         head = _TERMINAL_HEADLINES.get(status, status).split(" ", 1)[-1]
