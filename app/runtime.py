@@ -2,33 +2,56 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dramatiq
-from sqlalchemy.engine import Engine
-
-from app import deliveries
-from app.db import make_engine
-from app.github.client import AppIdentity, GitHubApp
 from app.metrics import Metrics
-from app.models import utcnow
 from app.settings import Settings
 
+if TYPE_CHECKING:
+    import dramatiq
+    from sqlalchemy.engine import Engine
 
-@dataclass
+    from app.github.client import AppIdentity, GitHubApp
+
+# "Not given": build it from the settings on first use. Distinct from None (github=None means no App).
+_UNSET: Any = object()
+
+
 class Runtime:
-    settings: Settings
-    engine: Engine
-    broker: dramatiq.Broker
-    # None until the GitHub App settings are configured; the web app still starts and says what's missing.
-    github: GitHubApp | None
-    metrics: Metrics = field(default_factory=Metrics)
-    # Filled in by owners of later services (task service, reporter) so handlers reach them via Context.
-    services: dict[str, Any] = field(default_factory=dict)
-    _owns_broker: bool = False
-    _owns_engine: bool = False
+    """The process's engine, broker and GitHub App, each built on first use.
+
+    Lazily, because a web process that only records deliveries never touches most of them: the
+    SQLAlchemy/SQLModel engine, dramatiq's RedisBroker and githubkit together cost a web process
+    ~50 MB of imports, more than everything it does need (issue 2 caps two web processes at 150 MB).
+    Workers touch all three at start-up, so for them nothing changes.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine | None = None,
+        broker: dramatiq.Broker | None = None,
+        github: GitHubApp | None = _UNSET,
+        metrics: Metrics | None = None,
+        services: dict[str, Any] | None = None,
+        *,
+        redis_url: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        # Filled in by owners of later services (task service, reporter) so handlers reach them via Context.
+        self.services: dict[str, Any] = services if services is not None else {}
+        # The Redis the broker uses (serve passes the embedded one's URL); None with a given broker.
+        self.redis_url = redis_url if broker is None else None
+        self._engine = engine
+        self._broker = broker
+        self._github = github
+        self._owns_engine = engine is None
+        self._owns_broker = broker is None
+        # The web app's threads and a test's in-process worker may reach for the same part at once.
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -38,32 +61,72 @@ class Runtime:
         broker: dramatiq.Broker | None = None,
         redis_url: str | None = None,
         engine: Engine | None = None,
-        github: GitHubApp | None = None,
+        github: GitHubApp | None = _UNSET,
     ) -> Runtime:
-        """Build the process's runtime. `redis_url` overrides settings (the embedded Redis's URL)."""
-        from app.queue.actors import declare_actors
-        from app.queue.broker import make_broker, queue_depths
+        """The process's runtime. `redis_url` overrides settings (the embedded Redis's URL).
 
-        owns = broker is None
+        Nothing connects here; the engine, broker and GitHub App are built when first used.
+        """
+        url = None
         if broker is None:
             url = redis_url or settings.redis_url
             if not url:
                 raise ValueError("no Redis URL: start the embedded Redis first and pass its URL")
-            broker = make_broker(url, heartbeat_timeout_ms=settings.heartbeat_timeout_seconds * 1000)
-        declare_actors(broker)
-        if github is None and not settings.missing_github_settings():
-            github = GitHubApp(settings)
-        owns_engine = engine is None
-        engine = engine or make_engine(settings.effective_database_url)
-        runtime = cls(
-            settings=settings, engine=engine, broker=broker, github=github,
-            _owns_broker=owns, _owns_engine=owns_engine,
-        )
-        runtime.metrics.watch(
-            lambda: queue_depths(broker),
-            lambda: deliveries.counts_since(engine, utcnow() - timedelta(hours=24)),
-        )
+        runtime = cls(settings, engine=engine, broker=broker, github=github, redis_url=url)
+        runtime.metrics.watch(runtime._queue_depths, runtime._delivery_counts)
         return runtime
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    from app.db import make_engine
+
+                    self._engine = make_engine(self.settings.effective_database_url)
+        return self._engine
+
+    @property
+    def broker(self) -> dramatiq.Broker:
+        if self._broker is None:
+            with self._lock:
+                if self._broker is None:
+                    from app.queue.actors import declare_actors
+                    from app.queue.broker import make_broker
+
+                    broker = make_broker(self.redis_url, heartbeat_timeout_ms=self.settings.heartbeat_timeout_seconds * 1000)
+                    declare_actors(broker)
+                    self._broker = broker
+        return self._broker
+
+    @property
+    def github(self) -> GitHubApp | None:
+        """None until the GitHub App settings are configured; the web app still starts and says what's missing."""
+        if self._github is _UNSET:
+            with self._lock:
+                if self._github is _UNSET:
+                    github = None
+                    if not self.settings.missing_github_settings():
+                        from app.github.client import GitHubApp
+
+                        github = GitHubApp(self.settings)
+                    self._github = github
+        return self._github
+
+    @github.setter
+    def github(self, value: GitHubApp | None) -> None:
+        self._github = value
+
+    def _queue_depths(self) -> dict[str, int]:
+        from app.queue.broker import queue_depths
+
+        return queue_depths(self.broker)
+
+    def _delivery_counts(self):
+        from app import deliveries
+        from app.models import utcnow
+
+        return deliveries.counts_since(self.engine, utcnow() - timedelta(hours=24))
 
     async def identity(self) -> AppIdentity | None:
         """The App's slug and bot login, read from `GET /app` on first use and kept."""
@@ -72,7 +135,7 @@ class Runtime:
         return await self.github.identity()
 
     def close(self) -> None:
-        if self._owns_broker:
-            self.broker.close()
-        if self._owns_engine:
-            self.engine.dispose()
+        if self._owns_broker and self._broker is not None:
+            self._broker.close()
+        if self._owns_engine and self._engine is not None:
+            self._engine.dispose()

@@ -6,22 +6,27 @@ import contextlib
 import html
 import importlib
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from starlette.applications import Starlette
+from starlette.datastructures import URLPath
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 
 from app.settings import Settings
 
-# Route modules others own, mounted when they exist. Each exposes `routes: list[BaseRoute]` and
-# reaches the process's Runtime as `request.app.state.runtime`. Add new ones here.
-EXTRA_ROUTE_MODULES: tuple[str, ...] = (
-    "app.web.callbacks",  # Actions runners report back
-    "app.web.tasks",      # task page and logs API
-    "app.web.setup",      # manifest set-up flow (/setup)
-)
+# Route modules others own, mounted when they exist, with the path prefixes they serve. Each exposes
+# `routes: list[BaseRoute]` and reaches the process's Runtime as `request.app.state.runtime`. A module
+# is imported on the first request under one of its prefixes, not at start-up: they pull in the ORM,
+# pydantic models and OIDC verification, which a web process that only records deliveries never
+# needs (issue 2 caps two web processes at 150 MB). Add new ones here.
+EXTRA_ROUTE_MODULES: dict[str, tuple[str, ...]] = {
+    "app.web.callbacks": ("/api/runs/",),  # Actions runners report back
+    "app.web.tasks": ("/api/tasks/", "/tasks/"),  # task page and logs API
+    "app.web.setup": ("/setup",),  # manifest set-up flow (/setup)
+}
 
 SETUP_PATH = "/setup"
 
@@ -33,13 +38,68 @@ _HOW_TO_GET = {
 }
 
 
-def _extra_routes(modules: Sequence[str]) -> list[BaseRoute]:
+class LazyRoutes(BaseRoute):
+    """A route module's routes, imported on the first request whose path starts with one of `prefixes`."""
+
+    def __init__(self, module: str, prefixes: Sequence[str]) -> None:
+        self.module = module
+        self.prefixes = tuple(prefixes)
+        self._routes: list[BaseRoute] | None = None
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        if self._routes is None:
+            self._routes = list(importlib.import_module(self.module).routes)
+        return self._routes
+
+    def _best(self, scope) -> tuple[Match, dict, BaseRoute | None]:
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        if scope.get("type") not in ("http", "websocket") or not path.startswith(self.prefixes):
+            return Match.NONE, {}, None
+        partial: tuple[Match, dict, BaseRoute | None] = (Match.NONE, {}, None)
+        for route in self.routes:
+            match, child_scope = route.matches(scope)
+            if match == Match.FULL:
+                return match, child_scope, route
+            if match == Match.PARTIAL and partial[2] is None:
+                partial = (match, child_scope, route)
+        return partial
+
+    def matches(self, scope) -> tuple[Match, dict]:
+        match, child_scope, _ = self._best(scope)
+        return match, child_scope
+
+    async def handle(self, scope, receive, send) -> None:
+        # The router already merged the child scope of the route that matched; find it again.
+        _, child_scope, route = self._best(scope)
+        if route is None:
+            raise HTTPException(status_code=404)
+        scope.update(child_scope)
+        await route.handle(scope, receive, send)
+
+    def url_path_for(self, name: str, /, **path_params) -> URLPath:
+        for route in self.routes:
+            try:
+                return route.url_path_for(name, **path_params)
+            except NoMatchFound:
+                pass
+        raise NoMatchFound(name, path_params)
+
+
+def _extra_routes(modules: Mapping[str, Sequence[str]] | Sequence[str]) -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     for name in modules:
         # Skip only modules not written yet; a module that exists but fails to import is a bug to surface.
         if importlib.util.find_spec(name) is None:
             continue
-        routes.extend(importlib.import_module(name).routes)
+        prefixes = modules[name] if isinstance(modules, Mapping) else ()
+        if prefixes:
+            routes.append(LazyRoutes(name, prefixes))
+        else:
+            routes.extend(importlib.import_module(name).routes)
     return routes
 
 
@@ -78,11 +138,32 @@ async def _index(request: Request) -> Response:
     return HTMLResponse(status_page(request.app.state.runtime.settings))
 
 
+def _delivery_enqueuer(rt) -> Callable[[Sequence[str]], None]:
+    """How this web process enqueues process_delivery(id): straight to Redis, or through the broker.
+
+    The direct path keeps redis-py and dramatiq out of web processes (and saves a round trip);
+    a Runtime handed a broker of its own (tests, other brokers) or a TLS/unix Redis uses the broker.
+    """
+    from app.queue import dispatch
+
+    if dispatch.supports(rt.redis_url):
+        return dispatch.DeliveryEnqueuer(rt.redis_url, heartbeat_timeout_ms=rt.settings.heartbeat_timeout_seconds * 1000)
+
+    def through_broker(ids: Sequence[str]) -> None:
+        from app.queue.actors import declare_actors
+        from app.queue.broker import enqueue_many
+
+        actor = declare_actors(rt.broker).process_delivery
+        enqueue_many(rt.broker, [actor.message(i) for i in ids])
+
+    return through_broker
+
+
 def create_app(
     settings: Settings,
     *,
     runtime=None,
-    extra_route_modules: Sequence[str] = EXTRA_ROUTE_MODULES,
+    extra_route_modules: Mapping[str, Sequence[str]] | Sequence[str] = EXTRA_ROUTE_MODULES,
 ) -> Starlette:
     """The Starlette app. Nothing opens at construction; the lifespan builds (or adopts) the Runtime.
 
@@ -92,17 +173,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        from app.deliveries import DeliveryRecorder
-        from app.queue.actors import declare_actors
-        from app.queue.broker import enqueue_many
+        from app.recorder import DeliveryRecorder, store_for
         from app.runtime import Runtime
 
         own = runtime is None
         rt = runtime or Runtime.from_settings(settings)
-        actor = declare_actors(rt.broker).process_delivery
-        recorder = DeliveryRecorder(
-            rt.engine, lambda ids: enqueue_many(rt.broker, [actor.message(i) for i in ids])
-        ).start()
+        store = store_for(rt.settings.effective_database_url, lambda: rt.engine)
+        recorder = DeliveryRecorder(store, _delivery_enqueuer(rt)).start()
         secret = rt.settings.github_webhook_secret
         app.state.runtime = rt
         app.state.recorder = recorder
@@ -111,6 +188,9 @@ def create_app(
             yield
         finally:
             recorder.close()
+            close_enqueuer = getattr(recorder.enqueue, "close", None)
+            if close_enqueuer is not None:
+                close_enqueuer()
             if own:
                 rt.close()
 

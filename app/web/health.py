@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -16,6 +15,8 @@ async def healthz(request: Request) -> Response:
 
 
 def _check_database(runtime) -> None:
+    from sqlalchemy import text  # here, not at import: a web process that only records deliveries never loads it
+
     with runtime.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
 
