@@ -198,4 +198,9 @@ def update_workflow_run(hub: FakeHub, request: Request, body: dict, run_id: str)
         run.updated_at = now()
         for job in run.jobs:
             job.update(status=run.status, conclusion=run.conclusion)
-    return 200, Renderer(hub.state, str(request.base_url)).workflow_run(run)
+    ctx = acting_ctx(hub, request, request.headers.get("X-Fakehub-Actor"))
+    from app.fakehub.api_checks import emit_workflow_run
+
+    emit_workflow_run(ctx, run, "completed" if run.status == "completed" else run.status)
+    _send(hub, ctx)
+    return 200, ctx.render.workflow_run(run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.fakehub import git
+from app.fakehub import git, workflows
 from app.fakehub.routing import Api, Ctx, HttpError, not_found
 from app.fakehub.state import CheckRun, Dispatch, WorkflowRun, now
 
@@ -99,16 +99,28 @@ def create_dispatch(ctx: Ctx):
     dispatch = Dispatch(repo=repo.full_name, event_type=ctx.body["event_type"],
                         client_payload=ctx.body.get("client_payload") or {}, actor=ctx.actor.login)
     repo.dispatches.append(dispatch)
-    # A repository_dispatch starts the default branch's workflows; record one queued run for it.
+    # A repository_dispatch starts the default branch's workflows that listen for its type, each titled by
+    # its run-name; with no such workflow nothing runs, and GitHub still answers 204.
     sha = git.resolve_ref(git.open_repo(repo.git_dir), repo.default_branch) or ""
-    run_id = ctx.state.next_id()
-    number = 1 + sum(1 for r in ctx.state.workflow_runs.values() if r.repo == repo.full_name)
-    ctx.state.workflow_runs[run_id] = WorkflowRun(
-        id=run_id, repo=repo.full_name, run_number=number, event="repository_dispatch",
-        display_title=dispatch.event_type, head_branch=repo.default_branch, head_sha=sha,
-        client_payload=dispatch.client_payload, jobs=[{"id": ctx.state.next_id(), "name": "run"}],
-    )
+    event = {"action": dispatch.event_type, "client_payload": dispatch.client_payload}
+    for path, title in workflows.dispatched_workflows(repo.git_dir, sha, dispatch.event_type, event):
+        run_id = ctx.state.next_id()
+        number = 1 + sum(1 for r in ctx.state.workflow_runs.values() if r.repo == repo.full_name)
+        run = WorkflowRun(
+            id=run_id, repo=repo.full_name, run_number=number, event="repository_dispatch",
+            display_title=title, head_branch=repo.default_branch, head_sha=sha, path=path,
+            client_payload=dispatch.client_payload, jobs=[{"id": ctx.state.next_id(), "name": "run"}],
+        )
+        ctx.state.workflow_runs[run_id] = run
+        emit_workflow_run(ctx, run, "requested")
     return 204, None
+
+
+def emit_workflow_run(ctx: Ctx, run: WorkflowRun, action: str) -> None:
+    """The workflow_run webhook GitHub sends as a run is requested, starts and completes."""
+    repo = ctx.state.repos[run.repo]
+    workflow = {"id": run.workflow_id, "name": "Draftsmith", "path": run.path, "state": "active"}
+    ctx.emit("workflow_run", ctx.event(repo, action, workflow_run=ctx.render.workflow_run(run), workflow=workflow))
 
 
 def find_workflow_run(ctx: Ctx) -> WorkflowRun:
@@ -151,4 +163,5 @@ def cancel_workflow_run(ctx: Ctx):
     run.status, run.conclusion, run.updated_at = "completed", "cancelled", now()
     for job in run.jobs:
         job.update(status="completed", conclusion="cancelled")
+    emit_workflow_run(ctx, run, "completed")
     return 202, {}

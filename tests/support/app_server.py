@@ -63,7 +63,9 @@ class DraftsmithServer:
         self.worker_threads = worker_threads
         self.runtime = Runtime.from_settings(settings)
         self.engine = self.runtime.engine
-        self.port = free_port()
+        # The port is chosen with the settings (see build_settings) so the public URL, used in check run
+        # links and Actions callbacks, points here.
+        self.port = settings.port
         self.url = f"http://127.0.0.1:{self.port}"
         self.webhook_url = f"{self.url}/api/github/webhooks"
         self._server: uvicorn.Server | None = None
@@ -195,11 +197,14 @@ def build_settings(
     engine = make_engine(Settings(DATABASE_URL=database_url).effective_database_url)
     upgrade(engine)
     engine.dispose()
+    port = int(overrides.pop("DRAFTSMITH_PORT", 0)) or free_port()
+    overrides.setdefault("DRAFTSMITH_PUBLIC_URL", f"http://127.0.0.1:{port}")
     return Settings(
         **github_env,
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         DRAFTSMITH_DATA_DIR=str(tmp_path / "data"),
+        DRAFTSMITH_PORT=port,
         **overrides,
     )
 
