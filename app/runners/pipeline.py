@@ -102,7 +102,8 @@ async def execute_run(runtime, run_id: int) -> None:
         return
     secrets = list(runtime.settings.secret_values())
     sink = LogSink(runtime.engine, run.id, secrets=secrets)
-    workspace_root = Path(runtime.settings.effective_workspace_dir) / f"run-{run.id}"
+    # Absolute: the default data dir is relative (.draftsmith), and bwrap resolves bind sources elsewhere.
+    workspace_root = Path(runtime.settings.effective_workspace_dir).absolute() / f"run-{run.id}"
     outcome = Outcome(Status.FAILED, "the run ended unexpectedly")
     try:
         with Heartbeat(tasks, run.id) as heartbeat:
