@@ -58,8 +58,10 @@ class SQLiteDeliveryStore:
     another process (the other web process, a worker) holds the single write lock, it retries every
     ~0.5 ms instead. synchronous=NORMAL in WAL mode: a commit survives the process crashing the
     instant after (the WAL is in the OS page cache); only a power loss or kernel crash can take
-    the last few commits back. It checkpoints only when the WAL has grown well past SQLite's default,
-    so most of the copying into the database file happens in the workers' commits, not in this one.
+    the last few commits back. It never checkpoints in a commit: copying the WAL into the database
+    file ends in an fsync, which made a commit cost ~0.3 ms a row instead of ~0.05. A checkpoint
+    thread of its own does it every `checkpoint_interval` seconds (PASSIVE, so it blocks no reader
+    or writer), which also bounds the WAL while no worker runs.
     """
 
     INSERT = (
@@ -67,12 +69,28 @@ class SQLiteDeliveryStore:
         " enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO NOTHING"
     )
 
-    def __init__(self, path: str, *, lock_timeout: float = 30.0, autocheckpoint_pages: int = 4000) -> None:
+    def __init__(self, path: str, *, lock_timeout: float = 30.0, checkpoint_interval: float = 1.0) -> None:
+        self.path = path
         self.lock_timeout = lock_timeout
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=0",
-                       f"wal_autocheckpoint={autocheckpoint_pages}"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=0", "wal_autocheckpoint=0"):
             self.conn.execute(f"PRAGMA {pragma}")
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_every, args=(checkpoint_interval,), name="wal-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_every(self, interval: float) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass  # another process is checkpointing; the next round catches up
+        finally:
+            conn.close()
 
     def _write(self, work: Callable[[sqlite3.Connection], object]):
         deadline = time.monotonic() + self.lock_timeout
@@ -116,6 +134,8 @@ class SQLiteDeliveryStore:
                                                   [(i,) for i in ids]))
 
     def close(self) -> None:
+        self._stop.set()
+        self._checkpointer.join(5)
         self.conn.close()
 
 
