@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from enum import StrEnum
 
 from githubkit.exception import RequestFailed
@@ -80,14 +81,20 @@ class Reporter:
     # -- acknowledgement ---------------------------------------------------------------------------
     async def acknowledge(self, task: Task, run: Run, *, comment_id: int | None = None,
                           review_comment_id: int | None = None, react: bool = True) -> Task:
-        """👀 on what asked, the progress comment, and a queued check run on the base branch head."""
+        """👀 on what asked, the progress comment, and a queued check run on the base branch head.
+
+        The three are independent, so they go out together: the person sees all of them sooner
+        (bench/ack.py measures this). Each records its own column, so the task is read back afterwards.
+        """
+        writes = [self.progress(task, run, Stage.QUEUED)]
         if react:
-            await self.react(task.repo_full_name, issue_number=None if (comment_id or review_comment_id)
-                             else task.issue_number, comment_id=comment_id, review_comment_id=review_comment_id)
-        task = await self.progress(task, run, Stage.QUEUED)
+            writes.append(self.react(task.repo_full_name, issue_number=None if (comment_id or review_comment_id)
+                                     else task.issue_number, comment_id=comment_id,
+                                     review_comment_id=review_comment_id))
         if task.check_run_id is None:
-            task = await self._create_check_run(task, run)
-        return task
+            writes.append(self._create_check_run(task, run))
+        await asyncio.gather(*writes)
+        return self.tasks.get(task.id)
 
     async def _create_check_run(self, task: Task, run: Run) -> Task:
         owner, repo = self._split(task)
