@@ -208,6 +208,9 @@ def main() -> int:
         finally:
             person.close()
             stop(serve)
+            kept = Path(tempfile.gettempdir()) / "draftsmith-ack-serve.log"
+            kept.write_bytes((serve_dir / "serve.log").read_bytes())
+            print(f"serve's log: {kept}", file=sys.stderr)
             fake.stop()
             hub.close()
 

@@ -134,4 +134,6 @@ def test_status_answers_with_the_task_state(scene, fakehub):
     fakehub.comment(REPO, number, "/agent status")
     scene.wait_settled()
     [reply] = [c for c in scene.bot_comments(number) if render.progress_marker(task.id) not in c.body]
-    assert f"task #{task.id}" in reply.body and "Done" in reply.body and f"#{pr.number}" in reply.body
+    headline = reply.body.splitlines()[0]
+    assert headline.startswith("**Draftsmith task") and f"#{task.id}" in headline and "Done" in headline
+    assert f"pull request #{pr.number}" in reply.body
