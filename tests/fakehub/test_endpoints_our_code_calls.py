@@ -73,6 +73,7 @@ def scenario(fakehub) -> dict[str, Callable[[GitHub, dict[str, Any]], Any]]:
         "pulls.create_review_comment": lambda gh, ids: ids.__setitem__("review_comment", gh.rest.pulls.create_review_comment(
             o, r, ids["pull"], body="nit", commit_id=ids["commit"], path="src/fix.py", line=1).parsed_data.id),
         "pulls.list_review_comments": lambda gh, ids: gh.rest.pulls.list_review_comments(o, r, ids["pull"]).parsed_data,
+        "pulls.list_reviews": lambda gh, ids: gh.rest.pulls.list_reviews(o, r, ids["pull"]).parsed_data,
         "reactions.create_for_pull_request_review_comment":
             lambda gh, ids: gh.rest.reactions.create_for_pull_request_review_comment(
                 o, r, ids["review_comment"], content="eyes").parsed_data,
