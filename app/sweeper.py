@@ -37,14 +37,17 @@ def recover_runs(runtime) -> int:
     """Fail (or re-queue once) runs whose heartbeat went silent, and report it on GitHub. Returns how many."""
     import asyncio
 
-    from app.runners.pipeline import recover_dead_runs
+    from app.runners.pipeline import recover_dead_runs, requeue_stranded_runs
 
     if runtime.github is None:  # nothing can be reported yet; the runs stay until the App is configured
         return 0
     recovered = asyncio.run(recover_dead_runs(runtime))
     if recovered:
         log.info("recovered_dead_runs", count=recovered)
-    return recovered
+    requeued = requeue_stranded_runs(runtime)
+    if requeued:
+        log.info("requeued_stranded_runs", count=requeued)
+    return recovered + requeued
 
 
 def _sweep_all(runtime) -> None:

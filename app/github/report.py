@@ -165,6 +165,8 @@ class Reporter:
             conclusion = _CONCLUSIONS.get(status, "failure")
             if status is Status.SUCCEEDED and task.pr_number is None and task.mode != "plan":
                 conclusion = "neutral"  # finished, but nothing to show: no changes
+            elif status is Status.SUCCEEDED and run.tests_passed is False:
+                conclusion = "failure"  # a draft PR whose tests fail: show red, the title says why
             data = {"status": "completed", "conclusion": conclusion,
                     "output": render.check_run_output(task, run, stage=stage.value)}
             if status in (Status.FAILED, Status.TIMED_OUT, Status.CANCELLED, Status.NEEDS_ATTENTION):

@@ -21,10 +21,12 @@ from app.runners.logsink import LogSink
 from app.runners.publish import Outcome, Workspace, publish, save_artifact
 from app.runners.sandbox import SandboxSpec, select_sandbox
 from app.runners.workspace import clone
+from app.models import utcnow
 from app.tasks.service import TaskService
 from app.tasks.states import Status
 
 HEARTBEAT_SECONDS = 2.0
+STRANDED_AFTER = timedelta(minutes=10)
 
 
 class RunStopped(Exception):
@@ -319,3 +321,15 @@ async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int
         else:
             await report.finished(finished.task, finished.run)
     return recovered
+
+
+def requeue_stranded_runs(runtime, older_than: timedelta | None = None) -> int:
+    """Enqueue queued runs whose message never reached a worker; starting a run twice is a no-op."""
+    tasks = TaskService(runtime.engine)
+    # Long enough that a run merely waiting behind a busy queue is not sent again and again.
+    older_than = older_than or STRANDED_AFTER
+    stranded = tasks.stranded_queued_runs(older_than)
+    for run in stranded:
+        runtime.broker.get_actor("run_task").send(run.id)
+        tasks.update_run(run.id, queued_at=utcnow())  # the next sweep waits as long again
+    return len(stranded)

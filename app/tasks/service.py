@@ -259,3 +259,26 @@ class TaskService:
             return list(session.exec(
                 select(Run).where(Run.status == Status.RUNNING.value, Run.heartbeat_at < cutoff)
             ).all())
+
+    def stranded_queued_runs(self, older_than: timedelta) -> list[Run]:
+        """Queued runs that never started (their message was lost, e.g. Redis was down when enqueued).
+
+        A run queued behind a running task on the same issue (`on_busy: queue`) is waiting on purpose and
+        is left out; it starts when that task ends.
+        """
+        cutoff = utcnow() - older_than
+        with Session(self.engine, expire_on_commit=False) as session:
+            candidates = session.exec(
+                select(Run, Task).join(Task, Task.id == Run.task_id)
+                .where(Run.status == Status.QUEUED.value, Run.queued_at < cutoff)
+            ).all()
+            stranded = []
+            for run, task in candidates:
+                busy = session.exec(
+                    select(Task.id).where(Task.repo_full_name == task.repo_full_name,
+                                          Task.issue_number == task.issue_number,
+                                          Task.status == Status.RUNNING.value)
+                ).first()
+                if busy is None:
+                    stranded.append(run)
+            return stranded

@@ -103,3 +103,19 @@ def test_usage_costs_add_up_per_installation_and_day(engine):
     assert service.cost_since(1, since) == pytest.approx(0.75)
     assert service.count_since(1, since) == 2
     assert isinstance(service.get_run(a.run.id), Run)
+
+
+def test_queued_runs_that_never_started_are_found_but_not_those_waiting_behind_a_running_task(engine):
+    from app.models import utcnow
+
+    service = TaskService(engine)
+    lost = _new(service, 1)
+    running = _new(service, 2)
+    service.start_run(running.run.id, worker="w")
+    waiting = _new(service, 2)  # queued behind the running task on the same issue
+    fresh = _new(service, 3)
+    for created in (lost, waiting):
+        service.update_run(created.run.id, queued_at=utcnow() - timedelta(minutes=20))
+    stranded = service.stranded_queued_runs(timedelta(minutes=10))
+    assert [run.id for run in stranded] == [lost.run.id]
+    assert fresh.run.id not in [run.id for run in stranded]
