@@ -111,7 +111,7 @@ def test_failing_tests_leave_the_pull_request_a_draft_saying_why(scene, fakehub)
     assert "stays a draft" in pr.body and "tests failed" in pr.body
     assert "**Tests:** failed" in pr.body
     [check] = scene.check_runs()
-    assert check.status == "completed"
+    assert (check.status, check.conclusion) == ("completed", "failure")
     assert "Tests: failed" in check.output["text"]
     [progress] = scene.bot_comments(number)
     assert "tests failed" in progress.body
