@@ -175,6 +175,13 @@ class Reporter:
                 data["actions"] = []
             await self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data=data)
 
+    async def link_details(self, task: Task, url: str) -> None:
+        """Point the check run's details link at where the work happens (e.g. the Actions job)."""
+        if task.check_run_id is None:
+            return
+        owner, repo = self._split(task)
+        await self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data={"details_url": url})
+
     # -- outcomes ----------------------------------------------------------------------------------
     async def plan(self, task: Task, plan_text: str) -> None:
         await self.reply(task.repo_full_name, task.issue_number, render.plan_comment(plan_text, task_id=task.id))

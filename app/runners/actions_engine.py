@@ -49,11 +49,8 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
     owner, repo = task.repo_full_name.split("/", 1)
     gh = report.gh
     await report.stage(task, run, Stage.WORKSPACE)
-    repository = (await gh.rest.repos.async_get(owner, repo)).json()
-    default_branch = repository["default_branch"]
-    loaded = await load_repo_config(gh, owner, repo, default_branch)
-    config = loaded.config
-    base_branch = task.base_branch or default_branch
+    repo_ctx = await issue_context.repo_context(gh, task, runtime.settings)
+    loaded, config, base_branch, default_branch = repo_ctx.loaded, repo_ctx.config, repo_ctx.base_branch, repo_ctx.default_branch
     base_sha = (await gh.rest.repos.async_get_branch(owner, repo, base_branch)).json()["commit"]["sha"]
     task = tasks.update(task.id, base_branch=base_branch, base_sha=task.base_sha or base_sha, head_sha=base_sha)
 
@@ -61,9 +58,7 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
         refused = actions.missing_workflow_outcome()
         return Outcome(Status.FAILED, f"{refused.reason} {refused.fix_hint}".strip())
 
-    time_limit = config.max_runtime_minutes * 60
-    if runtime.settings.run_time_limit_seconds:
-        time_limit = min(time_limit, int(runtime.settings.run_time_limit_seconds))
+    time_limit = int(repo_ctx.time_limit_seconds)
     token = callback_tokens.issue(runtime.engine, run.id, timedelta(seconds=time_limit) + QUEUE_MARGIN)
     context = await issue_context.gather(gh, owner, repo, task, loaded, runtime.engine)
     options = {key: getattr(config, key) for key in _OPTION_KEYS if getattr(config, key, None) is not None}
@@ -190,10 +185,8 @@ async def link_workflow_run(runtime, gh, run_id: int, actions_run: dict) -> None
         where = f" ([Actions run]({url}))" if url else ""
         await finish(runtime, tasks, report, run_id, Outcome(
             status, f"the GitHub Actions run ended ({conclusion}) without reporting a result{where}"))
-    elif task.check_run_id is not None and actions_run.get("html_url"):
-        owner, repo = task.repo_full_name.split("/", 1)
-        await gh.rest.checks.async_update(owner, repo, task.check_run_id,
-                                          data={"details_url": actions_run["html_url"]})
+    elif actions_run.get("html_url"):
+        await report.link_details(task, actions_run["html_url"])
 
 
 async def cancel(runtime, gh, task, run) -> None:

@@ -2,11 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlmodel import Session, select
 
 from app.agents.prompt import PromptComment, PromptContext
+from app.github.repo_config import LoadedConfig, load_repo_config
 from app.models import Artifact, Run, Task
 from app.policy import has_permission, permission_from_response
+
+@dataclass(frozen=True)
+class RepoContext:
+    """What both engines look up before a run: the repository, its config and the run's time limit."""
+
+    repository: dict[str, Any]
+    loaded: LoadedConfig
+    base_branch: str
+    time_limit_seconds: float
+    time_limit_text: str
+
+    @property
+    def config(self):
+        return self.loaded.config
+
+    @property
+    def default_branch(self) -> str:
+        return self.repository["default_branch"]
+
+
+async def repo_context(gh, task: Task, settings) -> RepoContext:
+    owner, repo = task.repo_full_name.split("/", 1)
+    repository = (await gh.rest.repos.async_get(owner, repo)).json()
+    loaded = await load_repo_config(gh, owner, repo, repository["default_branch"])
+    limit = float(loaded.config.max_runtime_minutes) * 60
+    text = f"{loaded.config.max_runtime_minutes} minutes"
+    if settings.run_time_limit_seconds and settings.run_time_limit_seconds < limit:
+        limit, text = float(settings.run_time_limit_seconds), f"{settings.run_time_limit_seconds:g} seconds (the server's limit)"
+    return RepoContext(repository, loaded, task.base_branch or repository["default_branch"], limit, text)
+
 
 # Enough discussion to understand the request without flooding the prompt.
 MAX_COMMENTS = 30

@@ -14,7 +14,6 @@ from app.agents.base import AgentRequest, MissingCredentials, redact
 from app.agents.prompt import build_prompt
 from app.agents.registry import get_agent
 from app.github.report import Reporter, Stage
-from app.github.repo_config import load_repo_config
 from app.logs import get_logger
 from app.runners import context as issue_context
 from app.runners.logsink import LogSink
@@ -169,11 +168,8 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
     gh = report.gh
     await report.stage(task, run, Stage.WORKSPACE)
 
-    repository = (await gh.rest.repos.async_get(owner, repo)).json()
-    default_branch = repository["default_branch"]
-    loaded = await load_repo_config(gh, owner, repo, default_branch)
-    config = loaded.config
-    base_branch = task.base_branch or default_branch
+    repo_ctx = await issue_context.repo_context(gh, task, settings)
+    repository, loaded, config, base_branch = repo_ctx.repository, repo_ctx.loaded, repo_ctx.config, repo_ctx.base_branch
 
     # A missing provider key fails the run before any clone or setup: the reason names the key and the fix.
     agent = get_agent(task.agent or config.agent)
@@ -196,12 +192,8 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
     tasks.update(task.id, base_branch=base_branch, base_sha=task.base_sha or start_sha, head_sha=start_sha)
 
     sandbox = select_sandbox(settings)
-    timeout_s = float(config.max_runtime_minutes) * 60
-    if settings.run_time_limit_seconds:
-        timeout_s = min(timeout_s, settings.run_time_limit_seconds)
-    limit_text = f"{config.max_runtime_minutes} minutes" if timeout_s == config.max_runtime_minutes * 60 \
-        else f"{timeout_s:g} seconds (the server's limit)"
-    deadline = asyncio.get_running_loop().time() + timeout_s
+    limit_text = repo_ctx.time_limit_text
+    deadline = asyncio.get_running_loop().time() + repo_ctx.time_limit_seconds
 
     def remaining() -> float:
         return max(1.0, deadline - asyncio.get_running_loop().time())
