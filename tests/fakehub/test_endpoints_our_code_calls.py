@@ -91,7 +91,10 @@ def scenario(fakehub) -> dict[str, Callable[[GitHub, dict[str, Any]], Any]]:
 
 def test_every_endpoint_our_code_calls_is_served_and_parses(fakehub):
     # Given a repository with a config file, an issue opened by alice, and alice a collaborator
-    fakehub.create_repo(OWNER, REPO, files={"README.md": "hi\n", ".github/draftsmith.yml": "agent: aider\n"})
+    # The workflow file makes the dispatch start a run, as on GitHub.
+    workflow = "on:\n  repository_dispatch:\n    types: [draftsmith-run]\njobs: {}\n"
+    fakehub.create_repo(OWNER, REPO, files={"README.md": "hi\n", ".github/draftsmith.yml": "agent: aider\n",
+                                            ".github/workflows/draftsmith.yml": workflow})
     fakehub.add_user("alice", permissions={f"{OWNER}/{REPO}": "write"})
     fakehub.open_issue(f"{OWNER}/{REPO}", "Fix the typo", as_user="alice")
     calls = scenario(fakehub)
