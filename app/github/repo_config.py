@@ -10,6 +10,7 @@ silently do nothing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import difflib
 import re
@@ -345,6 +346,17 @@ async def load_repo_config(gh: Any, owner: str, repo: str, default_branch: str |
     file with `_extends:` is laid over the file it names (one level: what that file extends is ignored).
     """
     own_path = f"{owner}/{repo}:{CONFIG_PATH}"
+    # AGENTS.md is read whatever the config says, so fetch it alongside the config: one round trip less.
+    agents_md = asyncio.ensure_future(_read_file(gh, owner, repo, AGENTS_FILE, default_branch))
+    try:
+        return await _load(gh, owner, repo, default_branch, own_path, agents_md)
+    finally:
+        if not agents_md.done():
+            agents_md.cancel()
+
+
+async def _load(gh: Any, owner: str, repo: str, default_branch: str | None, own_path: str,
+                agents_md: asyncio.Future) -> LoadedConfig:
     text = await _read_file(gh, owner, repo, CONFIG_PATH, default_branch)
     source = own_path
     errors: list[ConfigError] = []
@@ -373,7 +385,7 @@ async def load_repo_config(gh: Any, owner: str, repo: str, default_branch: str |
         result = combine(base, (source, text))
     errors.extend(result.errors)
     config = result.config
-    instructions = await _instructions(gh, owner, repo, default_branch, config, errors, source)
+    instructions = await _instructions(gh, owner, repo, default_branch, config, errors, source, agents_md)
     return LoadedConfig(config, errors, instructions, source)
 
 
@@ -385,10 +397,11 @@ def _extends_line(text: str) -> int | None:
 
 
 async def _instructions(
-    gh: Any, owner: str, repo: str, ref: str | None, config: RepoConfig, errors: list[ConfigError], source: str
+    gh: Any, owner: str, repo: str, ref: str | None, config: RepoConfig, errors: list[ConfigError], source: str,
+    agents_md_read: asyncio.Future,
 ) -> str | None:
     parts = []
-    agents_md = await _read_file(gh, owner, repo, AGENTS_FILE, ref)
+    agents_md = await agents_md_read
     if agents_md and agents_md.strip():
         parts.append(agents_md.strip()[:MAX_INSTRUCTIONS_CHARS])
     if config.instructions_file and config.instructions_file != AGENTS_FILE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,7 +99,9 @@ async def start_task(ctx, trigger: Trigger, *, loaded: LoadedConfig | None = Non
     identity = await ctx.identity()
     if sender_is_ignored(ctx, identity):
         return None
-    loaded = loaded or await load_config(ctx)
+    if loaded is None:
+        # The config and the sender's permission are independent reads: make them together.
+        loaded, _ = await asyncio.gather(load_config(ctx), permission_of(ctx, ctx.event.sender_login or ""))
     if sender_is_ignored(ctx, identity, loaded):
         ctx.log.info("ignored trigger from a bot", sender=ctx.event.sender_login)
         return None
@@ -149,7 +152,8 @@ async def start_task(ctx, trigger: Trigger, *, loaded: LoadedConfig | None = Non
         agent=trigger.agent or config.agent,
         model=trigger.model or config.model,
         runner=config.runner,
-        base_branch=trigger.base or (follow_up.base_branch if follow_up else None),
+        base_branch=trigger.base or (follow_up.base_branch if follow_up else None)
+        or (ctx.event.payload.get("repository") or {}).get("default_branch"),
         # A follow-up on our own PR commits on top of its branch.
         branch=follow_up.branch if follow_up else None,
         pr_number=follow_up.pr_number if follow_up else (None),
