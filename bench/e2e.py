@@ -56,7 +56,7 @@ class RssSampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _kind(self, cmdline: str) -> str | None:
-        if "uvicorn" in cmdline:
+        if "uvicorn" in cmdline or "app.web.asgi" in cmdline:
             return "web"
         if "app.queue.worker" in cmdline:
             return "worker"

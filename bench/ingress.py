@@ -88,7 +88,7 @@ def web_rss_mb(root_pid: int) -> float:
         try:
             cmdline = " ".join(child.cmdline())
             # uvicorn --workers N spawns workers through multiprocessing; serve runs `-m uvicorn` per process.
-            if "uvicorn" in cmdline or "multiprocessing" in cmdline:
+            if "uvicorn" in cmdline or "multiprocessing" in cmdline or "app.web.asgi" in cmdline:
                 total += child.memory_info().rss
         except psutil.Error:
             pass
@@ -102,7 +102,7 @@ def cpu_seconds(root_pid: int) -> dict[str, float]:
         try:
             cmdline = " ".join(child.cmdline())
             times = child.cpu_times()
-            kind = "web" if "uvicorn" in cmdline or "multiprocessing" in cmdline else "other"
+            kind = "web" if "uvicorn" in cmdline or "multiprocessing" in cmdline or "app.web.asgi" in cmdline else "other"
             used[kind] += times.user + times.system
         except psutil.Error:
             pass
@@ -115,10 +115,22 @@ def renice_workers(root_pid: int, niceness: int) -> None:
     for child in psutil.Process(root_pid).children(recursive=True):
         try:
             cmdline = " ".join(child.cmdline())
-            if "uvicorn" in cmdline or "multiprocessing" in cmdline:
+            if "uvicorn" in cmdline or "multiprocessing" in cmdline or "app.web.asgi" in cmdline:
                 continue
             for thread in child.threads():
                 os.setpriority(os.PRIO_PROCESS, thread.id, niceness)
+        except (psutil.Error, OSError):
+            pass
+
+
+def signal_workers(root_pid: int, signum: int) -> None:
+    """Send `signum` to serve's queue workers (not web, not Redis): SIGSTOP/SIGCONT around a run measures
+    ingress alone (verify, record, enqueue), with processing deferred, as a burst larger than the workers
+    keep up with would be."""
+    for child in psutil.Process(root_pid).children(recursive=True):
+        try:
+            if "app.queue.worker" in " ".join(child.cmdline()):
+                os.kill(child.pid, signum)
         except (psutil.Error, OSError):
             pass
 
@@ -296,6 +308,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--pause-workers", action="store_true",
+                        help="measure ingress alone: stop serve's queue workers during the run, resume after")
     parser.add_argument("--nice-workers", type=int, default=0, metavar="N",
                         help="experiment: renice serve's worker and Redis threads to N (0: leave them alone)")
     args = parser.parse_args()
@@ -337,9 +351,13 @@ def main() -> None:
             if args.nice_workers:
                 time.sleep(2)  # let the worker start its threads; new ones inherit the niceness
                 renice_workers(serve.pid, args.nice_workers)
-            serve_result = measure("draftsmith serve", f"http://127.0.0.1:{port}", serve.pid, body, body_file,
-                                   signature, args)
+            if args.pause_workers:
+                time.sleep(2)
+                signal_workers(serve.pid, signal.SIGSTOP)
+            serve_result = measure("draftsmith serve" + (" (workers paused)" if args.pause_workers else ""),
+                                   f"http://127.0.0.1:{port}", serve.pid, body, body_file, signature, args)
         finally:
+            signal_workers(serve.pid, signal.SIGCONT)
             stop(serve)
         recorded = count_deliveries(serve_dir)
 

@@ -56,14 +56,8 @@ def listen(host: str, port: int) -> socket.socket:
 
 def web_specs(settings: Settings, listener: socket.socket, env: dict[str, str]) -> list[ChildSpec]:
     fd = listener.fileno()
-    argv = [
-        sys.executable, "-m", "uvicorn", "app.web.asgi:app_from_env", "--factory",
-        "--fd", str(fd),
-        # Access logs cost about a fifth of the request budget; the app logs what matters itself.
-        "--no-access-log",
-        "--log-level", "warning",
-        "--lifespan", "on",
-    ]
+    # Our own launcher, not `uvicorn --fd` (see app.web.asgi.serve_inherited_socket: TCP_NODELAY).
+    argv = [sys.executable, "-m", "app.web.asgi", "--fd", str(fd)]
     return [
         ChildSpec(name=f"web-{i}", argv=argv, env=env, pass_fds=(fd,), stop_rank=WEB_RANK)
         for i in range(1, max(1, settings.web_processes) + 1)

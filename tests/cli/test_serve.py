@@ -73,7 +73,7 @@ def test_sigterm_stops_every_child_including_redis(start_serve):
     serve = start_serve()
     children = serve.descendants()
     names = " ".join(" ".join(p.cmdline()) for p in children)
-    assert "redis-server" in names and "uvicorn" in names and "app.queue.worker" in names
+    assert "redis-server" in names and "app.web.asgi" in names and "app.queue.worker" in names
 
     assert serve.stop() == 0
 
@@ -83,10 +83,10 @@ def test_sigterm_stops_every_child_including_redis(start_serve):
 
 
 def test_a_web_process_that_dies_is_restarted(serve):
-    [web] = serve.children_named("uvicorn")
+    [web] = serve.children_named("app.web.asgi")
     os.kill(web.pid, signal.SIGKILL)
     deadline = time.monotonic() + 15
-    while not [p for p in serve.children_named("uvicorn") if p.pid != web.pid]:
+    while not [p for p in serve.children_named("app.web.asgi") if p.pid != web.pid]:
         assert time.monotonic() < deadline, serve.output
         time.sleep(0.05)
     serve.wait_healthy()
