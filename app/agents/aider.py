@@ -5,15 +5,12 @@ from __future__ import annotations
 import re
 
 from app.agents.base import (
+    CliAgent,
     AgentRequest,
     AgentResult,
-    Availability,
     Invocation,
     Usage,
     agent_home,
-    binary_availability,
-    credentials_for_model,
-    find_binary,
     provider_env,
     tail,
 )
@@ -30,19 +27,14 @@ _TOKENS = re.compile(r"Tokens:\s*([\d.,]+[kKmM]?)\s*sent(?:[^,]*)?,\s*([\d.,]+[k
 _COST = re.compile(r"Cost:\s*\$([\d.,]+)\s*message,\s*\$([\d.,]+)\s*session", re.I)
 
 
-class Aider:
+class Aider(CliAgent):
     name = "aider"
     binary = "aider"
-
-    def required_credentials(self, model: str | None) -> list[str]:
-        return credentials_for_model(model, default="ANTHROPIC_API_KEY")
-
-    def availability(self) -> Availability:
-        return binary_availability(self.binary, INSTALL_HINT)
+    install_hint = INSTALL_HINT
 
     def prepare(self, request: AgentRequest) -> Invocation:
         artifacts = request.artifacts_dir
-        argv = [find_binary(self.binary) or self.binary,
+        argv = [self.executable(),
                 "--message-file", str(artifacts / PROMPT_FILE),
                 "--yes-always", "--no-auto-commits", "--no-dirty-commits", "--no-gitignore",
                 "--no-stream", "--no-pretty", "--no-fancy-input", "--no-check-update", "--analytics-disable",

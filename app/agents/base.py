@@ -211,3 +211,29 @@ def redact(result: AgentResult, secrets: list[str]) -> AgentResult:
 
     return replace(result, summary=clean(result.summary) or "", transcript=clean(result.transcript),
                    plan=clean(result.plan))
+
+
+class CliAgent:
+    """What adapters for an installed CLI share: the binary, how to tell it is there, and its key.
+
+    `provider_key` names the one key a single-provider CLI reads; CLIs that reach many providers leave it
+    None and need the key of the model's provider prefix ("openai/...", "anthropic/...").
+    """
+
+    name: str
+    binary: str
+    install_hint: str
+    provider_key: str | None = None
+    default_model: str | None = None
+    default_key: str | None = "ANTHROPIC_API_KEY"
+
+    def required_credentials(self, model: str | None) -> list[str]:
+        if self.provider_key:
+            return [self.provider_key]
+        return credentials_for_model(model or self.default_model, default=self.default_key)
+
+    def availability(self) -> Availability:
+        return binary_availability(self.binary, self.install_hint)
+
+    def executable(self) -> str:
+        return find_binary(self.binary) or self.binary

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 
 from app.agents.base import (
+    CliAgent,
     AgentRequest,
     AgentResult,
-    Availability,
     Invocation,
     Usage,
     agent_home,
-    binary_availability,
     config_value,
-    find_binary,
     provider_env,
     tail,
 )
@@ -31,18 +29,14 @@ DEFAULT_ALLOWED_TOOLS = ["Read", "Edit", "Write", "MultiEdit", "Glob", "Grep", "
 DISALLOWED_TOOLS = ["Bash(git commit:*)", "Bash(git push:*)"]
 
 
-class ClaudeCode:
+class ClaudeCode(CliAgent):
     name = "claude-code"
     binary = "claude"
-
-    def required_credentials(self, model: str | None) -> list[str]:
-        return ["ANTHROPIC_API_KEY"]
-
-    def availability(self) -> Availability:
-        return binary_availability(self.binary, INSTALL_HINT)
+    install_hint = INSTALL_HINT
+    provider_key = "ANTHROPIC_API_KEY"
 
     def prepare(self, request: AgentRequest) -> Invocation:
-        argv = [find_binary(self.binary) or self.binary, "-p", "--output-format", "json"]
+        argv = [self.executable(), "-p", "--output-format", "json"]
         if request.model:
             argv += ["--model", request.model]
         if request.plan_mode:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 
 from app.agents.base import (
+    CliAgent,
     AgentRequest,
     AgentResult,
-    Availability,
     Invocation,
     Usage,
     agent_home,
-    binary_availability,
-    find_binary,
     provider_env,
     tail,
 )
@@ -29,18 +27,14 @@ INSTALL_HINT = "npm install -g @openai/codex"
 # unless asked, and the prompt says not to).
 
 
-class Codex:
+class Codex(CliAgent):
     name = "codex"
     binary = "codex"
-
-    def required_credentials(self, model: str | None) -> list[str]:
-        return ["OPENAI_API_KEY"]
-
-    def availability(self) -> Availability:
-        return binary_availability(self.binary, INSTALL_HINT)
+    install_hint = INSTALL_HINT
+    provider_key = "OPENAI_API_KEY"
 
     def prepare(self, request: AgentRequest) -> Invocation:
-        argv = [find_binary(self.binary) or self.binary, "exec", "--json", "--skip-git-repo-check",
+        argv = [self.executable(), "exec", "--json", "--skip-git-repo-check",
                 "--sandbox", "read-only" if request.plan_mode else "workspace-write",
                 "--cd", str(request.workspace)]
         if request.model:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 
 from app.agents.base import (
+    CliAgent,
     AgentRequest,
     AgentResult,
-    Availability,
     Invocation,
     Usage,
     agent_home,
-    binary_availability,
-    find_binary,
     provider_env,
     tail,
 )
@@ -29,18 +27,14 @@ INSTALL_HINT = "npm install -g @google/gemini-cli (needs Node.js 20+)"
 # plan mode uses `default`, which in headless mode refuses every tool that would need approval.
 
 
-class Gemini:
+class Gemini(CliAgent):
     name = "gemini"
     binary = "gemini"
-
-    def required_credentials(self, model: str | None) -> list[str]:
-        return ["GEMINI_API_KEY"]
-
-    def availability(self) -> Availability:
-        return binary_availability(self.binary, INSTALL_HINT)
+    install_hint = INSTALL_HINT
+    provider_key = "GEMINI_API_KEY"
 
     def prepare(self, request: AgentRequest) -> Invocation:
-        argv = [find_binary(self.binary) or self.binary, "--output-format", "json",
+        argv = [self.executable(), "--output-format", "json",
                 "--approval-mode", "default" if request.plan_mode else "yolo"]
         if request.model:
             argv += ["--model", request.model]

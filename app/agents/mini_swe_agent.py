@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 
 from app.agents.base import (
+    CliAgent,
     AgentRequest,
     AgentResult,
-    Availability,
     Invocation,
     Usage,
     agent_home,
-    binary_availability,
     config_value,
-    credentials_for_model,
-    find_binary,
     provider_env,
     tail,
 )
@@ -36,20 +33,17 @@ DEFAULT_MODEL = "anthropic/claude-sonnet-4-5"
 TRAJECTORY = "mini-traj.json"
 
 
-class MiniSweAgent:
+class MiniSweAgent(CliAgent):
     name = "mini-swe-agent"
     binary = "mini"
-
-    def required_credentials(self, model: str | None) -> list[str]:
-        return credentials_for_model(model or DEFAULT_MODEL)
-
-    def availability(self) -> Availability:
-        return binary_availability(self.binary, INSTALL_HINT)
+    install_hint = INSTALL_HINT
+    default_model = DEFAULT_MODEL
+    default_key = None
 
     def prepare(self, request: AgentRequest) -> Invocation:
         model = request.model or DEFAULT_MODEL
         cost_limit = config_value(request.config, "max_cost_usd") or 0  # 0: no limit of its own
-        argv = [find_binary(self.binary) or self.binary, "-y", "--exit-immediately",
+        argv = [self.executable(), "-y", "--exit-immediately",
                 "-m", model, "-l", str(cost_limit),
                 "-o", str(request.artifacts_dir / TRAJECTORY),
                 "-t", request.prompt]

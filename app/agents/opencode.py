@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 
 from app.agents.base import (
+    CliAgent,
     AgentRequest,
     AgentResult,
-    Availability,
     Invocation,
     Usage,
     agent_home,
-    binary_availability,
-    credentials_for_model,
-    find_binary,
     provider_env,
     tail,
 )
@@ -29,18 +26,13 @@ INSTALL_HINT = "npm install -g opencode-ai"
 # `--agent plan` is its built-in read-only planning agent. Models are "provider/model".
 
 
-class OpenCode:
+class OpenCode(CliAgent):
     name = "opencode"
     binary = "opencode"
-
-    def required_credentials(self, model: str | None) -> list[str]:
-        return credentials_for_model(model, default="ANTHROPIC_API_KEY")
-
-    def availability(self) -> Availability:
-        return binary_availability(self.binary, INSTALL_HINT)
+    install_hint = INSTALL_HINT
 
     def prepare(self, request: AgentRequest) -> Invocation:
-        argv = [find_binary(self.binary) or self.binary, "run", "--format", "json"]
+        argv = [self.executable(), "run", "--format", "json"]
         if request.model:
             argv += ["--model", request.model]
         argv += ["--agent", "plan" if request.plan_mode else "build"]
