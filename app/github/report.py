@@ -10,6 +10,7 @@ from githubkit.exception import RequestFailed
 from app.github import render
 from app.logs import get_logger
 from app.models import Run, Task
+from app.tasks import links
 from app.tasks.service import TaskService
 from app.tasks.states import Status
 
@@ -41,16 +42,25 @@ class Stage(StrEnum):
 class Reporter:
     """Writes as the App's bot. Edits its own comment (found by a hidden marker), never anyone else's."""
 
-    def __init__(self, gh, tasks: TaskService, *, identity, public_url: str | None = None) -> None:
+    def __init__(self, gh, tasks: TaskService, *, identity, public_url: str | None = None,
+                 link_secret: str | None = None) -> None:
         self.gh = gh
         self.tasks = tasks
         self.identity = identity
         self.public_url = (public_url or "").rstrip("/") or None
+        self.link_secret = link_secret
         # Where the run was last seen, so a failure's checklist shows the step that failed.
         self.last_stage: Stage | None = None
 
+    @classmethod
+    def for_runtime(cls, runtime, gh, tasks: TaskService, identity) -> Reporter:
+        secret = runtime.settings.github_webhook_secret
+        return cls(gh, tasks, identity=identity, public_url=runtime.settings.public_url,
+                   link_secret=secret.get_secret_value() if secret else None)
+
     def task_url(self, task: Task) -> str | None:
-        return f"{self.public_url}/tasks/{task.id}" if self.public_url else None
+        """The signed link to the task's page (app.tasks.links), or None without a public URL."""
+        return links.task_url(self.public_url, self.link_secret, task.id)
 
     @staticmethod
     def _split(task: Task) -> tuple[str, str]:

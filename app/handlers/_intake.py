@@ -67,7 +67,7 @@ async def permission_of(ctx, login: str) -> str:
 
 def services(ctx, identity) -> tuple[TaskService, Reporter]:
     tasks = TaskService(ctx.engine)
-    return tasks, Reporter(ctx.gh, tasks, identity=identity, public_url=ctx.settings.public_url)
+    return tasks, Reporter.for_runtime(ctx.runtime, ctx.gh, tasks, identity)
 
 
 def sender_is_ignored(ctx, identity, loaded: LoadedConfig | None = None) -> bool:

@@ -36,7 +36,7 @@ _OPTION_KEYS = ("command", "allowed_tools", "max_turns", "max_cost_usd")
 
 async def _reporter(runtime, tasks: TaskService, installation_id: int) -> Reporter:
     gh = runtime.github.installation_client(installation_id)
-    return Reporter(gh, tasks, identity=await runtime.github.identity(), public_url=runtime.settings.public_url)
+    return Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
 
 
 def _base_url(settings) -> str:
@@ -176,7 +176,7 @@ async def link_workflow_run(runtime, gh, run_id: int, actions_run: dict) -> None
     if is_terminal(run.status):
         return
     task = tasks.get(run.task_id)
-    report = Reporter(gh, tasks, identity=await runtime.github.identity(), public_url=runtime.settings.public_url)
+    report = Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
     if actions_run.get("status") == "completed":
         conclusion = actions_run.get("conclusion") or "unknown"
         status = Status.CANCELLED if conclusion == "cancelled" else (
@@ -195,7 +195,7 @@ async def cancel(runtime, gh, task, run) -> None:
     owner, repo = task.repo_full_name.split("/", 1)
     if run.actions_run_id:
         await actions.cancel_actions_run(gh, owner, repo, run.actions_run_id)
-    report = Reporter(gh, tasks, identity=await runtime.github.identity(), public_url=runtime.settings.public_url)
+    report = Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
     await finish(runtime, tasks, report, run.id, Outcome(Status.CANCELLED, task.status_reason or "cancelled on request"))
 
 

@@ -97,7 +97,7 @@ async def execute_run(runtime, run_id: int) -> None:
     log = get_logger(task_id=task.id, run_id=run.id, repo=task.repo_full_name)
     gh = runtime.github.installation_client(task.installation_id)
     identity = await runtime.github.identity()
-    report = Reporter(gh, tasks, identity=identity, public_url=runtime.settings.public_url)
+    report = Reporter.for_runtime(runtime, gh, tasks, identity)
     if task.runner == "actions":
         await _start_in_actions(runtime, tasks, report, task.id, run.id, log)
         return
@@ -305,7 +305,7 @@ async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int
         recovered += 1
         task = finished.task
         gh = runtime.github.installation_client(task.installation_id)
-        report = Reporter(gh, tasks, identity=await runtime.github.identity(), public_url=runtime.settings.public_url)
+        report = Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
         if runtime.settings.requeue_dead_runs and run.attempt == 1:
             again = tasks.retry(task.id)
             await report.requeued(again.task, again.run)

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from app.db import session_scope
 from app.models import LogLine, Run, Task
 from app.runners.logsink import read_logs
+from app.tasks.links import valid_task_token
 from app.tasks.states import is_terminal
 
 PAGE_SIZE = 1000
@@ -43,6 +44,13 @@ def _line_json(line: LogLine) -> dict:
     return {"seq": line.seq, "stream": line.stream, "text": line.text, "at": line.created_at.isoformat() + "Z"}
 
 
+def _authorised(request: Request, task_id: int) -> bool:
+    """The link's token must be the one report.py put in the check run and comments (see app.tasks.links)."""
+    secret = request.app.state.runtime.settings.github_webhook_secret
+    return valid_task_token(secret.get_secret_value() if secret else None, task_id,
+                            request.query_params.get("token"))
+
+
 def _int_param(request: Request, name: str, default: int | None) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -61,6 +69,8 @@ async def task_logs(request: Request) -> Response:
     """`GET /api/tasks/{id}/logs?after=SEQ[&run=ID][&limit=N]`: lines of the task's latest run (or `run`)."""
     engine = _engine(request)
     task_id = request.path_params["task_id"]
+    if not _authorised(request, task_id):  # 404, not 403: don't confirm which task ids exist
+        return JSONResponse({"error": f"no task {task_id}"}, status_code=404)
     after = _int_param(request, "after", 0)
     limit = _int_param(request, "limit", PAGE_SIZE)
     run_param = _int_param(request, "run", None)
@@ -127,7 +137,7 @@ pre{{background:#0d1117;color:#e6edf3;padding:1em;overflow:auto;white-space:pre-
 <pre id="log">{lines}</pre>
 <script>
 const log = document.getElementById("log"), statusEl = document.getElementById("status");
-const source = new EventSource("/api/tasks/{id}/logs?after={after}");
+const source = new EventSource("/api/tasks/{id}/logs?after={after}&token={token}");
 source.addEventListener("line", (e) => {{
   const line = JSON.parse(e.data), span = document.createElement("span");
   span.className = line.stream; span.textContent = line.text + "\\n"; log.appendChild(span);
@@ -141,6 +151,8 @@ async def task_page(request: Request) -> Response:
     """What the check run's "details" link opens: the task's state and its live log."""
     engine = _engine(request)
     task_id = request.path_params["task_id"]
+    if not _authorised(request, task_id):
+        return HTMLResponse(f"<h1>No task {task_id}</h1>", status_code=404)
     task, run = await run_in_threadpool(_load, engine, task_id, None)
     if task is None:
         return HTMLResponse(f"<h1>No task {task_id}</h1>", status_code=404)
@@ -159,6 +171,7 @@ async def task_page(request: Request) -> Response:
         pr=f" · pull request #{task.pr_number}" if task.pr_number else "",
         lines=rendered,
         after=lines[-1].seq if lines else 0,
+        token=html.escape(request.query_params.get("token", "")),
     )
     return HTMLResponse(page)
 

@@ -85,8 +85,13 @@ def test_the_logs_api_serves_a_runs_lines_in_order_as_json_and_server_sent_event
 
     # While the agent runs, a browser opens the event stream from the start
     [task] = scene.wait_for(lambda: [t for t in scene.tasks() if t.status == "running"], 30, "the run to start")
+    # The check run's details link is the way in: it carries the task's token.
+    [check] = scene.check_runs()
+    assert check.details_url.startswith(f"{scene.app.url}/tasks/{task.id}?token=")
+    token = check.details_url.split("token=", 1)[1]
+    assert client.get(f"/api/tasks/{task.id}/logs").status_code == 404, "no token, no logs"
     events = []
-    with client.stream("GET", f"/api/tasks/{task.id}/logs?after=0",
+    with client.stream("GET", f"/api/tasks/{task.id}/logs?after=0&token={token}",
                        headers={"Accept": "text/event-stream"}, timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -110,16 +115,16 @@ def test_the_logs_api_serves_a_runs_lines_in_order_as_json_and_server_sent_event
 
     # And the JSON API pages through the same lines after a given sequence number
     [task] = scene.wait_settled()
-    whole = client.get(f"/api/tasks/{task.id}/logs", params={"after": 0}).json()
+    whole = client.get(f"/api/tasks/{task.id}/logs", params={"after": 0, "token": token}).json()
     assert whole["finished"] is True and whole["status"] == "succeeded"
     assert [line["seq"] for line in whole["lines"]] == seqs
     middle = whole["lines"][9]["seq"]
-    later = client.get(f"/api/tasks/{task.id}/logs", params={"after": middle, "limit": 5}).json()
+    later = client.get(f"/api/tasks/{task.id}/logs", params={"after": middle, "limit": 5, "token": token}).json()
     assert [line["seq"] for line in later["lines"]] == seqs[10:15] and later["next_after"] == seqs[14]
 
     # And no secret reached either
     texts = "\n".join(line["text"] for line in whole["lines"]) + json.dumps(events)
     assert token not in texts and secret not in texts
     assert "token [redacted]" in texts and "secret [redacted]" in texts
-    assert client.get(f"/api/tasks/{task.id}/logs", params={"after": -1}).status_code == 400
+    assert client.get(f"/api/tasks/{task.id}/logs", params={"after": -1, "token": token}).status_code == 400
     assert client.get("/api/tasks/999999/logs").status_code == 404

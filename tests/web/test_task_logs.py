@@ -16,15 +16,46 @@ from app.models import Run, Task
 from app.runners.logsink import LogSink
 from app.runtime import Runtime
 from app.settings import Settings
+from app.tasks.links import task_token
 from app.web.tasks import routes
+
+
+SECRET = "webhook-secret"
+
+
+def _app(engine) -> Starlette:
+    # Built from the module's routes alone, as create_app mounts them.
+    app = Starlette(routes=routes)
+    app.state.runtime = Runtime(settings=Settings(GITHUB_WEBHOOK_SECRET=SECRET), engine=engine, broker=StubBroker(),
+                                github=None)
+    return app
+
+
+class _SignedClient(httpx.AsyncClient):
+    """Follows links as report.py writes them: each task URL carries that task's token."""
+
+    async def get(self, url, *, params=None, **kwargs):
+        task_id = int(str(url).split("/tasks/")[1].split("/")[0])
+        return await super().get(url, params={**(params or {}), "token": task_token(SECRET, task_id)}, **kwargs)
 
 
 @pytest.fixture
 def client(engine):
-    # Built from the module's routes alone, as create_app mounts them; the runtime is the real dataclass.
-    app = Starlette(routes=routes)
-    app.state.runtime = Runtime(settings=Settings(), engine=engine, broker=StubBroker(), github=None)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://draftsmith.test")
+    return _SignedClient(transport=httpx.ASGITransport(app=_app(engine)), base_url="http://draftsmith.test")
+
+
+async def test_a_link_without_its_tasks_token_finds_nothing(engine):
+    task_id, run_id = make_task(engine)
+    write_lines(engine, run_id, ["private output"])
+    plain = httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(engine)), base_url="http://draftsmith.test")
+    other_token = task_token(SECRET, task_id + 1)
+    for params in ({}, {"token": "0" * 32}, {"token": other_token}):
+        logs = await plain.get(f"/api/tasks/{task_id}/logs", params=params)
+        page = await plain.get(f"/tasks/{task_id}", params=params)
+        assert (logs.status_code, page.status_code) == (404, 404)
+        assert "private output" not in logs.text + page.text
+    signed = await plain.get(f"/api/tasks/{task_id}/logs", params={"token": task_token(SECRET, task_id)})
+    assert [line["text"] for line in signed.json()["lines"]] == ["private output"]
 
 
 def make_task(engine, run_status: str = "running", title: str = "Fix typo") -> tuple[int, int]:
@@ -142,5 +173,5 @@ async def test_task_page_shows_status_and_escaped_log(client, engine):
     assert "Fix &lt;b&gt;typo&lt;/b&gt;" in response.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
     assert "<script>alert(1)" not in response.text
-    assert f"/api/tasks/{task_id}/logs?after=1" in response.text
+    assert f"/api/tasks/{task_id}/logs?after=1&token={task_token(SECRET, task_id)}" in response.text
     assert (await client.get("/tasks/999999")).status_code == 404
