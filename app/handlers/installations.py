@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from sqlalchemy import update
@@ -132,6 +133,12 @@ async def record_removed_repositories(ctx: Context) -> None:
     _write(ctx.engine, apply)
 
 
+# (installation id, repository id) pairs known to have rows, per engine: installation and repository
+# rows are never deleted (only marked), so once seen, every later event of theirs skips the session and
+# its two reads. Keyed by engine so a process talking to another database (tests) asks again.
+_known: weakref.WeakKeyDictionary[Engine, set[tuple[int, int | None]]] = weakref.WeakKeyDictionary()
+
+
 def remember_installation(engine: Engine, event) -> None:
     """Record an installation (and the event's repository) we have no row for yet.
 
@@ -143,6 +150,10 @@ def remember_installation(engine: Engine, event) -> None:
         return
     repo = event.payload.get("repository")
     repo_id = repo.get("id") if isinstance(repo, dict) else None
+    key = (installation_id, repo_id if isinstance(repo_id, int) else None)
+    known = _known.get(engine)
+    if known is not None and key in known:
+        return
 
     def apply(session: Session) -> None:
         if session.get(Installation, installation_id) is None:
@@ -151,3 +162,8 @@ def remember_installation(engine: Engine, event) -> None:
             upsert_repositories(session, installation_id, [repo], removed=False)
 
     _write(engine, apply)
+    if known is None:
+        known = _known.setdefault(engine, set())
+    if len(known) > 100_000:  # bound the memory; re-checking costs two reads
+        known.clear()
+    known.add(key)

@@ -29,6 +29,8 @@ EXTRA_ROUTE_MODULES: dict[str, tuple[str, ...]] = {
 }
 
 SETUP_PATH = "/setup"
+# app.web.webhooks.PATH (imported lazily in create_app).
+WEBHOOK_PATH = "/api/github/webhooks"
 
 _HOW_TO_GET = {
     "GITHUB_APP_ID": "the App ID on your GitHub App's settings page (Settings → Developer settings → GitHub Apps)",
@@ -196,8 +198,29 @@ def create_app(
 
     routes: list[BaseRoute] = [
         Route("/", _index, methods=["GET"]),
-        *webhooks.routes,
         *health.routes,
         *_extra_routes(extra_route_modules),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = DraftsmithApp(routes=routes, lifespan=lifespan)
+    app.webhook = webhooks.WebhookEndpoint(app.state)
+    # Only reached for other methods (405) or a mounted root_path: POST on the path short-cuts in __call__.
+    app.router.routes.insert(1, Route(webhooks.PATH, app.webhook, methods=["POST"]))
+    return app
+
+
+class DraftsmithApp(Starlette):
+    """Starlette, with POST /api/github/webhooks answered before its middleware stack and router.
+
+    That path is nearly all of a web process's traffic, and Starlette's error and exception
+    middleware, router and per-route wrappers cost more CPU per request than the webhook's own
+    work (py-spy under load); the endpoint is a bare ASGI callable that needs none of them.
+    """
+
+    webhook: Callable
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == WEBHOOK_PATH:
+            scope["app"] = self
+            await self.webhook(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

@@ -38,6 +38,9 @@ def serve_inherited_socket(fd: int) -> None:
         "app.web.asgi:app_from_env", factory=True, lifespan="on", log_level="warning",
         # Access logs cost about a fifth of the request budget; the app logs what matters itself.
         access_log=False,
+        # Web processes answer GitHub directly or behind a proxy the operator configures; trusting
+        # X-Forwarded-* from anyone was never wanted, and the middleware parsed headers on every request.
+        proxy_headers=False,
     )
     uvicorn.Server(config).run(sockets=[sock])
 
