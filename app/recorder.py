@@ -69,13 +69,6 @@ class SQLiteDeliveryStore:
         " enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO NOTHING"
     )
 
-    ROW = "(?, ?, ?, ?, ?, ?, ?, 0, ?)"
-
-    @classmethod
-    def _insert_many(cls, rows: int) -> str:
-        return (cls.INSERT.split(" VALUES ", 1)[0] + " VALUES " + ", ".join([cls.ROW] * rows)
-                + " ON CONFLICT (id) DO NOTHING RETURNING id")
-
     def __init__(self, path: str, *, lock_timeout: float = 30.0, checkpoint_interval: float = 1.0) -> None:
         self.path = path
         self.lock_timeout = lock_timeout
@@ -125,16 +118,14 @@ class SQLiteDeliveryStore:
         # fails, so the common path costs one write. The sweeper re-enqueues anything left behind.
         now = _sqlite_timestamp(datetime.now(UTC))
 
-        # One multi-row INSERT .. RETURNING per batch, not one execute per row: every execute drops
-        # and retakes the GIL, and each retake could wait on the busy event loop thread.
-        unique = list({d.id: d for d in deliveries}.values())  # the same id twice in a batch: insert it once
-        params: list = []
-        for d in unique:
-            params += (d.id, d.event, d.action, d.installation_id, now, d.payload, RECEIVED, now)
-
         def work(conn: sqlite3.Connection) -> set[str]:
-            # RETURNING lists only rows inserted: a redelivery (ON CONFLICT DO NOTHING) returns nothing.
-            return {row[0] for row in conn.execute(self._insert_many(len(unique)), params).fetchall()}
+            new: set[str] = set()
+            execute = conn.execute
+            for d in deliveries:
+                cursor = execute(self.INSERT, (d.id, d.event, d.action, d.installation_id, now, d.payload, RECEIVED, now))
+                if cursor.rowcount == 1:  # 0: already stored (a redelivery, or the same id twice in this batch)
+                    new.add(d.id)
+            return new
 
         return self._write(work)
 
