@@ -242,7 +242,7 @@ class DeliveryRecorder:
             new_ids = self.store.insert(deliveries)
         except Exception as exc:
             log.error("recording_failed", count=len(batch), error_type=type(exc).__name__, error=str(exc)[:500])
-            _resolve(batch, lambda _d: exc)
+            _resolve(batch, lambda _d, error=exc: error)
             return
         # Enqueue each new id once, even if it came twice in this batch.
         to_enqueue = list(dict.fromkeys(d.id for d in deliveries if d.id in new_ids))
