@@ -73,17 +73,18 @@ async def retry(ctx, cmd: Command, *, number, comment_id, loaded, **_) -> None:
     if not await _intake.may_ask(ctx, reporter, loaded, number):
         return
     repo = ctx.event.repo_full_name
-    await retry_latest(ctx, tasks, reporter, repo, number, comment_id=comment_id, agent=cmd.agent, model=cmd.model)
+    await retry_latest(ctx, tasks, reporter, repo, number, comment_id=comment_id, agent=cmd.agent, model=cmd.model,
+                       prefix=loaded.config.command_prefix)
 
 
 async def retry_latest(ctx, tasks, reporter, repo: str, number: int, *, comment_id: int | None,
-                       agent: str | None = None, model: str | None = None) -> None:
+                       agent: str | None = None, model: str | None = None, prefix: str = "/agent") -> None:
     latest = tasks.latest_task_for(repo, number)
     if latest is None:
         await reporter.reply(repo, number, render.nothing_to_retry())
         return
     if latest.status in ("queued", "running"):
-        await reporter.reply(repo, number, render.busy_reply(latest, reporter.task_url(latest), "/agent"))
+        await reporter.reply(repo, number, render.busy_reply(latest, reporter.task_url(latest), prefix))
         return
     if agent or model:
         tasks.update(latest.id, **{k: v for k, v in (("agent", agent), ("model", model)) if v})

@@ -164,11 +164,11 @@ async def start_task(ctx, trigger: Trigger, *, loaded: LoadedConfig | None = Non
         await reporter.reply(repo_full_name, trigger.number,
                              render.queued_behind_reply(active, reporter.task_url(active), config.command_prefix))
         return task
-    enqueue_run(ctx, created.run.id, task, reporter)
+    enqueue_run(ctx, created.run.id)
     return task
 
 
-def enqueue_run(ctx, run_id: int, task: Task | None = None, reporter: Reporter | None = None) -> None:
+def enqueue_run(ctx, run_id: int) -> None:
     """Acknowledge first, then enqueue; if the queue is down the sweeper picks the queued run up later."""
     try:
         ctx.runtime.broker.get_actor("run_task").send(run_id)

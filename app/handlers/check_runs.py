@@ -34,7 +34,8 @@ async def act_on_check_run_button(ctx) -> None:
         await cancel_active(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None,
                             reason=f"cancelled by @{ctx.event.sender_login} from the check run")
     elif identifier == "retry":
-        await retry_latest(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None)
+        await retry_latest(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None,
+                       prefix=loaded.config.command_prefix)
 
 
 @router.register("check_run", action="rerequested")
@@ -46,4 +47,5 @@ async def retry_on_rerun(ctx) -> None:
     tasks, reporter = _intake.services(ctx, identity)
     if not await _intake.may_ask(ctx, reporter, loaded, task.issue_number):
         return
-    await retry_latest(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None)
+    await retry_latest(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None,
+                       prefix=loaded.config.command_prefix)

@@ -17,7 +17,6 @@ from app.agents.base import AgentResult, Usage
 from app.agents.prompt import build_prompt
 from app.github.oidc import OIDCVerifier
 from app.github.report import Reporter, Stage
-from app.github.repo_config import load_repo_config
 from app.logs import get_logger
 from app.runners import actions, callback_tokens
 from app.runners import context as issue_context
@@ -119,8 +118,8 @@ class RunEvents:
     async def _publish(self, task, run, report: Reporter, result, agent_result, secrets) -> Outcome:
         token = await self.runtime.github.installation_token(task.installation_id)
         secrets.append(token)
-        owner, repo = task.repo_full_name.split("/", 1)
-        clone_url = (await report.gh.rest.repos.async_get(owner, repo)).json()["clone_url"]
+        repo_ctx = await issue_context.repo_context(report.gh, task, self.runtime.settings)
+        clone_url = repo_ctx.repository["clone_url"]
         root = Path(tempfile.mkdtemp(prefix=f"draftsmith-actions-{run.id}-",
                                      dir=self._workspaces()))
         try:
@@ -136,12 +135,10 @@ class RunEvents:
                 if done.returncode != 0:
                     return Outcome(Status.NEEDS_ATTENTION, "the patch from the Actions run does not apply to "
                                    f"`{branch}`: {done.stderr.decode(errors='replace')[:500]}")
-            config = (await load_repo_config(report.gh, owner, repo,
-                                             (await report.gh.rest.repos.async_get(owner, repo)).json()["default_branch"])).config
             with LogSink(self.runtime.engine, run.id, secrets=secrets) as sink:
                 return await publish(
                     engine=self.runtime.engine, tasks=self.tasks, report=report, task_id=task.id, run_id=run.id,
-                    workspace=Workspace(path, start_sha, clone_url, token), config=config,
+                    workspace=Workspace(path, start_sha, clone_url, token), config=repo_ctx.config,
                     agent_result=agent_result, log=lambda text: sink.write("system", text), secrets=secrets,
                     tests_passed=result.tests_passed, agent_seconds=result.usage.agent_seconds,
                 )

@@ -82,7 +82,9 @@ def _binds_for(binary: str) -> list[Path]:
                 if key.strip() == "home":
                     binds.append(Path(value.strip()).parent)
             break
-    if path.is_relative_to(Path.home()) or not path.is_relative_to(Path("/usr")):
+    # A CLI installed outside /usr (npm -g under a prefix, uv tool) keeps its runtime beside bin/, e.g.
+    # <prefix>/lib/node_modules; /usr itself is already visible read-only in the sandbox.
+    if not path.is_relative_to(Path("/usr")):
         binds.append(path.parent.parent)
     return sorted({b for b in binds if b.exists()}, key=str)
 

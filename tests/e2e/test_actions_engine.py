@@ -53,7 +53,8 @@ def test_an_actions_task_ends_in_the_same_ready_pull_request_as_a_sandbox_run(sc
     assert dispatch.event_type == "draftsmith-run"
     text = json.dumps(payload)
     assert "ghs_" not in text and fakehub.webhook_secret not in text and "PRIVATE KEY" not in text
-    [workflow_run] = fakehub.state.workflow_runs.values()
+    # The fake records the dispatch a moment before the workflow run it starts.
+    [workflow_run] = scene.wait_for(lambda: list(fakehub.state.workflow_runs.values()), what="the workflow run")
     assert workflow_run.display_title == f"Draftsmith run {payload['run_id']} (task {payload['task_id']})"
     [task] = scene.tasks()
     run = scene.wait_for(lambda: (r := scene.runs(task.id)[0]).worker == "actions" and r.actions_run_id and r,
@@ -106,7 +107,7 @@ def test_a_workflow_run_that_ends_without_reporting_ends_the_task(scene, fakehub
     fakehub.assign(REPO, number, scene.bot)
     _dispatched(scene, fakehub)
     scene.wait_for(lambda: scene.runs(scene.tasks()[0].id)[0].worker == "actions", what="the dispatch to finish")
-    [workflow_run] = fakehub.state.workflow_runs.values()
+    [workflow_run] = scene.wait_for(lambda: list(fakehub.state.workflow_runs.values()), what="the workflow run")
     httpx.post(f"{fakehub.api_url}/_fakehub/workflow-runs/{workflow_run.id}",
                json={"status": "completed", "conclusion": "failure"}).raise_for_status()
     [task] = scene.wait_settled()
