@@ -1,13 +1,14 @@
-"""Group commit of verified deliveries: one writer thread per web process turns concurrent requests into one transaction."""
+"""Group commit of verified deliveries: concurrent requests become one transaction, then one Redis round trip."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -34,7 +35,6 @@ class Recorded:
     """What happened to one delivery: `new` is False for a redelivery we already hold."""
 
     new: bool
-    enqueued: bool
 
 
 class DeliveryStore(Protocol):
@@ -51,17 +51,25 @@ def _sqlite_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+class LockBusy(Exception):
+    """Another connection holds SQLite's write lock; try again shortly."""
+
+
 class SQLiteDeliveryStore:
     """Writes deliveries through one plain sqlite3 connection of its own (no SQLAlchemy in the hot path).
 
     The connection never waits in SQLite's busy handler, which backs off to 100 ms sleeps: while
-    another process (the other web process, a worker) holds the single write lock, it retries every
-    ~0.5 ms instead. synchronous=NORMAL in WAL mode: a commit survives the process crashing the
-    instant after (the WAL is in the OS page cache); only a power loss or kernel crash can take
-    the last few commits back. It never checkpoints in a commit: copying the WAL into the database
-    file ends in an fsync, which made a commit cost ~0.3 ms a row instead of ~0.05. A checkpoint
-    thread of its own does it every `checkpoint_interval` seconds (PASSIVE, so it blocks no reader
-    or writer), which also bounds the WAL while no worker runs.
+    another process (the other web process, a worker) holds the single write lock, `try_insert`
+    says so at once and the caller retries within a fraction of a millisecond. synchronous=NORMAL
+    in WAL mode: a commit survives the process crashing the instant after (the WAL is in the OS
+    page cache); only a power loss or kernel crash can take the last few commits back.
+
+    It never checkpoints on its own commits. Copying the WAL into the database file ends in an
+    fsync, and doing it from the web processes cost ingress a fifth of its throughput and most of
+    its p99 at saturation (bench/README.md). Workers checkpoint instead: their SQLAlchemy
+    connections keep SQLite's auto-checkpoint. A thread here checkpoints only when the WAL has
+    outgrown `checkpoint_above_bytes`, which happens only while no worker writes, so the WAL stays
+    bounded even then.
     """
 
     INSERT = (
@@ -69,69 +77,98 @@ class SQLiteDeliveryStore:
         " enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO NOTHING"
     )
 
-    def __init__(self, path: str, *, lock_timeout: float = 30.0, checkpoint_interval: float = 1.0) -> None:
+    def __init__(self, path: str, *, lock_timeout: float = 30.0, checkpoint_interval: float = 1.0,
+                 checkpoint_above_bytes: int = 256 * 1024 * 1024) -> None:
         self.path = path
         self.lock_timeout = lock_timeout
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=0", "wal_autocheckpoint=0"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=0", "wal_autocheckpoint=0",
+                       # Once a checkpoint has caught up, the next commit truncates a WAL grown past this.
+                       "journal_size_limit=67108864"):
             self.conn.execute(f"PRAGMA {pragma}")
+        # Commits (on the event loop) and the enqueuer thread's rare mark_not_enqueued share the connection.
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(
-            target=self._checkpoint_every, args=(checkpoint_interval,), name="wal-checkpoint", daemon=True
+            target=self._checkpoint_when_large, args=(checkpoint_interval, checkpoint_above_bytes),
+            name="wal-checkpoint", daemon=True,
         )
         self._checkpointer.start()
 
-    def _checkpoint_every(self, interval: float) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+    def _checkpoint_when_large(self, interval: float, above_bytes: int) -> None:
+        conn = None
         try:
             while not self._stop.wait(interval):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    if os.path.getsize(self.path + "-wal") <= above_bytes:
+                        continue
+                except OSError:
+                    continue
+                try:
+                    conn = conn or sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # blocks no reader or writer
                 except sqlite3.Error:
                     pass  # another process is checkpointing; the next round catches up
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
-    def _write(self, work: Callable[[sqlite3.Connection], object]):
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
+    def try_insert(self, deliveries: Sequence[NewDelivery]) -> set[str]:
+        """Insert in one transaction; the ids that were new. Raises LockBusy at once, without waiting,
+        while another connection holds the write lock."""
+        with self._lock:
             try:
-                # IMMEDIATE takes the write lock up front: a busy answer then means "retry", never a
-                # half-done transaction.
+                # IMMEDIATE takes the write lock up front: busy then means "retry", never a half-done transaction.
                 self.conn.execute("BEGIN IMMEDIATE")
-                break
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.0005)
-        try:
-            result = work(self.conn)
-            self.conn.execute("COMMIT")
-            return result
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise LockBusy() from None
+                raise
+            try:
+                new = self._insert_rows(deliveries)
+                self.conn.execute("COMMIT")
+                return new
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
 
     def insert(self, deliveries: Sequence[NewDelivery]) -> set[str]:
+        return self._retrying(lambda: self.try_insert(deliveries))
+
+    def _insert_rows(self, deliveries: Sequence[NewDelivery]) -> set[str]:
         # Set enqueued_at optimistically: we enqueue right after commit and clear it only if that
         # fails, so the common path costs one write. The sweeper re-enqueues anything left behind.
         now = _sqlite_timestamp(datetime.now(UTC))
-
-        def work(conn: sqlite3.Connection) -> set[str]:
-            new: set[str] = set()
-            execute = conn.execute
-            for d in deliveries:
-                cursor = execute(self.INSERT, (d.id, d.event, d.action, d.installation_id, now, d.payload, RECEIVED, now))
-                if cursor.rowcount == 1:  # 0: already stored (a redelivery, or the same id twice in this batch)
-                    new.add(d.id)
-            return new
-
-        return self._write(work)
+        new: set[str] = set()
+        execute = self.conn.execute
+        for d in deliveries:
+            cursor = execute(self.INSERT, (d.id, d.event, d.action, d.installation_id, now, d.payload, RECEIVED, now))
+            if cursor.rowcount == 1:  # 0: already stored (a redelivery, or the same id twice in this batch)
+                new.add(d.id)
+        return new
 
     def mark_not_enqueued(self, ids: Sequence[str]) -> None:
-        self._write(lambda conn: conn.executemany("UPDATE deliveries SET enqueued_at = NULL WHERE id = ?",
-                                                  [(i,) for i in ids]))
+        def update() -> None:
+            with self._lock:
+                try:
+                    self.conn.executemany("UPDATE deliveries SET enqueued_at = NULL WHERE id = ?", [(i,) for i in ids])
+                except sqlite3.OperationalError as exc:
+                    if "locked" in str(exc) or "busy" in str(exc):
+                        raise LockBusy() from None
+                    raise
+
+        self._retrying(update)
+
+    def _retrying(self, attempt: Callable[[], object]):
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                return attempt()
+            except LockBusy:
+                if time.monotonic() > deadline:
+                    raise sqlite3.OperationalError("database is locked") from None
+                time.sleep(0.0005)
 
     def close(self) -> None:
         self._stop.set()
@@ -173,117 +210,231 @@ def store_for(database_url: str, engine: Callable[[], object]) -> DeliveryStore:
     return SQLiteDeliveryStore(path) if path else EngineDeliveryStore(engine())
 
 
+def recorder_for(store: DeliveryStore, enqueue: Callable[[Sequence[str]], None]) -> DeliveryRecorder:
+    """A SQLite file commits on the event loop (a commit there is a few tens of microseconds a row and
+    never waits); a database across the network commits on a thread of its own."""
+    if isinstance(store, SQLiteDeliveryStore):
+        return LoopRecorder(store, enqueue)
+    return ThreadRecorder(store, enqueue)
+
+
 class DeliveryRecorder:
-    """Group commit: one writer thread turns concurrently arriving deliveries into one transaction.
+    """Group commit: deliveries arriving together are recorded in one transaction, then enqueued together.
 
     Each request hands its delivery over and awaits its own future. While one batch commits, the
-    next requests queue up and go together in the following one, so under load the cost of a
-    commit (an fsync on PostgreSQL, a WAL append on SQLite) is shared by many deliveries. After the
-    commit, the new ones are enqueued in one pipelined Redis round trip, then every future resolves
-    (so a 202 always means recorded, and enqueued unless Redis failed, in which case the delivery is
-    marked for the sweeper first).
+    next requests gather and go together in the following one, so under load the cost of a commit
+    (an fsync on PostgreSQL, a WAL append on SQLite) is shared by many deliveries. The futures
+    resolve as soon as their batch is committed: a 202 means recorded, which is what makes a
+    delivery safe. The new ids then go to an enqueuer thread, which sends whatever has gathered in
+    one pipelined Redis round trip, so Redis never sits in a request's latency or holds up the next
+    commit. If the enqueue fails, the ids are marked never enqueued; if the process dies first, they
+    stay marked enqueued and the sweeper re-sends them once that mark is older than the heartbeat
+    timeout. Either way nothing recorded is lost.
+
+    Subclasses decide where the commit runs (`_start_committing`, `_submit`, `_stop_committing`).
     """
 
     def __init__(self, store: DeliveryStore, enqueue: Callable[[Sequence[str]], None], *, max_batch: int = 256) -> None:
         self.store = store
         self.enqueue = enqueue
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._to_enqueue: queue.SimpleQueue = queue.SimpleQueue()
+        self._enqueuer: threading.Thread | None = None
         self._closed = False
 
     def start(self) -> DeliveryRecorder:
-        self._thread = threading.Thread(target=self._run, name="delivery-recorder", daemon=True)
-        self._thread.start()
+        self._enqueuer = threading.Thread(target=self._run_enqueuer, name="delivery-enqueuer", daemon=True)
+        self._enqueuer.start()
+        self._start_committing()
         return self
 
     def close(self, timeout: float = 10.0) -> None:
-        if self._thread is None:
+        if self._enqueuer is None:
             return
         self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout)
-        self._thread = None
+        deadline = time.monotonic() + timeout
+        self._stop_committing(timeout)
+        self._to_enqueue.put(None)  # after every commit: the enqueuer sends what they gave it, then ends
+        self._enqueuer.join(max(0.0, deadline - time.monotonic()))
+        self._enqueuer = None
         self.store.close()
 
     def record(self, delivery: NewDelivery) -> asyncio.Future:
-        """A future resolved with Recorded once the delivery is committed (and enqueued)."""
-        if self._thread is None or self._closed:
+        """A future resolved with Recorded once the delivery is committed."""
+        if self._enqueuer is None or self._closed:
             raise RuntimeError("delivery recorder is not running")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((delivery, loop, future))
+        self._submit(delivery, loop, future)
         return future
 
-    def _run(self) -> None:
-        get, get_nowait = self._queue.get, self._queue.get_nowait
-        while True:
-            first = get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    item = get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._commit(batch)
-            if stop:
-                return
+    def _start_committing(self) -> None:
+        raise NotImplementedError
 
-    def _commit(self, batch) -> None:
-        deliveries = [item[0] for item in batch]
-        try:
-            new_ids = self.store.insert(deliveries)
-        except Exception as exc:
-            log.error("recording_failed", count=len(batch), error_type=type(exc).__name__, error=str(exc)[:500])
-            _resolve(batch, lambda _d, error=exc: error)
-            return
-        # Enqueue each new id once, even if it came twice in this batch.
-        to_enqueue = list(dict.fromkeys(d.id for d in deliveries if d.id in new_ids))
-        enqueued = True
-        if to_enqueue:
-            try:
-                self.enqueue(to_enqueue)
-            except Exception as exc:
-                # Recorded is what matters: the sweeper enqueues these once Redis is back.
-                enqueued = False
-                log.warning("enqueue_failed", count=len(to_enqueue), error_type=type(exc).__name__)
-                try:
-                    self.store.mark_not_enqueued(to_enqueue)
-                except Exception:
-                    log.warning("mark_not_enqueued_failed", count=len(to_enqueue))
+    def _submit(self, delivery: NewDelivery, loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> None:
+        raise NotImplementedError
+
+    def _stop_committing(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def _committed(self, deliveries: Sequence[NewDelivery], new_ids: set[str]) -> list[Recorded]:
+        """Each delivery's outcome, in order; hands the new ids to the enqueuer."""
         first_seen: set[str] = set()
-
-        def outcome(d: NewDelivery) -> Recorded:
+        outcomes = []
+        for d in deliveries:
             is_new = d.id in new_ids and d.id not in first_seen
             first_seen.add(d.id)
-            return Recorded(new=is_new, enqueued=enqueued and is_new)
+            outcomes.append(Recorded(new=is_new))
+        if new_ids:
+            # Each new id once, even if it came twice in this batch.
+            self._to_enqueue.put(list(dict.fromkeys(d.id for d in deliveries if d.id in new_ids)))
+        return outcomes
 
-        _resolve(batch, outcome)
+    def _run_enqueuer(self) -> None:
+        for batches in _batches(self._to_enqueue, self.max_batch):
+            ids = [delivery_id for batch in batches for delivery_id in batch]
+            try:
+                self.enqueue(ids)
+            except Exception as exc:
+                # Recorded is what matters: the sweeper enqueues these once Redis is back.
+                log.warning("enqueue_failed", count=len(ids), error_type=type(exc).__name__)
+                try:
+                    self.store.mark_not_enqueued(ids)
+                except Exception:
+                    log.warning("mark_not_enqueued_failed", count=len(ids))
 
 
-def _resolve(batch, outcome) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
-    for delivery, loop, future in batch:
-        by_loop.setdefault(loop, []).append((future, outcome(delivery)))
-    for loop, results in by_loop.items():
+class LoopRecorder(DeliveryRecorder):
+    """Commits on the event loop's own thread: everything that arrived in one turn of the loop goes in
+    one transaction.
+
+    A thread of its own cost more than the commit: every batch crossed threads twice, and the
+    web process's threads queued for the GIL and a CPU at each crossing (ingress gained ~17%
+    without it, workers paused; bench/README.md). A busy write lock is retried a moment later
+    on the loop's timer, so the loop never waits for it.
+    """
+
+    store: SQLiteDeliveryStore
+    RETRY_SECONDS = 0.0003
+
+    def _start_committing(self) -> None:
+        self._pending: list[tuple[NewDelivery, asyncio.Future]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy_since: float | None = None
+
+    def _submit(self, delivery, loop, future) -> None:
+        self._pending.append((delivery, future))
+        if self._loop is None:  # no commit scheduled yet: one, after whatever else this loop turn runs
+            self._loop = loop
+            loop.call_soon(self._commit_pending)
+
+    def _commit_pending(self) -> None:
+        loop = self._loop
+        batch = self._pending[: self.max_batch]
+        if not batch:  # committed at close
+            self._loop = None
+            return
+        deliveries = [d for d, _ in batch]
         try:
-            loop.call_soon_threadsafe(_set_results, results)
-        except RuntimeError:  # the loop closed while we committed (shutdown)
-            pass
-
-
-def _set_results(results) -> None:
-    for future, result in results:
-        if future.done():
-            continue
-        if isinstance(result, BaseException):
-            future.set_exception(result)
+            new_ids = self.store.try_insert(deliveries)
+        except LockBusy:
+            now = time.monotonic()
+            self._busy_since = self._busy_since or now
+            if now - self._busy_since < self.store.lock_timeout:
+                loop.call_later(self.RETRY_SECONDS, self._commit_pending)
+                return
+            outcomes = [sqlite3.OperationalError("database is locked")] * len(batch)
+        except Exception as exc:
+            log.error("recording_failed", count=len(batch), error_type=type(exc).__name__, error=str(exc)[:500])
+            outcomes = [exc] * len(batch)
         else:
-            future.set_result(result)
+            outcomes = self._committed(deliveries, new_ids)
+        self._busy_since = None
+        del self._pending[: len(batch)]
+        if self._pending:
+            loop.call_soon(self._commit_pending)
+        else:
+            self._loop = None
+        for (_, future), outcome in zip(batch, outcomes):
+            _settle(future, outcome)
+
+    def _stop_committing(self, timeout: float) -> None:
+        # Shutting down with requests still waiting (uvicorn normally drains them first): commit them now.
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        deliveries = [d for d, _ in pending]
+        try:
+            outcomes: list = self._committed(deliveries, self.store.insert(deliveries))
+        except Exception as exc:
+            outcomes = [exc] * len(pending)
+        for (_, future), outcome in zip(pending, outcomes):
+            future.get_loop().call_soon_threadsafe(_settle, future, outcome)
+
+
+class ThreadRecorder(DeliveryRecorder):
+    """Commits on a thread of its own, for stores whose commit waits on the network (PostgreSQL)."""
+
+    def _start_committing(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._committer = threading.Thread(target=self._run, name="delivery-recorder", daemon=True)
+        self._committer.start()
+
+    def _submit(self, delivery, loop, future) -> None:
+        self._queue.put((delivery, loop, future))
+
+    def _stop_committing(self, timeout: float) -> None:
+        self._queue.put(None)
+        self._committer.join(timeout)
+
+    def _run(self) -> None:
+        for batch in _batches(self._queue, self.max_batch):
+            deliveries = [item[0] for item in batch]
+            try:
+                outcomes: list = self._committed(deliveries, self.store.insert(deliveries))
+            except Exception as exc:
+                log.error("recording_failed", count=len(batch), error_type=type(exc).__name__, error=str(exc)[:500])
+                outcomes = [exc] * len(batch)
+            by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+            for (_, loop, future), outcome in zip(batch, outcomes):
+                by_loop.setdefault(loop, []).append((future, outcome))
+            for loop, results in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle_all, results)
+                except RuntimeError:  # the loop closed while we committed (shutdown)
+                    pass
+
+
+def _batches(source: queue.SimpleQueue, max_items: int) -> Iterator[list]:
+    """Lists of what `source` holds: waits for one item, then takes whatever else is already there.
+    Ends at a None item, after yielding what came before it."""
+    get, get_nowait = source.get, source.get_nowait
+    while True:
+        first = get()
+        if first is None:
+            return
+        batch = [first]
+        while len(batch) < max_items:
+            try:
+                item = get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                yield batch
+                return
+            batch.append(item)
+        yield batch
+
+
+def _settle(future: asyncio.Future, outcome) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _settle_all(results) -> None:
+    for future, outcome in results:
+        _settle(future, outcome)

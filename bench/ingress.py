@@ -97,13 +97,15 @@ def web_rss_mb(root_pid: int) -> float:
 
 def cpu_seconds(root_pid: int) -> dict[str, float]:
     """CPU time used so far by the web processes and by the rest (workers, Redis) under `root_pid`."""
-    used = {"web": 0.0, "other": 0.0}
+    used = {"web": 0.0, "other": 0.0, "redis": 0.0}
     for child in psutil.Process(root_pid).children(recursive=True):
         try:
             cmdline = " ".join(child.cmdline())
             times = child.cpu_times()
             kind = "web" if "uvicorn" in cmdline or "multiprocessing" in cmdline or "app.web.asgi" in cmdline else "other"
             used[kind] += times.user + times.system
+            if "redis" in cmdline:
+                used["redis"] += times.user + times.system
         except psutil.Error:
             pass
     return used
@@ -115,7 +117,7 @@ def renice_workers(root_pid: int, niceness: int) -> None:
     for child in psutil.Process(root_pid).children(recursive=True):
         try:
             cmdline = " ".join(child.cmdline())
-            if "uvicorn" in cmdline or "multiprocessing" in cmdline or "app.web.asgi" in cmdline:
+            if "app.queue.worker" not in cmdline:
                 continue
             for thread in child.threads():
                 os.setpriority(os.PRIO_PROCESS, thread.id, niceness)
@@ -286,7 +288,7 @@ def measure(name: str, url: str, root_pid: int, body: bytes, body_file: Path, si
     # Where the two cores went: the answers' own cost, and what the workers (and Redis) took beside them.
     print(f"CPU during saturation: web processes {cpu['web'] / args.seconds:.0%} of a core "
           f"({cpu['web'] * 1000 / max(1, saturation['requests']):.2f} ms per request), "
-          f"workers and Redis {cpu['other'] / args.seconds:.0%}; load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"workers and Redis {cpu['other'] / args.seconds:.0%} (Redis {cpu['redis'] / args.seconds:.0%}); load average {os.getloadavg()[0]:.1f}", flush=True)
     steady = run_steady(url, body, signature, args.rate, args.seconds)
     print(f"steady {args.rate} req/s ({args.seconds}s): achieved {steady['rps']:.0f} req/s, "
           f"p50 {steady['p50_ms']:.2f} ms, p99 {steady['p99_ms']:.2f} ms, statuses {steady['statuses']}", flush=True)
@@ -312,6 +314,8 @@ def main() -> None:
                         help="measure ingress alone: stop serve's queue workers during the run, resume after")
     parser.add_argument("--nice-workers", type=int, default=0, metavar="N",
                         help="experiment: renice serve's worker and Redis threads to N (0: leave them alone)")
+    parser.add_argument("--bare-rps", type=float, default=None, metavar="RPS",
+                        help="skip the bare endpoint and use this figure for it (quicker runs while iterating)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -333,14 +337,17 @@ def main() -> None:
         body_file = tmp / "body.json"
         body_file.write_bytes(body)
 
-        port = free_port()
-        bare = start_bare(port, secret, args.web_processes, tmp / "bare.log")
-        try:
-            wait_healthy(f"http://127.0.0.1:{port}/", bare)
-            bare_result = measure("bare HMAC endpoint", f"http://127.0.0.1:{port}", bare.pid, body, body_file,
-                                  signature, args)
-        finally:
-            stop(bare)
+        if args.bare_rps:
+            bare_result = {"saturation": {"rps": args.bare_rps}}
+        else:
+            port = free_port()
+            bare = start_bare(port, secret, args.web_processes, tmp / "bare.log")
+            try:
+                wait_healthy(f"http://127.0.0.1:{port}/", bare)
+                bare_result = measure("bare HMAC endpoint", f"http://127.0.0.1:{port}", bare.pid, body, body_file,
+                                      signature, args)
+            finally:
+                stop(bare)
 
         serve_dir = tmp / "serve"
         serve_dir.mkdir()

@@ -175,13 +175,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        from app.recorder import DeliveryRecorder, store_for
+        from app.recorder import recorder_for, store_for
         from app.runtime import Runtime
 
         own = runtime is None
         rt = runtime or Runtime.from_settings(settings)
         store = store_for(rt.settings.effective_database_url, lambda: rt.engine)
-        recorder = DeliveryRecorder(store, _delivery_enqueuer(rt)).start()
+        recorder = recorder_for(store, _delivery_enqueuer(rt)).start()
         secret = rt.settings.github_webhook_secret
         app.state.runtime = rt
         app.state.recorder = recorder

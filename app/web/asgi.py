@@ -7,9 +7,6 @@ from pathlib import Path
 
 # `serve` (or any launcher) names the settings file here so every process reads the same settings.
 ENV_FILE_VARIABLE = "DRAFTSMITH_ENV_FILE"
-# bench/ingress.py, workers paused, idle machine: 4291 req/s at Python's default 5 ms, 4977 at 0.5 ms,
-# 5491 at 0.1 ms (p99 at saturation 43 -> 30 ms).
-SWITCH_INTERVAL_SECONDS = 0.0001
 
 
 def app_from_env():
@@ -33,15 +30,10 @@ def serve_inherited_socket(fd: int) -> None:
     reads the real family and protocol from the descriptor.
     """
     import socket
-    import sys
 
     import uvicorn
 
     sock = socket.socket(fileno=fd)
-    # The delivery-recorder thread drops the GIL on every SQLite step and socket call; with the default
-    # 5 ms switch interval it then waited up to 5 ms for the busy event loop thread to hand it back at
-    # each of them, and the batch (and every request in it) waited too.
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     config = uvicorn.Config(
         "app.web.asgi:app_from_env", factory=True, lifespan="on", log_level="warning",
         # Access logs cost about a fifth of the request budget; the app logs what matters itself.
