@@ -82,9 +82,7 @@ class SQLiteDeliveryStore:
         self.path = path
         self.lock_timeout = lock_timeout
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=0", "wal_autocheckpoint=0",
-                       # Once a checkpoint has caught up, the next commit truncates a WAL grown past this.
-                       "journal_size_limit=67108864"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=0", "wal_autocheckpoint=0"):
             self.conn.execute(f"PRAGMA {pragma}")
         # Commits (on the event loop) and the enqueuer thread's rare mark_not_enqueued share the connection.
         self._lock = threading.Lock()

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         1, validation_alias=AliasChoices("DRAFTSMITH_WORKER_PROCESSES", "worker_processes")
     )
     worker_threads: int = Field(4, validation_alias=AliasChoices("DRAFTSMITH_WORKER_THREADS", "worker_threads"))
+    # Nice value `serve` adds to the workers it runs beside its web processes: GitHub waits on a
+    # webhook's answer, while processing can lag a burst by seconds. 0 shares the CPU evenly.
+    worker_niceness: int = Field(
+        10, ge=0, le=19, validation_alias=AliasChoices("DRAFTSMITH_WORKER_NICENESS", "worker_niceness")
+    )
 
     # Sandbox backend for agent runs: bubblewrap (local), docker, or no isolation at all (unsafe-local).
     sandbox: Literal["local", "unsafe-local", "docker"] = Field(

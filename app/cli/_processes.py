@@ -64,7 +64,7 @@ def web_specs(settings: Settings, listener: socket.socket, env: dict[str, str]) 
     ]
 
 
-def worker_specs(processes: int, threads: int, env: dict[str, str]) -> list[ChildSpec]:
+def worker_specs(processes: int, threads: int, env: dict[str, str], niceness: int = 0) -> list[ChildSpec]:
     """Dramatiq worker processes; the first also runs the periodic sweeper (one Python process fewer)."""
     argv = [sys.executable, "-m", "app.queue.worker", "--threads", str(max(1, threads))]
     return [
@@ -73,6 +73,7 @@ def worker_specs(processes: int, threads: int, env: dict[str, str]) -> list[Chil
             argv=argv + (["--sweep"] if i == 1 else []),
             env=env,
             stop_rank=WORKER_RANK,
+            niceness=niceness,
         )
         for i in range(1, max(1, processes) + 1)
     ]

@@ -119,7 +119,8 @@ def serve(env_file: EnvFile = None) -> None:
         specs.append(processes.redis_spec(settings.data_dir / "redis", redis_port))
     env = processes.child_environment(processes.resolve_env_file(env_file), redis_url)
     specs += processes.web_specs(settings, listener, env)
-    specs += processes.worker_specs(settings.worker_processes, settings.worker_threads, env)
+    specs += processes.worker_specs(settings.worker_processes, settings.worker_threads, env,
+                                    niceness=settings.worker_niceness)
 
     help_text = missing_credentials_help(settings, url)
     if help_text:
