@@ -1,4 +1,4 @@
-"""POST /api/github/webhooks: verify the signature, record the delivery durably, enqueue it, answer 202."""
+"""POST /api/github/webhooks: verify the signature, record the delivery durably, answer 202 (the enqueue follows)."""
 
 from __future__ import annotations
 
