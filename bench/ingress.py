@@ -112,8 +112,8 @@ def cpu_seconds(root_pid: int) -> dict[str, float]:
 
 
 def renice_workers(root_pid: int, niceness: int) -> None:
-    """Lower the CPU priority of every thread of the non-web children (workers, Redis): an experiment
-    to see how much of the gap is the worker's backlog competing with ingress for the two cores."""
+    """Set the nice value of every thread of serve's queue workers after they started (serve already
+    starts them at DRAFTSMITH_WORKER_NICENESS; see --setting)."""
     for child in psutil.Process(root_pid).children(recursive=True):
         try:
             cmdline = " ".join(child.cmdline())
@@ -324,7 +324,7 @@ def main() -> None:
     parser.add_argument("--pause-workers", action="store_true",
                         help="measure ingress alone: stop serve's queue workers during the run, resume after")
     parser.add_argument("--nice-workers", type=int, default=0, metavar="N",
-                        help="experiment: renice serve's worker and Redis threads to N (0: leave them alone)")
+                        help="experiment: renice serve's worker threads to N after start (0: leave them alone)")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a line for serve's .env, e.g. DRAFTSMITH_WORKER_NICENESS=0 (repeatable)")
     parser.add_argument("--bare-rps", type=float, default=None, metavar="RPS",
