@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import sqlite3
@@ -53,6 +54,17 @@ def _sqlite_timestamp(moment: datetime) -> str:
 
 class LockBusy(Exception):
     """Another connection holds SQLite's write lock; try again shortly."""
+
+
+@contextlib.contextmanager
+def _busy_as_lock_busy() -> Iterator[None]:
+    # With busy_timeout=0, SQLite answers "database is locked" at once instead of waiting.
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise LockBusy() from None
+        raise
 
 
 class SQLiteDeliveryStore:
@@ -115,13 +127,9 @@ class SQLiteDeliveryStore:
         """Insert in one transaction; the ids that were new. Raises LockBusy at once, without waiting,
         while another connection holds the write lock."""
         with self._lock:
-            try:
+            with _busy_as_lock_busy():
                 # IMMEDIATE takes the write lock up front: busy then means "retry", never a half-done transaction.
                 self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise LockBusy() from None
-                raise
             try:
                 new = self._insert_rows(deliveries)
                 self.conn.execute("COMMIT")
@@ -148,13 +156,8 @@ class SQLiteDeliveryStore:
 
     def mark_not_enqueued(self, ids: Sequence[str]) -> None:
         def update() -> None:
-            with self._lock:
-                try:
-                    self.conn.executemany("UPDATE deliveries SET enqueued_at = NULL WHERE id = ?", [(i,) for i in ids])
-                except sqlite3.OperationalError as exc:
-                    if "locked" in str(exc) or "busy" in str(exc):
-                        raise LockBusy() from None
-                    raise
+            with self._lock, _busy_as_lock_busy():
+                self.conn.executemany("UPDATE deliveries SET enqueued_at = NULL WHERE id = ?", [(i,) for i in ids])
 
         self._retrying(update)
 

@@ -90,15 +90,11 @@ def test_when_redis_refuses_the_delivery_is_still_recorded_and_left_for_the_swee
     assert _stored(engine) == {"during-outage": None}  # recorded, marked never enqueued
 
 
-def test_a_write_lock_held_elsewhere_delays_the_answer_but_not_the_event_loop(sqlite_url):
-    from app.db import make_engine as engine_for
-    from app.migrate import upgrade
-
-    engine = engine_for(sqlite_url)
-    upgrade(engine)
-    recorder = _recorder(sqlite_url, engine, Enqueued())
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_write_lock_held_elsewhere_delays_the_answer_but_not_the_event_loop(database_url, engine):
+    recorder = _recorder(database_url, engine, Enqueued())
     # Given another process (a worker, the other web process) holding SQLite's write lock for 200 ms
-    other = sqlite3.connect(sqlite_path(sqlite_url), isolation_level=None, check_same_thread=False)
+    other = sqlite3.connect(sqlite_path(database_url), isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     threading.Timer(0.2, lambda: other.execute("COMMIT")).start()
 
@@ -123,7 +119,6 @@ def test_a_write_lock_held_elsewhere_delays_the_answer_but_not_the_event_loop(sq
     finally:
         recorder.close()
         other.close()
-        engine.dispose()
 
     # Then the delivery is recorded once the lock is free, and the loop served other work meanwhile
     assert recorded.new is True
