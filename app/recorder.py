@@ -235,10 +235,15 @@ class DeliveryRecorder:
     Subclasses decide where the commit runs (`_start_committing`, `_submit`, `_stop_committing`).
     """
 
-    def __init__(self, store: DeliveryStore, enqueue: Callable[[Sequence[str]], None], *, max_batch: int = 256) -> None:
+    def __init__(self, store: DeliveryStore, enqueue: Callable[[Sequence[str]], None], *, max_batch: int = 256,
+                 enqueue_linger: float = 0.005) -> None:
         self.store = store
         self.enqueue = enqueue
         self.max_batch = max_batch
+        # The enqueuer waits this long after the first new id for others to join it. Nobody waits on
+        # it (the 202 is already sent), and at a steady 1000 deliveries/s it turns one queue message,
+        # one thread wake-up and two worker writes per delivery into one per five.
+        self.enqueue_linger = enqueue_linger
         self._to_enqueue: queue.SimpleQueue = queue.SimpleQueue()
         self._enqueuer: threading.Thread | None = None
         self._closed = False
@@ -292,7 +297,7 @@ class DeliveryRecorder:
         return outcomes
 
     def _run_enqueuer(self) -> None:
-        for batches in _batches(self._to_enqueue, self.max_batch):
+        for batches in _batches(self._to_enqueue, self.max_batch, linger=self.enqueue_linger):
             ids = [delivery_id for batch in batches for delivery_id in batch]
             try:
                 self.enqueue(ids)
@@ -406,14 +411,16 @@ class ThreadRecorder(DeliveryRecorder):
                     pass
 
 
-def _batches(source: queue.SimpleQueue, max_items: int) -> Iterator[list]:
-    """Lists of what `source` holds: waits for one item, then takes whatever else is already there.
-    Ends at a None item, after yielding what came before it."""
+def _batches(source: queue.SimpleQueue, max_items: int, *, linger: float = 0.0) -> Iterator[list]:
+    """Lists of what `source` holds: waits for one item, then `linger` seconds more, then takes whatever
+    else is there. Ends at a None item, after yielding what came before it."""
     get, get_nowait = source.get, source.get_nowait
     while True:
         first = get()
         if first is None:
             return
+        if linger:
+            time.sleep(linger)
         batch = [first]
         while len(batch) < max_items:
             try:

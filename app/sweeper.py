@@ -17,17 +17,18 @@ def sweep(runtime, *, stale_after: float | None = None, grace: float = 5.0) -> i
     so we don't race ingress) or was enqueued more than `stale_after` seconds ago (default: the
     heartbeat timeout, after which a worker holding it is presumed dead). Returns how many.
 
-    Safe to run from many processes at once: process_delivery skips deliveries already handled.
+    Safe to run from many processes at once: process_deliveries skips deliveries already handled.
     """
     from app.queue.actors import declare_actors
     from app.queue.broker import enqueue_many
+    from app.queue.dispatch import message_batches
 
     stale = timedelta(seconds=runtime.settings.heartbeat_timeout_seconds if stale_after is None else stale_after)
     ids = deliveries.unprocessed(runtime.engine, now=utcnow(), stale_after=stale, grace=timedelta(seconds=grace))
     if not ids:
         return 0
-    actor = declare_actors(runtime.broker).process_delivery
-    enqueue_many(runtime.broker, [actor.message(delivery_id) for delivery_id in ids])
+    actor = declare_actors(runtime.broker).process_deliveries
+    enqueue_many(runtime.broker, [actor.message(batch) for batch in message_batches(ids)])
     deliveries.mark_enqueued(runtime.engine, ids)
     log.info("swept_deliveries", count=len(ids))
     return len(ids)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,19 +55,69 @@ def _run(coro):
     return loop.run_until_complete(coro)
 
 
-async def handle_delivery(runtime: Runtime, delivery_id: str, router: Router | None = None) -> str | None:
-    """Route one recorded delivery and store its outcome; returns it (None if already handled)."""
+# Outcomes of quick deliveries are written together, at most this late: a crash in that window only
+# means the sweeper hands those deliveries out again, as it does the one a crash interrupts.
+OUTCOME_WRITE_DELAY_SECONDS = 0.02
+
+
+class _OutcomeWriter:
+    """Gathers (id, status, error) outcomes and writes them in one statement per status, either when
+    the oldest has waited OUTCOME_WRITE_DELAY_SECONDS or at the end of the message. A delivery whose
+    handlers called GitHub takes longer than that, so its outcome is written as soon as it is known."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.pending: list[tuple[str, str, str | None]] = []
+        self.oldest = 0.0
+
+    def add(self, delivery_id: str, outcome: str, error: str | None) -> None:
+        now = time.monotonic()
+        if not self.pending:
+            self.oldest = now
+        self.pending.append((delivery_id, outcome, error))
+        if now - self.oldest >= OUTCOME_WRITE_DELAY_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        deliveries.finish(self.engine, pending)
+
+
+async def handle_deliveries(runtime: Runtime, delivery_ids: Sequence[str], router: Router | None = None) -> dict[str, str]:
+    """Route recorded deliveries and store their outcomes; returns {id: outcome} for those not already handled.
+
+    One message carries every delivery a web process recorded in a few milliseconds, so a burst
+    costs the worker one queue message, one claiming write and a few outcome writes per batch rather
+    than per delivery. Up to DRAFTSMITH_WORKER_THREADS of them are handled at once, so deliveries
+    that make the bot call GitHub do not wait for each other any more than they did one per message.
+    """
     from app.handlers import router as merged_router
+
+    router = router or merged_router
+    # The bookkeeping runs inline, not in asyncio.to_thread: this loop belongs to one worker thread,
+    # a short blocking write stalls nothing else, and each hand-off to the executor's thread cost
+    # more CPU than the write itself.
+    rows = deliveries.start_attempts(runtime.engine, delivery_ids)
+    writer = _OutcomeWriter(runtime.engine)
+    outcomes: dict[str, str] = {}
+    if len(rows) == 1:  # the common case at low load: no task, no semaphore
+        outcomes[rows[0].id] = await _handle_one(runtime, rows[0], router, writer)
+    elif rows:
+        slots = asyncio.Semaphore(max(1, runtime.settings.worker_threads))
+
+        async def handle(row) -> None:
+            async with slots:
+                outcomes[row.id] = await _handle_one(runtime, row, router, writer)
+
+        await asyncio.gather(*(handle(row) for row in rows))
+    writer.flush()
+    return outcomes
+
+
+async def _handle_one(runtime: Runtime, row, router: Router, writer: _OutcomeWriter) -> str:
     from app.handlers.context import Context
     from app.handlers.installations import remember_installation
 
-    router = router or merged_router
-    # The bookkeeping runs inline, not in asyncio.to_thread: this loop belongs to one worker thread
-    # running one message, so a short blocking write stalls nothing, and each hand-off to the
-    # executor's thread cost more CPU than the write itself.
-    row = deliveries.start_attempt(runtime.engine, delivery_id)
-    if row is None:
-        return None  # unknown, or a second copy of a message already processed
     # orjson: ingress already parsed this payload with it, and it is ~5x faster than json on 13 KB.
     event = Event(name=row.event, delivery_id=row.id, payload=orjson.loads(row.payload))
     ctx = Context.for_event(event, runtime)
@@ -79,13 +131,18 @@ async def handle_delivery(runtime: Runtime, delivery_id: str, router: Router | N
     else:
         outcome, stored_error = (deliveries.PROCESSED if ran else deliveries.IGNORED), None
         ctx.log.info("delivery_" + outcome, handlers=ran)
-    deliveries.finish(runtime.engine, delivery_id, outcome, stored_error)
+    writer.add(row.id, outcome, stored_error)
     runtime.metrics.processed.labels(event.name, event.action or "", outcome).inc()
     return outcome
 
 
+def process_deliveries(delivery_ids: list[str]) -> None:
+    _run(handle_deliveries(current_runtime(), delivery_ids))
+
+
 def process_delivery(delivery_id: str) -> None:
-    _run(handle_delivery(current_runtime(), delivery_id))
+    """One delivery per message: what versions before batched messages enqueued (still in Redis after an upgrade)."""
+    process_deliveries([delivery_id])
 
 
 def run_task(run_id: int) -> None:
@@ -99,6 +156,7 @@ def run_task(run_id: int) -> None:
 
 @dataclass(frozen=True)
 class Actors:
+    process_deliveries: dramatiq.Actor
     process_delivery: dramatiq.Actor
     run_task: dramatiq.Actor
 
@@ -112,6 +170,10 @@ def declare_actors(broker: dramatiq.Broker) -> Actors:
         # Failures are stored on the delivery (status failed, scrubbed error) rather than retried:
         # GitHub calls already retry transient errors, and the sweeper re-enqueues anything a crash
         # left unfinished.
+        process_deliveries=dramatiq.actor(
+            process_deliveries, broker=broker, actor_name="process_deliveries",
+            queue_name=DELIVERIES_QUEUE, max_retries=0, time_limit=10 * 60 * 1000,
+        ),
         process_delivery=dramatiq.actor(
             process_delivery, broker=broker, actor_name="process_delivery",
             queue_name=DELIVERIES_QUEUE, max_retries=0, time_limit=10 * 60 * 1000,

@@ -74,7 +74,7 @@ def enqueue_many(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message]) 
         _evalsha_all(broker, dispatch.sha, calls)
     except NoScriptError:
         # Redis restarted or flushed its scripts: load the script once, then send them again (a
-        # message enqueued twice is harmless: process_delivery skips what is already handled).
+        # message enqueued twice is harmless: process_deliveries skips what is already handled).
         broker.client.script_load(dispatch.script)
         _evalsha_all(broker, dispatch.sha, calls)
     for message in copies:

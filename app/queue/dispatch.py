@@ -1,4 +1,4 @@
-"""Enqueue process_delivery messages for dramatiq's RedisBroker from a web process: one pipelined EVALSHA per batch.
+"""Enqueue process_deliveries messages for dramatiq's RedisBroker from a web process: one pipelined EVALSHA per batch.
 
 Web processes only ever enqueue one kind of message, so they skip redis-py and dramatiq altogether:
 both cost a web process ~22 MB of imports, and redis-py sends a `SCRIPT EXISTS` round trip before
@@ -22,8 +22,12 @@ from urllib.parse import unquote, urlsplit
 
 # Must match app.queue.broker.NAMESPACE and the actor declared in app.queue.actors (tested).
 NAMESPACE = "draftsmith"
-ACTOR_NAME = "process_delivery"
+ACTOR_NAME = "process_deliveries"
 QUEUE_NAME = "default"
+# Deliveries per message. A burst becomes a few messages instead of one per delivery (each cost the
+# worker a fetch, an ack and two writes), while a message stays small enough that the workers
+# still share a burst between them.
+IDS_PER_MESSAGE = 32
 # dramatiq's RedisBroker default; only used by maintenance, which enqueueing never runs.
 DEAD_MESSAGE_TTL_MS = 86_400_000 * 7
 
@@ -45,13 +49,19 @@ def supports(redis_url: str | None) -> bool:
     return bool(redis_url) and urlsplit(redis_url).scheme == "redis"
 
 
-def encode_message(delivery_id: str, now_ms: int) -> tuple[str, bytes]:
-    """(redis_message_id, message bytes) as RedisBroker.enqueue(actor.message(delivery_id)) would store them."""
+def message_batches(delivery_ids: Sequence[str]) -> list[list[str]]:
+    """The ids, each once, in messages of at most IDS_PER_MESSAGE."""
+    unique = list(dict.fromkeys(delivery_ids))
+    return [unique[i:i + IDS_PER_MESSAGE] for i in range(0, len(unique), IDS_PER_MESSAGE)]
+
+
+def encode_message(delivery_ids: Sequence[str], now_ms: int) -> tuple[str, bytes]:
+    """(redis_message_id, message bytes) as RedisBroker.enqueue(actor.message(delivery_ids)) would store them."""
     redis_message_id = str(uuid.uuid4())
     data = {
         "queue_name": QUEUE_NAME,
         "actor_name": ACTOR_NAME,
-        "args": [delivery_id],
+        "args": [list(delivery_ids)],
         "kwargs": {},
         "options": {"redis_message_id": redis_message_id},
         "message_id": str(uuid.uuid4()),
@@ -70,7 +80,7 @@ def _command(*parts: bytes | str | int) -> bytes:
 
 
 class DeliveryEnqueuer:
-    """Enqueues process_delivery(id) messages in one round trip per batch; not thread-safe (one recorder thread)."""
+    """Enqueues process_deliveries(ids) messages in one round trip per batch; not thread-safe (one recorder thread)."""
 
     def __init__(self, redis_url: str, *, heartbeat_timeout_ms: int = 60_000, connect_timeout: float = 2.0) -> None:
         parts = urlsplit(redis_url)
@@ -93,15 +103,15 @@ class DeliveryEnqueuer:
         self.enqueue(delivery_ids)
 
     def enqueue(self, delivery_ids: Sequence[str]) -> None:
-        """Enqueue one message per id; raises (and drops the connection) if Redis did not take them all."""
+        """Enqueue the ids in messages of IDS_PER_MESSAGE; raises (and drops the connection) if Redis did not take them all."""
         if not delivery_ids:
             return
         try:
             self._connected()
             now = int(time.time() * 1000)
             commands = []
-            for delivery_id in delivery_ids:
-                redis_message_id, data = encode_message(delivery_id, now)
+            for batch in message_batches(delivery_ids):
+                redis_message_id, data = encode_message(batch, now)
                 commands.append(self._evalsha(now, redis_message_id, data))
             replies = self._pipeline(commands)
             retry = [c for c, r in zip(commands, replies) if isinstance(r, RedisReplyError) and str(r).startswith("NOSCRIPT")]

@@ -141,7 +141,7 @@ async def _index(request: Request) -> Response:
 
 
 def _delivery_enqueuer(rt) -> Callable[[Sequence[str]], None]:
-    """How this web process enqueues process_delivery(id): straight to Redis, or through the broker.
+    """How this web process enqueues process_deliveries(ids): straight to Redis, or through the broker.
 
     The direct path keeps redis-py and dramatiq out of web processes (and saves a round trip);
     a Runtime handed a broker of its own (tests, other brokers) or a TLS/unix Redis uses the broker.
@@ -155,8 +155,8 @@ def _delivery_enqueuer(rt) -> Callable[[Sequence[str]], None]:
         from app.queue.actors import declare_actors
         from app.queue.broker import enqueue_many
 
-        actor = declare_actors(rt.broker).process_delivery
-        enqueue_many(rt.broker, [actor.message(i) for i in ids])
+        actor = declare_actors(rt.broker).process_deliveries
+        enqueue_many(rt.broker, [actor.message(batch) for batch in dispatch.message_batches(ids)])
 
     return through_broker
 

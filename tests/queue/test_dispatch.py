@@ -6,7 +6,7 @@ import redis as redis_lib
 
 from app.queue.actors import declare_actors
 from app.queue.broker import make_broker
-from app.queue.dispatch import DeliveryEnqueuer
+from app.queue.dispatch import IDS_PER_MESSAGE, DeliveryEnqueuer
 
 
 def _consume(broker, expected: int) -> list:
@@ -23,12 +23,13 @@ def _consume(broker, expected: int) -> list:
     return messages
 
 
-def test_enqueued_deliveries_are_read_by_dramatiq_as_process_delivery_messages(redis_url):
+def test_enqueued_deliveries_are_read_by_dramatiq_as_process_deliveries_messages(redis_url):
     broker = make_broker(redis_url)
-    actor = declare_actors(broker).process_delivery
+    actor = declare_actors(broker).process_deliveries
     enqueuer = DeliveryEnqueuer(redis_url)
+    ids = ["d-1", "d-\"2\"-ünïcode"] + [f"burst-{n}" for n in range(IDS_PER_MESSAGE)]
     try:
-        enqueuer.enqueue(["d-1", "d-\"2\"-ünïcode"])
+        enqueuer.enqueue(ids + ["d-1"])  # the same id twice in a batch travels once
 
         messages = _consume(broker, 2)
     finally:
@@ -36,8 +37,8 @@ def test_enqueued_deliveries_are_read_by_dramatiq_as_process_delivery_messages(r
         broker.close()
 
     assert [(m.actor_name, m.queue_name, m.args) for m in messages] == [
-        (actor.actor_name, actor.queue_name, ("d-1",)),
-        (actor.actor_name, actor.queue_name, ("d-\"2\"-ünïcode",)),
+        (actor.actor_name, actor.queue_name, (ids[:IDS_PER_MESSAGE],)),
+        (actor.actor_name, actor.queue_name, (ids[IDS_PER_MESSAGE:],)),
     ]
     assert len({m.message_id for m in messages}) == 2
 
@@ -61,7 +62,7 @@ def test_enqueueing_survives_redis_forgetting_the_script_and_dropping_the_connec
         enqueuer.enqueue(["after"])
 
         # Then the next batches are enqueued all the same
-        args = [m.args[0] for m in _consume(broker, 3)]
+        args = [m.args[0][0] for m in _consume(broker, 3)]
     finally:
         enqueuer.close()
         admin.close()

@@ -59,8 +59,9 @@ def test_a_worker_killed_mid_delivery_is_made_good_after_restart(make_draftsmith
     # When a worker process takes the message and is killed while processing it
     worker = _worker_process(app.settings)
     try:
-        _wait(lambda: queue.llen(f"{NAMESPACE}:{DELIVERIES_QUEUE}") == 0, 30, "worker never took the message")
-        assert queue.hlen(f"{NAMESPACE}:{DELIVERIES_QUEUE}.msgs") == 1  # taken, not acknowledged
+        # (enqueued after the 202, so wait for it to be in Redis, then out of the queue: taken, not acknowledged)
+        _wait(lambda: queue.hlen(f"{NAMESPACE}:{DELIVERIES_QUEUE}.msgs") == 1
+              and queue.llen(f"{NAMESPACE}:{DELIVERIES_QUEUE}") == 0, 30, "worker never took the message")
         time.sleep(0.3)
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
