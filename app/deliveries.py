@@ -12,15 +12,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from app.models import Delivery, utcnow
+from app.models import Delivery, DeliveryPayload, utcnow
 from app.recorder import RECEIVED, NewDelivery, Recorded  # noqa: F401  (Recorded: re-exported)
 
 PROCESSED, IGNORED, FAILED = "processed", "ignored", "failed"
 
 
-def _insert_ignoring_duplicates(engine: Engine):
+def _insert_ignoring_duplicates(engine: Engine, table):
     dialect = engine.dialect.name
-    table = Delivery.__table__
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=["id"])
     if dialect == "postgresql":
@@ -37,7 +36,6 @@ def record_batch(engine: Engine, deliveries: Sequence[NewDelivery]) -> set[str]:
             "event": d.event,
             "action": d.action,
             "installation_id": d.installation_id,
-            "payload": d.payload,
             "status": RECEIVED,
             "attempts": 0,
             "received_at": now,
@@ -49,15 +47,24 @@ def record_batch(engine: Engine, deliveries: Sequence[NewDelivery]) -> set[str]:
     ]
     # The same id twice in one batch (GitHub redelivering at once) must insert once.
     unique = list({row["id"]: row for row in rows}.values())
-    stmt = _insert_ignoring_duplicates(engine).returning(Delivery.__table__.c.id)
+    payloads = {d.id: d.payload for d in deliveries}
+    insert_rows = _insert_ignoring_duplicates(engine, Delivery.__table__).returning(Delivery.__table__.c.id)
+
+    def write(conn) -> set[str]:
+        new = set(conn.execute(insert_rows, unique).scalars().all())
+        if new:  # a redelivery's body is already stored
+            conn.execute(insert(DeliveryPayload.__table__), [{"id": i, "payload": payloads[i]} for i in new])
+        return new
+
     if engine.dialect.name == "sqlite":
-        return _sqlite_insert_with_fast_retry(engine, stmt, unique)
+        return _sqlite_write_with_fast_retry(engine, write)
     with engine.begin() as conn:
-        return set(conn.execute(stmt, unique).scalars().all())
+        return write(conn)
 
 
-def _sqlite_insert_with_fast_retry(engine: Engine, stmt, rows, timeout: float = 30.0) -> set[str]:
-    """Insert under SQLite's single write lock, retrying every ~0.5 ms while another process holds it.
+def _sqlite_write_with_fast_retry(engine: Engine, write, timeout: float = 30.0):
+    """Run `write(conn)` in one transaction under SQLite's single write lock, retrying every ~0.5 ms
+    while another process holds it.
 
     SQLite's own busy handler backs off to 100 ms sleeps, which with two web processes and the
     workers sharing one file turned brief lock waits into a p99 of hundreds of milliseconds.
@@ -70,7 +77,7 @@ def _sqlite_insert_with_fast_retry(engine: Engine, stmt, rows, timeout: float = 
             while True:
                 try:
                     with conn.begin():
-                        return set(conn.execute(stmt, rows).scalars().all())
+                        return write(conn)
                 except OperationalError as exc:
                     if "locked" not in str(exc) or time.monotonic() > deadline:
                         raise
@@ -94,47 +101,51 @@ def mark_enqueued(engine: Engine, ids: Sequence[str]) -> None:
 def _autocommit(engine: Engine):
     # One statement, its own transaction: on SQLite the write lock is taken and released inside that
     # one C call, never held across a Python-level step where this worker thread could wait for the
-    # GIL while a web process spins on the lock (the p99 of ingress with workers running).
+    # GIL while a web process waits for the lock.
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 # Plain SQL, built once: the worker runs these for every message, and building, cache-keying and
 # compiling the equivalent ORM statements (plus Delivery objects) was ~80% of its bookkeeping CPU.
 _FINISH = text(
-    "UPDATE deliveries SET status = :status, error = :error, processed_at = :now WHERE id IN :ids"
+    "UPDATE deliveries SET status = :status, error = :error, processed_at = :now, attempts = attempts + 1"
+    " WHERE id IN :ids"
 ).bindparams(bindparam("now", type_=Delivery.__table__.c.processed_at.type), bindparam("ids", expanding=True))
-_START_ATTEMPTS = "UPDATE deliveries SET attempts = attempts + 1 WHERE id IN :ids AND {status} = :received" \
-    " RETURNING id, event, action, installation_id, payload"
+_WAITING = (
+    "SELECT d.id, d.event, d.action, d.installation_id, p.payload FROM deliveries d"
+    " JOIN delivery_payloads p ON p.id = d.id WHERE d.id IN :ids AND {status} = :received"
+)
 # Without statistics, SQLite's planner prefers the status index over five or more primary keys, and
-# during a burst that index holds tens of thousands of received rows: the claim then scanned them all
-# while holding the write lock. A unary + keeps SQLite on the primary key (PostgreSQL plans by its
-# statistics, and has no unary + for text).
-_START_ATTEMPTS_BY_DIALECT = {
-    dialect: text(_START_ATTEMPTS.format(status=status)).bindparams(bindparam("ids", expanding=True))
-    for dialect, status in (("sqlite", "+status"), ("postgresql", "status"))
+# during a burst that index holds tens of thousands of received rows, all of which it then visits.
+# A unary + keeps SQLite on the primary key (PostgreSQL plans by its statistics, and has no unary +
+# for text).
+_WAITING_BY_DIALECT = {
+    dialect: text(_WAITING.format(status=status)).bindparams(bindparam("ids", expanding=True))
+    for dialect, status in (("sqlite", "+d.status"), ("postgresql", "d.status"))
 }
 
 
-def start_attempts(engine: Engine, delivery_ids: Sequence[str]) -> list[Row]:
-    """Count an attempt on each of these deliveries still waiting to be processed, in one statement;
-    their id, event, action, installation_id and payload, in the order asked (unknown and finished
-    ones left out).
+def waiting(engine: Engine, delivery_ids: Sequence[str]) -> list[Row]:
+    """Those of these deliveries still waiting to be processed: id, event, action, installation_id and
+    payload, in the order asked (unknown and finished ones left out).
 
-    One UPDATE .. RETURNING (SQLite 3.35+, PostgreSQL): a delivery another attempt already finished
-    matches no row, so a second copy of a message costs no second query.
+    A read, not a claim: on SQLite every write takes the one write lock the web processes commit
+    under, and a worker waiting for a CPU while it holds that lock stalls ingress (bench/README.md).
+    The workers write once per batch of outcomes instead (`finish`). A second copy of a message
+    still finds nothing to do once the first has finished.
     """
     if not delivery_ids:
         return []
-    with _autocommit(engine) as conn:
-        claim = _START_ATTEMPTS_BY_DIALECT[engine.dialect.name]
-        rows = conn.execute(claim, {"ids": list(delivery_ids), "received": RECEIVED}).fetchall()
+    with engine.connect() as conn:
+        query = _WAITING_BY_DIALECT[engine.dialect.name]
+        rows = conn.execute(query, {"ids": list(delivery_ids), "received": RECEIVED}).fetchall()
     by_id = {row.id: row for row in rows}
     return [by_id[i] for i in dict.fromkeys(delivery_ids) if i in by_id]
 
 
 def finish(engine: Engine, outcomes: Sequence[tuple[str, str, str | None]]) -> None:
-    """Store (delivery id, status, error) outcomes: one statement per status and error, so a batch of
-    deliveries that all went the same way is one short write."""
+    """Store (delivery id, status, error) outcomes and count the attempt: one statement per status and
+    error, so a batch of deliveries that all went the same way is one short write."""
     groups: dict[tuple[str, str | None], list[str]] = {}
     for delivery_id, status, error in outcomes:
         groups.setdefault((status, error), []).append(delivery_id)

