@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from app.github.client import AppIdentity, GitHubApp
+    from app.queue.outcomes import OutcomeWriter
 
 # "Not given": build it from the settings on first use. Distinct from None (github=None means no App).
 _UNSET: Any = object()
@@ -48,6 +49,7 @@ class Runtime:
         self._engine = engine
         self._broker = broker
         self._github = github
+        self._outcomes: OutcomeWriter | None = None
         self._owns_engine = engine is None
         self._owns_broker = broker is None
         # The web app's threads and a test's in-process worker may reach for the same part at once.
@@ -100,6 +102,18 @@ class Runtime:
         return self._broker
 
     @property
+    def outcomes(self) -> OutcomeWriter:
+        """Where delivery outcomes are stored from (a thread, started on first use; app.queue.outcomes)."""
+        if self._outcomes is None:
+            engine = self.engine  # not under the lock: building the engine takes it too
+            with self._lock:
+                if self._outcomes is None:
+                    from app.queue.outcomes import OutcomeWriter
+
+                    self._outcomes = OutcomeWriter(engine).start()
+        return self._outcomes
+
+    @property
     def github(self) -> GitHubApp | None:
         """None until the GitHub App settings are configured; the web app still starts and says what's missing."""
         if self._github is _UNSET:
@@ -135,6 +149,8 @@ class Runtime:
         return await self.github.identity()
 
     def close(self) -> None:
+        if self._outcomes is not None:
+            self._outcomes.close()
         if self._owns_broker and self._broker is not None:
             self._broker.close()
         if self._owns_engine and self._engine is not None:

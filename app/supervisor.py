@@ -26,15 +26,6 @@ def _die_with_parent() -> None:
             pass
 
 
-def _prepare_child(niceness: int) -> Callable[[], None]:
-    def prepare() -> None:
-        _die_with_parent()
-        if niceness:
-            os.nice(niceness)
-
-    return prepare
-
-
 @dataclass
 class ChildSpec:
     """How to start one supervised process. Lower `stop_rank` stops first; Redis has the highest."""
@@ -46,8 +37,6 @@ class ChildSpec:
     stop_rank: int = 0
     # Called after (re)starting; returns once the child is usable (e.g. Redis answers PING) or raises.
     wait_ready: Callable[[subprocess.Popen], None] | None = None
-    # Added to the child's nice value: background work yields the CPU to children that answer requests.
-    niceness: int = 0
 
 
 @dataclass
@@ -99,10 +88,10 @@ class Supervisor:
             pass_fds=spec.pass_fds,
             # A process group of its own, not a session: on kernels with autogroup scheduling (most
             # distributions) each session gets an equal share of the CPU whatever its nice value,
-            # so a session per child made `niceness` meaningless (measured: a worker at nice 19
-            # still took half a core from busy web processes).
+            # so a session per child made the workers' niceness meaningless (measured: a worker at
+            # nice 19 still took half a core from busy web processes).
             process_group=0,
-            preexec_fn=_prepare_child(spec.niceness),
+            preexec_fn=_die_with_parent,
         )
         child.started_at = time.monotonic()
         child.restart_at = None

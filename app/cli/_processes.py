@@ -65,15 +65,16 @@ def web_specs(settings: Settings, listener: socket.socket, env: dict[str, str]) 
 
 
 def worker_specs(processes: int, threads: int, env: dict[str, str], niceness: int = 0) -> list[ChildSpec]:
-    """Dramatiq worker processes; the first also runs the periodic sweeper (one Python process fewer)."""
-    argv = [sys.executable, "-m", "app.queue.worker", "--threads", str(max(1, threads))]
+    """Dramatiq worker processes; the first also runs the periodic sweeper (one Python process fewer).
+
+    The worker applies `niceness` itself, thread by thread (app.queue.worker.run_worker)."""
+    argv = [sys.executable, "-m", "app.queue.worker", "--threads", str(max(1, threads)), "--niceness", str(niceness)]
     return [
         ChildSpec(
             name=f"worker-{i}",
             argv=argv + (["--sweep"] if i == 1 else []),
             env=env,
             stop_rank=WORKER_RANK,
-            niceness=niceness,
         )
         for i in range(1, max(1, processes) + 1)
     ]

@@ -55,41 +55,19 @@ def _run(coro):
     return loop.run_until_complete(coro)
 
 
-# Outcomes of quick deliveries are written together, at most this late: a crash in that window only
-# means the sweeper hands those deliveries out again, as it does the one a crash interrupts.
-OUTCOME_WRITE_DELAY_SECONDS = 0.02
-
-
-class _OutcomeWriter:
-    """Gathers (id, status, error) outcomes and writes them in one statement per status, either when
-    the oldest has waited OUTCOME_WRITE_DELAY_SECONDS or at the end of the message. A delivery whose
-    handlers called GitHub takes longer than that, so its outcome is written as soon as it is known."""
-
-    def __init__(self, engine) -> None:
-        self.engine = engine
-        self.pending: list[tuple[str, str, str | None]] = []
-        self.oldest = 0.0
-
-    def add(self, delivery_id: str, outcome: str, error: str | None) -> None:
-        now = time.monotonic()
-        if not self.pending:
-            self.oldest = now
-        self.pending.append((delivery_id, outcome, error))
-        if now - self.oldest >= OUTCOME_WRITE_DELAY_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        pending, self.pending = self.pending, []
-        deliveries.finish(self.engine, pending)
+# A delivery whose handling took longer than this probably called GitHub: its outcome is stored at
+# once, not after others join it, so a crash cannot make the bot do the same thing twice.
+URGENT_AFTER_SECONDS = 0.02
 
 
 async def handle_deliveries(runtime: Runtime, delivery_ids: Sequence[str], router: Router | None = None) -> dict[str, str]:
     """Route recorded deliveries and store their outcomes; returns {id: outcome} for those not already handled.
 
     One message carries every delivery a web process recorded in a few milliseconds, so a burst
-    costs the worker one queue message, one read and a few outcome writes per batch rather than per
-    delivery. Up to DRAFTSMITH_WORKER_THREADS of them are handled at once, so deliveries
-    that make the bot call GitHub do not wait for each other any more than they did one per message.
+    costs the worker one queue message and one read per batch rather than per delivery, and the
+    process's outcome writer (app.queue.outcomes) stores the outcomes of all its threads together.
+    Up to DRAFTSMITH_WORKER_THREADS deliveries are handled at once, so deliveries that make the
+    bot call GitHub do not wait for each other any more than they did one per message.
     """
     from app.handlers import router as merged_router
 
@@ -98,26 +76,28 @@ async def handle_deliveries(runtime: Runtime, delivery_ids: Sequence[str], route
     # a short blocking write stalls nothing else, and each hand-off to the executor's thread cost
     # more CPU than the write itself.
     rows = deliveries.waiting(runtime.engine, delivery_ids)
-    writer = _OutcomeWriter(runtime.engine)
     outcomes: dict[str, str] = {}
+    stored: list = []  # Futures: this message is acknowledged only once every outcome is stored
     if len(rows) == 1:  # the common case at low load: no task, no semaphore
-        outcomes[rows[0].id] = await _handle_one(runtime, rows[0], router, writer)
+        outcomes[rows[0].id] = await _handle_one(runtime, rows[0], router, stored)
     elif rows:
         slots = asyncio.Semaphore(max(1, runtime.settings.worker_threads))
 
         async def handle(row) -> None:
             async with slots:
-                outcomes[row.id] = await _handle_one(runtime, row, router, writer)
+                outcomes[row.id] = await _handle_one(runtime, row, router, stored)
 
         await asyncio.gather(*(handle(row) for row in rows))
-    writer.flush()
+    if stored:
+        await asyncio.gather(*(asyncio.wrap_future(future) for future in stored))
     return outcomes
 
 
-async def _handle_one(runtime: Runtime, row, router: Router, writer: _OutcomeWriter) -> str:
+async def _handle_one(runtime: Runtime, row, router: Router, stored: list) -> str:
     from app.handlers.context import Context
     from app.handlers.installations import remember_installation
 
+    started = time.monotonic()
     # orjson: ingress already parsed this payload with it, and it is ~5x faster than json on 13 KB.
     event = Event(name=row.event, delivery_id=row.id, payload=orjson.loads(row.payload))
     ctx = Context.for_event(event, runtime)
@@ -131,7 +111,8 @@ async def _handle_one(runtime: Runtime, row, router: Router, writer: _OutcomeWri
     else:
         outcome, stored_error = (deliveries.PROCESSED if ran else deliveries.IGNORED), None
         ctx.log.info("delivery_" + outcome, handlers=ran)
-    writer.add(row.id, outcome, stored_error)
+    urgent = time.monotonic() - started >= URGENT_AFTER_SECONDS
+    stored.append(runtime.outcomes.submit([(row.id, outcome, stored_error)], urgent=urgent))
     runtime.metrics.processed.labels(event.name, event.action or "", outcome).inc()
     return outcome
 

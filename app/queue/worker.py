@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -40,10 +41,13 @@ def run_worker(
     threads: int | None = None,
     sweep: bool = True,
     stop: threading.Event | None = None,
+    niceness: int = 0,
 ) -> None:
     """Consume until SIGINT/SIGTERM (or `stop` is set): what `draftsmith worker` and `serve` run.
 
     With `sweep`, this process also re-enqueues deliveries left unprocessed (see app.sweeper).
+    `niceness` lowers the priority of every thread but the outcome writer, which keeps the
+    process's own (see app.queue.outcomes for why); agents inherit it from the threads that run them.
     """
     from app.logs import configure_logging
 
@@ -53,6 +57,9 @@ def run_worker(
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
     runtime = Runtime.from_settings(settings, redis_url=redis_url)
+    runtime.outcomes.start()  # before renicing: a thread starts at the priority of the one starting it
+    if niceness:
+        os.nice(niceness)  # this thread only (Linux); dramatiq's threads, started next, inherit it
     worker = start_worker(runtime, threads=threads)
     sweeper = Sweeper(runtime).start() if sweep else None
     try:
@@ -82,8 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m app.queue.worker", description=__doc__)
     parser.add_argument("--threads", type=int, default=None, help="worker threads (default DRAFTSMITH_WORKER_THREADS)")
     parser.add_argument("--sweep", action="store_true", help="also run the sweeper in this process")
+    parser.add_argument("--niceness", type=int, default=0, help="lower the priority of the threads handling work")
     args = parser.parse_args(argv)
-    run_worker(settings_from_environment(), threads=args.threads, sweep=args.sweep)
+    run_worker(settings_from_environment(), threads=args.threads, sweep=args.sweep, niceness=args.niceness)
 
 
 if __name__ == "__main__":

@@ -148,19 +148,15 @@ def test_children_die_when_the_supervisor_is_killed_outright(tmp_path):
             boss.kill()
 
 
-def test_background_children_run_at_their_niceness_in_the_supervisors_session():
-    # Given a web-like child at the supervisor's priority and a worker-like one asked to yield
+def test_children_stay_in_the_supervisors_session_in_process_groups_of_their_own():
     web = ChildSpec("web", python("import time; time.sleep(60)"))
-    worker = ChildSpec("worker", python("import time; time.sleep(60)"), niceness=10)
+    worker = ChildSpec("worker", python("import time; time.sleep(60)"))
     supervisor = Supervisor([web, worker])
     supervisor.start()
     try:
-        web_pid, worker_pid = (c.process.pid for c in supervisor.children)
-        # Then the worker is 10 nicer than the web process
-        assert os.getpriority(os.PRIO_PROCESS, worker_pid) - os.getpriority(os.PRIO_PROCESS, web_pid) == 10
-        # And both stay in the supervisor's session, in process groups of their own: with autogroup
-        # scheduling a session of its own would get its own CPU share and make the niceness moot
-        for pid in (web_pid, worker_pid):
+        # With autogroup scheduling a session of its own would get its own CPU share and make the
+        # workers' niceness moot; a process group of its own keeps the terminal's Ctrl-C off it
+        for pid in (c.process.pid for c in supervisor.children):
             assert os.getsid(pid) == os.getsid(0)
             assert os.getpgid(pid) == pid
     finally:

@@ -20,7 +20,7 @@ from app.sweeper import sweep
 from tests.support.webhooks import example
 
 
-def _worker_process(settings) -> subprocess.Popen:
+def _worker_process(settings, *args: str) -> subprocess.Popen:
     env = dict(os.environ)
     env.update(
         GITHUB_APP_ID=str(settings.github_app_id),
@@ -32,7 +32,7 @@ def _worker_process(settings) -> subprocess.Popen:
         DRAFTSMITH_DATA_DIR=str(settings.data_dir),
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "app.queue.worker", "--threads", "1"],
+        [sys.executable, "-m", "app.queue.worker", "--threads", "1", *args],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
