@@ -111,20 +111,6 @@ def cpu_seconds(root_pid: int) -> dict[str, float]:
     return used
 
 
-def renice_workers(root_pid: int, niceness: int) -> None:
-    """Set the nice value of every thread of serve's queue workers after they started (serve already
-    starts them at DRAFTSMITH_WORKER_NICENESS; see --setting)."""
-    for child in psutil.Process(root_pid).children(recursive=True):
-        try:
-            cmdline = " ".join(child.cmdline())
-            if "app.queue.worker" not in cmdline:
-                continue
-            for thread in child.threads():
-                os.setpriority(os.PRIO_PROCESS, thread.id, niceness)
-        except (psutil.Error, OSError):
-            pass
-
-
 def signal_workers(root_pid: int, signum: int) -> None:
     """Send `signum` to serve's queue workers (not web, not Redis): SIGSTOP/SIGCONT around a run measures
     ingress alone (verify, record, enqueue), with processing deferred, as a burst larger than the workers
@@ -323,8 +309,6 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--pause-workers", action="store_true",
                         help="measure ingress alone: stop serve's queue workers during the run, resume after")
-    parser.add_argument("--nice-workers", type=int, default=0, metavar="N",
-                        help="experiment: renice serve's worker threads to N after start (0: leave them alone)")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a line for serve's .env, e.g. DRAFTSMITH_WORKER_NICENESS=0 (repeatable)")
     parser.add_argument("--bare-rps", type=float, default=None, metavar="RPS",
@@ -368,9 +352,6 @@ def main() -> None:
         serve = start_serve(serve_dir, port, secret, args.web_processes, args.setting)
         try:
             wait_healthy(f"http://127.0.0.1:{port}/healthz", serve)
-            if args.nice_workers:
-                time.sleep(2)  # let the worker start its threads; new ones inherit the niceness
-                renice_workers(serve.pid, args.nice_workers)
             if args.pause_workers:
                 time.sleep(2)
                 signal_workers(serve.pid, signal.SIGSTOP)
