@@ -72,9 +72,9 @@ async def handle_deliveries(runtime: Runtime, delivery_ids: Sequence[str], route
     from app.handlers import router as merged_router
 
     router = router or merged_router
-    # The bookkeeping runs inline, not in asyncio.to_thread: this loop belongs to one worker thread,
-    # a short blocking write stalls nothing else, and each hand-off to the executor's thread cost
-    # more CPU than the write itself.
+    # The lookup runs inline, not in asyncio.to_thread: this loop belongs to one worker thread, a
+    # short blocking read stalls nothing else, and a hand-off to the executor's thread cost more CPU
+    # than the query itself.
     rows = deliveries.waiting(runtime.engine, delivery_ids)
     outcomes: dict[str, str] = {}
     stored: list = []  # Futures: this message is acknowledged only once every outcome is stored
