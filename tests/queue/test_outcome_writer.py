@@ -13,16 +13,8 @@ import pytest
 from sqlalchemy import event, text
 
 from app.queue.outcomes import OutcomeWriter
-from app.recorder import NewDelivery, store_for
+from tests.queue.test_batched_processing import _record
 from tests.queue.test_worker_crash import _wait, _worker_process
-
-
-def _record(database_url: str, engine, ids: list[str]) -> None:
-    store = store_for(database_url.replace("postgresql://", "postgresql+psycopg://"), lambda: engine)
-    try:
-        store.insert([NewDelivery(id=i, event="issues", action="opened", installation_id=None, payload="{}") for i in ids])
-    finally:
-        store.close()
 
 
 def _statuses(engine) -> dict[str, tuple[str, int]]:
