@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
 import httpx
+import pytest
 import redis as redis_lib
 from sqlalchemy import text
 
@@ -51,7 +53,7 @@ def test_a_burst_travels_in_a_few_messages_and_every_delivery_is_processed_once(
             messages = _queued_messages(app.settings.redis_url)
             if sum(len(m["args"][0]) for m in messages) >= 40:
                 return messages
-            asyncio.run(asyncio.sleep(0.02))
+            time.sleep(0.02)
         raise TimeoutError("not every delivery was enqueued")
 
     messages = all_enqueued()
@@ -80,13 +82,17 @@ def _record(database_url: str, engine, ids: list[str]) -> None:
         store.close()
 
 
-def _runtime(tmp_path, database_url: str, engine) -> Runtime:
+@pytest.fixture
+def runtime(tmp_path, database_url, engine):
+    """A worker's Runtime on the test database (no GitHub App, Redis never reached); closed after."""
     settings = Settings(DATABASE_URL=database_url, REDIS_URL="redis://127.0.0.1:9", DRAFTSMITH_DATA_DIR=str(tmp_path),
                         DRAFTSMITH_WORKER_THREADS=4)
-    return Runtime(settings, engine=engine, github=None)
+    runtime = Runtime(settings, engine=engine, github=None)
+    yield runtime
+    runtime.close()  # stops its outcome writer thread
 
 
-def test_one_failing_delivery_fails_alone_and_finished_ones_are_not_handled_again(tmp_path, database_url, engine):
+def test_one_failing_delivery_fails_alone_and_finished_ones_are_not_handled_again(database_url, engine, runtime):
     # Given five recorded deliveries, one of which was already processed, and a handler that fails on one
     ids = [f"d{n}" for n in range(5)]
     _record(database_url, engine, ids)
@@ -101,7 +107,6 @@ def test_one_failing_delivery_fails_alone_and_finished_ones_are_not_handled_agai
             raise ValueError("this one is broken")
 
     # When one message carries all five (twice over, as after a redelivery of the message)
-    runtime = _runtime(tmp_path, database_url, engine)
     outcomes = asyncio.run(handle_deliveries(runtime, ids + ids, router=router))
     again = asyncio.run(handle_deliveries(runtime, ids, router=router))
 
@@ -117,7 +122,7 @@ def test_one_failing_delivery_fails_alone_and_finished_ones_are_not_handled_agai
     assert "this one is broken" in stored["d2"].error and stored["d1"].error is None
 
 
-def test_deliveries_in_one_message_are_handled_side_by_side(tmp_path, database_url, engine):
+def test_deliveries_in_one_message_are_handled_side_by_side(database_url, engine, runtime):
     # Given three deliveries whose handlers can only finish once all three have started
     ids = ["a", "b", "c"]
     _record(database_url, engine, ids)
@@ -133,7 +138,7 @@ def test_deliveries_in_one_message_are_handled_side_by_side(tmp_path, database_u
         await asyncio.wait_for(all_started.wait(), 5)  # a handler waiting on GitHub, as it were
 
     # When one message carries them
-    outcomes = asyncio.run(handle_deliveries(_runtime(tmp_path, database_url, engine), ids, router=router))
+    outcomes = asyncio.run(handle_deliveries(runtime, ids, router=router))
 
     # Then none waited for another to finish: all three were processed
     assert outcomes == {"a": "processed", "b": "processed", "c": "processed"}
