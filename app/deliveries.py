@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from app.models import Delivery, DeliveryPayload, utcnow
+from app.payloads import pack
 from app.recorder import RECEIVED, NewDelivery, Recorded  # noqa: F401  (Recorded: re-exported)
 
 PROCESSED, IGNORED, FAILED = "processed", "ignored", "failed"
@@ -47,13 +48,13 @@ def record_batch(engine: Engine, deliveries: Sequence[NewDelivery]) -> set[str]:
     ]
     # The same id twice in one batch (GitHub redelivering at once) must insert once.
     unique = list({row["id"]: row for row in rows}.values())
-    payloads = {d.id: d.payload for d in deliveries}
+    bodies = {d.id: d.body for d in deliveries}
     insert_rows = _insert_ignoring_duplicates(engine, Delivery.__table__).returning(Delivery.__table__.c.id)
 
     def write(conn) -> set[str]:
         new = set(conn.execute(insert_rows, unique).scalars().all())
         if new:  # a redelivery's body is already stored
-            conn.execute(insert(DeliveryPayload.__table__), [{"id": i, "payload": payloads[i]} for i in new])
+            conn.execute(insert(DeliveryPayload.__table__), [{"id": i, "payload_lz4": pack(bodies[i])} for i in new])
         return new
 
     if engine.dialect.name == "sqlite":
@@ -112,7 +113,7 @@ _FINISH = text(
     " WHERE id IN :ids"
 ).bindparams(bindparam("now", type_=Delivery.__table__.c.processed_at.type), bindparam("ids", expanding=True))
 _WAITING = (
-    "SELECT d.id, d.event, d.action, d.installation_id, p.payload FROM deliveries d"
+    "SELECT d.id, d.event, d.action, d.installation_id, p.payload_lz4 FROM deliveries d"
     " JOIN delivery_payloads p ON p.id = d.id WHERE d.id IN :ids AND {status} = :received"
 )
 # Without statistics, SQLite's planner prefers the status index over five or more primary keys, and
@@ -127,7 +128,7 @@ _WAITING_BY_DIALECT = {
 
 def waiting(engine: Engine, delivery_ids: Sequence[str]) -> list[Row]:
     """Those of these deliveries still waiting to be processed: id, event, action, installation_id and
-    payload, in the order asked (unknown and finished ones left out).
+    payload_lz4 (app.payloads.unpack gives the body), in the order asked (unknown and finished ones left out).
 
     A read, not a claim: on SQLite every write takes the one write lock the web processes commit
     under, and a worker waiting for a CPU while it holds that lock stalls ingress (bench/README.md).

@@ -31,7 +31,7 @@ class Delivery(SQLModel, table=True):
 
 
 class DeliveryPayload(SQLModel, table=True):
-    """A delivery's body, as GitHub sent it, apart from the delivery's own row.
+    """A delivery's body, as GitHub sent it (LZ4-compressed: app.payloads), apart from the delivery's own row.
 
     Workers update a delivery's row when they store its outcome. With the body (13 KB typically) in
     that row, SQLite rewrote all of it, overflow pages and all, under the write lock the web
@@ -42,7 +42,7 @@ class DeliveryPayload(SQLModel, table=True):
     __tablename__ = "delivery_payloads"
 
     id: str = Field(primary_key=True, max_length=64)  # the delivery's id
-    payload: str = Field(sa_column=Column(Text, nullable=False))
+    payload_lz4: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # app.payloads.pack(body)
 
 
 class Installation(SQLModel, table=True):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from app.logs import get_logger
+from app.payloads import pack
 
 # app.deliveries.RECEIVED; not imported from there, which would load SQLAlchemy into every web process.
 RECEIVED = "received"
@@ -28,7 +29,7 @@ class NewDelivery:
     event: str
     action: str | None
     installation_id: int | None
-    payload: str
+    body: bytes  # exactly as GitHub sent it
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ class SQLiteDeliveryStore:
         " VALUES (?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO NOTHING"
     )
     # Only for a delivery the row insert found new: a redelivery's body is already stored.
-    INSERT_PAYLOAD = "INSERT INTO delivery_payloads (id, payload) VALUES (?, ?)"
+    INSERT_PAYLOAD = "INSERT INTO delivery_payloads (id, payload_lz4) VALUES (?, ?)"
 
     def __init__(self, path: str, *, lock_timeout: float = 30.0, checkpoint_interval: float = 1.0,
                  checkpoint_above_bytes: int = 256 * 1024 * 1024) -> None:
@@ -153,7 +154,7 @@ class SQLiteDeliveryStore:
         for d in deliveries:
             cursor = execute(self.INSERT, (d.id, d.event, d.action, d.installation_id, now, RECEIVED, now))
             if cursor.rowcount == 1:  # 0: already stored (a redelivery, or the same id twice in this batch)
-                execute(self.INSERT_PAYLOAD, (d.id, d.payload))
+                execute(self.INSERT_PAYLOAD, (d.id, pack(d.body)))
                 new.add(d.id)
         return new
 

@@ -150,7 +150,7 @@ class WebhookEndpoint:
             event=event[:64],
             action=action[:64] or None,
             installation_id=installation_id if isinstance(installation_id, int) else None,
-            payload=body.decode("utf-8"),
+            body=body,
         )
         try:
             recorded = await state.recorder.record(delivery)

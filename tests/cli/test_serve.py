@@ -138,6 +138,7 @@ def test_worker_processes_a_delivery_recorded_while_the_queue_was_down(start_ser
     from app.db import make_engine, session_scope
     from app.migrate import upgrade
     from app.models import Delivery, DeliveryPayload, utcnow
+    from app.payloads import pack
 
     # Given: a delivery recorded a minute ago but never enqueued (Redis was down when it arrived)
     database_url = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -149,7 +150,7 @@ def test_worker_processes_a_delivery_recorded_while_the_queue_was_down(start_ser
             id=delivery_id, event="issues", action="assigned", installation_id=4242,
             received_at=utcnow() - timedelta(minutes=1),
         ))
-        session.add(DeliveryPayload(id=delivery_id, payload=json.dumps(assigned_payload())))
+        session.add(DeliveryPayload(id=delivery_id, payload_lz4=pack(json.dumps(assigned_payload()).encode())))
     engine.dispose()
 
     # When: `draftsmith worker` runs against the shared Redis and database

@@ -75,7 +75,7 @@ def _record(database_url: str, engine, ids: list[str]) -> None:
     try:
         store.insert([
             NewDelivery(id=i, event="issues", action="opened", installation_id=None,
-                        payload=json.dumps({"action": "opened", "n": i}))
+                        body=json.dumps({"action": "opened", "n": i}).encode())
             for i in ids
         ])
     finally:

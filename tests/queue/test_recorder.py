@@ -15,7 +15,7 @@ from app.recorder import LoopRecorder, NewDelivery, ThreadRecorder, recorder_for
 
 
 def _delivery(delivery_id: str) -> NewDelivery:
-    return NewDelivery(id=delivery_id, event="issues", action="opened", installation_id=1, payload='{"action":"opened"}')
+    return NewDelivery(id=delivery_id, event="issues", action="opened", installation_id=1, body=b'{"action":"opened"}')
 
 
 class Enqueued:

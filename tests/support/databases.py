@@ -41,13 +41,22 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'draftsmith.db'}"
 
 
+def _empty_database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'draftsmith.db'}"
+    return _fresh_postgres_url(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database_url(request, tmp_path) -> str:
+    """A database with no tables yet (migrations' tests); run once on SQLite and once on PostgreSQL."""
+    return _empty_database_url(request, tmp_path)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request, tmp_path) -> str:
     """A migrated database URL; tests using it run once on SQLite and once on PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'draftsmith.db'}"
-    else:
-        url = _fresh_postgres_url(request.getfixturevalue("postgres_server"))
+    url = _empty_database_url(request, tmp_path)
     engine = make_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     upgrade(engine)
     engine.dispose()

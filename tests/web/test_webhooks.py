@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from app.models import Delivery, DeliveryPayload, Installation
+from app.payloads import unpack
 from app.web.webhooks import MAX_BODY_BYTES
-from tests.support.webhooks import example
+from tests.support.webhooks import encode, example
 
 
 def _count(engine) -> int:
@@ -117,7 +118,7 @@ def test_a_delivery_is_recorded_before_the_answer_then_processed(make_draftsmith
     assert (stored.event, stored.action, stored.status) == ("installation", "created", "received")
     assert stored.installation_id == payload["installation"]["id"]
     with Session(app.engine) as session:
-        assert json.loads(session.get(DeliveryPayload, delivery_id).payload) == payload
+        assert unpack(session.get(DeliveryPayload, delivery_id).payload_lz4) == encode(payload)  # byte for byte
 
     # And once a worker runs, it is routed and marked processed
     app.start_worker()
