@@ -7,7 +7,7 @@ import hmac
 import json
 import time
 
-import orjson
+import msgspec
 
 from app.logs import get_logger
 from app.recorder import NewDelivery
@@ -20,6 +20,18 @@ MAX_BODY_BYTES = 25 * 1024 * 1024
 log = get_logger(component="webhooks")
 
 _JSON_HEADERS = b"application/json"
+
+
+class _Envelope(msgspec.Struct):
+    """The two fields ingress routes on. msgspec still checks that the whole body is well-formed JSON,
+    but builds nothing for the rest of it: 6 us for a 13 KB payload where orjson.loads, building every
+    dict and string, took 18 us (the worker parses the body in full)."""
+
+    action: object = None
+    installation: object = None
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
 def _json(body: dict) -> bytes:
@@ -131,19 +143,17 @@ class WebhookEndpoint:
             return await self._answer(send, 400, "bad_request", event, "",
                                       _json({"error": "missing X-GitHub-Event or X-GitHub-Delivery"}), started)
         try:
-            # orjson: parsing a typical 13 KB payload took 0.18 ms of a 0.44 ms request with json.loads.
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            payload = None
-        if not isinstance(payload, dict):
+            envelope = _ENVELOPE.decode(body)  # a body that is not a JSON object fails here too
+            body.decode("utf-8")  # msgspec does not check the UTF-8 of strings it skips; JSON must be UTF-8
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return await self._answer(send, 400, "not_json", event, "", _json({"error": "body is not a JSON object"}), started)
 
         # Route on the header and the raw action: a strict typed parse rejects many real payloads.
-        action = payload.get("action") if isinstance(payload.get("action"), str) else ""
+        action = envelope.action if isinstance(envelope.action, str) else ""
         if event == "ping":
             return await self._answer(send, 200, "ping", event, action, _json({"msg": "pong"}), started)
 
-        installation = payload.get("installation")
+        installation = envelope.installation
         installation_id = installation.get("id") if isinstance(installation, dict) else None
         delivery = NewDelivery(
             id=delivery_id[:64],

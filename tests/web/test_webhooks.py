@@ -87,10 +87,19 @@ def test_an_undeclared_oversize_body_is_cut_off_at_the_cap(make_draftsmith):
 def test_signed_but_not_json_is_a_400(make_draftsmith):
     app = make_draftsmith()
 
-    not_json = app.post_webhook("issues", b"this is not json")
-    not_an_object = app.post_webhook("issues", b"[1, 2, 3]")
+    refused = [
+        app.post_webhook("issues", body).status_code
+        for body in (
+            b"this is not json",
+            b"[1, 2, 3]",
+            b'{"action": "opened", "issue": {"title": "cut off',
+            b'{"action": "opened"} and then some',
+            # JSON is UTF-8: a byte that is not, in a string ingress itself does not read
+            b'{"action": "opened", "issue": {"title": "caf\xe9"}}',
+        )
+    ]
 
-    assert (not_json.status_code, not_an_object.status_code) == (400, 400)
+    assert refused == [400] * 5
     assert _count(app.engine) == 0
 
 
@@ -152,6 +161,27 @@ def test_an_event_nobody_handles_is_marked_ignored(make_draftsmith):
     app.join()
 
     assert app.delivery(delivery_id).status == "ignored"
+
+
+def test_a_body_the_worker_cannot_parse_fails_that_delivery_alone_with_the_reason(make_draftsmith):
+    # Given an app whose worker starts once both deliveries are recorded (so one message carries both)
+    app = make_draftsmith(worker=False)
+    unparsable, fine = str(uuid.uuid4()), str(uuid.uuid4())
+
+    # When one delivery is well-formed JSON with a number too large for a double (accepted, then refused
+    # by the worker's parser) and the other is ordinary
+    answers = [
+        app.post_webhook("star", b'{"action": "created", "n": 1e400}', delivery_id=unparsable),
+        app.post_webhook("star", {"action": "created", "starred_at": None}, delivery_id=fine),
+    ]
+    app.start_worker()
+    app.join()
+
+    # Then both were accepted, the unparsable one failed with the parser's reason, and the other was handled
+    assert [a.status_code for a in answers] == [202, 202]
+    failed = app.delivery(unparsable)
+    assert failed.status == "failed" and "JSONDecodeError" in failed.error
+    assert app.delivery(fine).status == "ignored"
 
 
 def test_an_event_from_an_unknown_installation_creates_it(make_draftsmith):
