@@ -11,6 +11,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 
+SQLITE_PAGE_SIZE = 2048
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[-1]
@@ -23,6 +26,12 @@ def make_engine(url: str) -> Engine:
             # WAL lets web and worker processes read while one writes; NORMAL sync is durable across
             # process crashes (the case we care about) and far faster than FULL.
             cursor = dbapi_connection.cursor()
+            # Takes effect only in a database not written yet (here, before WAL mode writes the header).
+            # A recorded delivery dirties a random page in each of two primary-key indexes, and each
+            # dirty page goes to the WAL whole and is later copied back: with 2 KB pages a delivery
+            # writes 10.8 KB to the WAL instead of 17.5, copying it back costs ~40% less, and the file
+            # is a third smaller (bench/README.md). Existing databases keep their page size.
+            cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")

@@ -44,3 +44,21 @@ def test_compressing_stored_bodies_keeps_every_body_byte_for_byte_and_undoes_cle
     with engine.connect() as conn:
         assert dict(conn.execute(text("SELECT id, payload FROM delivery_payloads")).all()) == bodies
     engine.dispose()
+
+
+def test_a_new_sqlite_database_is_created_with_small_pages(tmp_path):
+    import sqlite3
+
+    from app.db import SQLITE_PAGE_SIZE, make_engine
+    from app.migrate import upgrade
+
+    # When `draftsmith migrate` (or serve) creates the embedded database
+    engine = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    upgrade(engine)
+    engine.dispose()
+
+    # Then it has the small pages that cut what each recorded delivery writes, and is in WAL mode
+    conn = sqlite3.connect(tmp_path / "new.db")
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == SQLITE_PAGE_SIZE == 2048
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
