@@ -28,10 +28,26 @@ def _insert_ignoring_duplicates(engine: Engine, table):
     return insert(table)
 
 
+# The database numbers the bodies (a sequence on PostgreSQL); RETURNING in parameter order maps each
+# number back to its delivery.
+_INSERT_PAYLOADS = insert(DeliveryPayload.__table__).returning(
+    DeliveryPayload.__table__.c.id, sort_by_parameter_order=True)
+_POINT_TO_PAYLOAD = (
+    update(Delivery.__table__)
+    .where(Delivery.__table__.c.id == bindparam("delivery_id"))
+    .values(payload_id=bindparam("pid"))
+)
+
+
 def record_batch(engine: Engine, deliveries: Sequence[NewDelivery]) -> set[str]:
     """Insert deliveries in one transaction; returns the ids that were new (not redeliveries)."""
     now = utcnow()
-    rows = [
+    # The same id twice in one batch (GitHub redelivering at once) must insert once: the first copy,
+    # as on the SQLite path.
+    first_copies: dict[str, NewDelivery] = {}
+    for d in deliveries:
+        first_copies.setdefault(d.id, d)
+    unique = [
         {
             "id": d.id,
             "event": d.event,
@@ -44,17 +60,18 @@ def record_batch(engine: Engine, deliveries: Sequence[NewDelivery]) -> set[str]:
             # so the common path costs one write. The sweeper re-enqueues anything left behind.
             "enqueued_at": now,
         }
-        for d in deliveries
+        for d in first_copies.values()
     ]
-    # The same id twice in one batch (GitHub redelivering at once) must insert once.
-    unique = list({row["id"]: row for row in rows}.values())
-    bodies = {d.id: d.body for d in deliveries}
     insert_rows = _insert_ignoring_duplicates(engine, Delivery.__table__).returning(Delivery.__table__.c.id)
 
     def write(conn) -> set[str]:
         new = set(conn.execute(insert_rows, unique).scalars().all())
         if new:  # a redelivery's body is already stored
-            conn.execute(insert(DeliveryPayload.__table__), [{"id": i, "payload_lz4": pack(bodies[i])} for i in new])
+            ids = [i for i in first_copies if i in new]
+            payload_ids = conn.execute(
+                _INSERT_PAYLOADS, [{"payload_lz4": pack(first_copies[i].body)} for i in ids]
+            ).scalars().all()
+            conn.execute(_POINT_TO_PAYLOAD, [{"delivery_id": i, "pid": p} for i, p in zip(ids, payload_ids)])
         return new
 
     if engine.dialect.name == "sqlite":
@@ -114,7 +131,7 @@ _FINISH = text(
 ).bindparams(bindparam("now", type_=Delivery.__table__.c.processed_at.type), bindparam("ids", expanding=True))
 _WAITING = (
     "SELECT d.id, d.event, d.action, d.installation_id, p.payload_lz4 FROM deliveries d"
-    " JOIN delivery_payloads p ON p.id = d.id WHERE d.id IN :ids AND {status} = :received"
+    " JOIN delivery_payloads p ON p.id = d.payload_id WHERE d.id IN :ids AND {status} = :received"
 )
 # Without statistics, SQLite's planner prefers the status index over five or more primary keys, and
 # during a burst that index holds tens of thousands of received rows, all of which it then visits.

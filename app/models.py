@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -30,6 +30,9 @@ class Delivery(SQLModel, table=True):
     attempts: int = 0  # processing runs that reached an outcome (one a crash cut short is not counted)
     enqueued_at: datetime | None = None
     processed_at: datetime | None = None
+    # Its body's DeliveryPayload.id. No foreign key: the recorder's own sqlite3 connection would not
+    # check it, and nothing ever deletes one without the other.
+    payload_id: int | None = Field(default=None, sa_column=Column(BigInteger))
 
 
 class DeliveryPayload(SQLModel, table=True):
@@ -39,11 +42,18 @@ class DeliveryPayload(SQLModel, table=True):
     that row, SQLite rewrote all of it, overflow pages and all, under the write lock the web
     processes commit under: ~0.9 ms to finish ten deliveries instead of ~0.08 ms (bench/README.md).
     Written once, with the delivery, and never updated.
+
+    Numbered in arrival order rather than keyed by the delivery's id: delivery ids are random, so a
+    primary key on them put every new body on a random index page, a whole page written to the WAL
+    for each delivery. Numbered, each body goes at the end of the table's own B-tree (on SQLite an
+    INTEGER PRIMARY KEY is the rowid, no separate index at all): 31% fewer WAL bytes per delivery,
+    ~10% less SQLite time (bench/README.md).
     """
 
     __tablename__ = "delivery_payloads"
 
-    id: str = Field(primary_key=True, max_length=64)  # the delivery's id
+    id: int | None = Field(default=None, sa_column=Column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True))
     payload_lz4: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # app.payloads.pack(body)
 
 

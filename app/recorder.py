@@ -86,11 +86,14 @@ class SQLiteDeliveryStore:
     """
 
     INSERT = (
-        "INSERT INTO deliveries (id, event, action, installation_id, received_at, status, attempts, enqueued_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO NOTHING"
+        "INSERT INTO deliveries (id, event, action, installation_id, received_at, status, attempts, enqueued_at,"
+        " payload_id) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (id) DO NOTHING"
     )
     # Only for a delivery the row insert found new: a redelivery's body is already stored.
     INSERT_PAYLOAD = "INSERT INTO delivery_payloads (id, payload_lz4) VALUES (?, ?)"
+    # The transaction holds SQLite's write lock from BEGIN IMMEDIATE, so nobody else can take this
+    # number before our insert does.
+    NEXT_PAYLOAD_ID = "SELECT coalesce(max(id), 0) + 1 FROM delivery_payloads"
 
     def __init__(self, path: str, *, lock_timeout: float = 30.0, checkpoint_interval: float = 1.0,
                  checkpoint_above_bytes: int = 256 * 1024 * 1024) -> None:
@@ -151,10 +154,12 @@ class SQLiteDeliveryStore:
         now = _sqlite_timestamp(datetime.now(UTC))
         new: set[str] = set()
         execute = self.conn.execute
+        payload_id = execute(self.NEXT_PAYLOAD_ID).fetchone()[0]
         for d in deliveries:
-            cursor = execute(self.INSERT, (d.id, d.event, d.action, d.installation_id, now, RECEIVED, now))
+            cursor = execute(self.INSERT, (d.id, d.event, d.action, d.installation_id, now, RECEIVED, now, payload_id))
             if cursor.rowcount == 1:  # 0: already stored (a redelivery, or the same id twice in this batch)
-                execute(self.INSERT_PAYLOAD, (d.id, pack(d.body)))
+                execute(self.INSERT_PAYLOAD, (payload_id, pack(d.body)))
+                payload_id += 1
                 new.add(d.id)
         return new
 

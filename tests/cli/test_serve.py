@@ -146,11 +146,13 @@ def test_worker_processes_a_delivery_recorded_while_the_queue_was_down(start_ser
     upgrade(engine)
     delivery_id = str(uuid.uuid4())
     with session_scope(engine) as session:
+        body = DeliveryPayload(payload_lz4=pack(json.dumps(assigned_payload()).encode()))
+        session.add(body)
+        session.flush()
         session.add(Delivery(
             id=delivery_id, event="issues", action="assigned", installation_id=4242,
-            received_at=utcnow() - timedelta(minutes=1),
+            received_at=utcnow() - timedelta(minutes=1), payload_id=body.id,
         ))
-        session.add(DeliveryPayload(id=delivery_id, payload_lz4=pack(json.dumps(assigned_payload()).encode())))
     engine.dispose()
 
     # When: `draftsmith worker` runs against the shared Redis and database

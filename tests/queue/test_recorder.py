@@ -10,12 +10,15 @@ import time
 import pytest
 from sqlalchemy import text
 
+from app import deliveries
 from app.db import make_engine
+from app.payloads import unpack
 from app.recorder import LoopRecorder, NewDelivery, ThreadRecorder, recorder_for, sqlite_path, store_for
 
 
-def _delivery(delivery_id: str) -> NewDelivery:
-    return NewDelivery(id=delivery_id, event="issues", action="opened", installation_id=1, body=b'{"action":"opened"}')
+def _delivery(delivery_id: str, copy: int = 1) -> NewDelivery:
+    body = b'{"action":"opened","delivery":"%s","copy":%d}' % (delivery_id.encode(), copy)
+    return NewDelivery(id=delivery_id, event="issues", action="opened", installation_id=1, body=body)
 
 
 class Enqueued:
@@ -59,8 +62,9 @@ def test_a_burst_is_recorded_once_each_and_every_new_delivery_enqueued(database_
     async def burst():
         # 40 at once, one of them redelivered inside the same burst and one delivered again afterwards
         ids = [f"d-{i}" for i in range(40)]
-        first = await asyncio.gather(*(recorder.record(_delivery(i)) for i in [*ids, "d-7"]))
-        again = await recorder.record(_delivery("d-3"))
+        burst = [*(_delivery(i) for i in ids), _delivery("d-7", copy=2)]
+        first = await asyncio.gather(*(recorder.record(d) for d in burst))
+        again = await recorder.record(_delivery("d-3", copy=2))
         return first, again
 
     try:
@@ -72,6 +76,10 @@ def test_a_burst_is_recorded_once_each_and_every_new_delivery_enqueued(database_
     assert again.new is False
     assert set(_stored(engine)) == {f"d-{i}" for i in range(40)}
     assert sorted(enqueued.ids) == sorted(f"d-{i}" for i in range(40))  # each once, redeliveries not again
+    # and each delivery reads back its own body, the first copy's
+    ids = [f"d-{i}" for i in range(40)]
+    assert {row.id: unpack(row.payload_lz4) for row in deliveries.waiting(engine, ids)} == {
+        i: _delivery(i).body for i in ids}
 
 
 def test_when_redis_refuses_the_delivery_is_still_recorded_and_left_for_the_sweeper(database_url, engine):

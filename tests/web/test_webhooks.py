@@ -127,7 +127,8 @@ def test_a_delivery_is_recorded_before_the_answer_then_processed(make_draftsmith
     assert (stored.event, stored.action, stored.status) == ("installation", "created", "received")
     assert stored.installation_id == payload["installation"]["id"]
     with Session(app.engine) as session:
-        assert unpack(session.get(DeliveryPayload, delivery_id).payload_lz4) == encode(payload)  # byte for byte
+        body = session.get(DeliveryPayload, session.get(Delivery, delivery_id).payload_id)
+        assert unpack(body.payload_lz4) == encode(payload)  # byte for byte
 
     # And once a worker runs, it is routed and marked processed
     app.start_worker()
