@@ -187,21 +187,33 @@ async def _authenticate(cb: RunCallbacks, request: Request, run_id: int) -> str 
         return credential
     if cb.oidc is None:
         raise _Refused(401, "OIDC tokens are not accepted by this server")
-    repository = await run_in_threadpool(_run_repository, cb.engine, run_id)
-    if repository is None:
+    found = await run_in_threadpool(_run_origin, cb.engine, run_id)
+    if found is None:
         raise _Refused(401, "unknown run")
+    repository, actions_run_id = found
     try:
-        await cb.oidc.verify(credential, repository=repository)
+        claims = await cb.oidc.verify(credential, repository=repository)
     except OIDCError as exc:
         raise _Refused(exc.status, exc.reason) from None
+    # A token proves which repository's workflow sent it; any workflow there can mint one. Only a
+    # run our dispatch started may report, and once the workflow_run webhook has told us which
+    # Actions run that is, only that one.
+    if claims.get("event_name") != "repository_dispatch":
+        raise _Refused(403, f"token is from a {claims.get('event_name') or 'unknown'} workflow run, not a Draftsmith dispatch")
+    if actions_run_id is not None and str(claims.get("run_id")) != str(actions_run_id):
+        raise _Refused(403, "token is from another Actions run than this run's")
     if not await run_in_threadpool(callback_tokens.run_is_open, cb.engine, run_id):
         raise _Refused(401, "this run no longer accepts callbacks")
     return None
 
 
-def _run_repository(engine: Engine, run_id: int) -> str | None:
+def _run_origin(engine: Engine, run_id: int) -> tuple[str, int | None] | None:
+    """The run's repository and, once linked, its Actions run id (None for an unknown run)."""
     with session_scope(engine) as session:
-        return session.exec(select(Task.repo_full_name).join(Run, Run.task_id == Task.id).where(Run.id == run_id)).first()
+        row = session.exec(
+            select(Task.repo_full_name, Run.actions_run_id).join(Run, Run.task_id == Task.id).where(Run.id == run_id)
+        ).first()
+        return None if row is None else (row[0], row[1])
 
 
 def _claim_result(engine: Engine, run_id: int, credential: str | None) -> bool:

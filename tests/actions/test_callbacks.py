@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import select
 
 from app.db import session_scope
-from app.models import LogLine
+from app.models import LogLine, Run
 from app.runners import callback_tokens
 from tests.actions._oidc_issuer import forged_key
 from tests.actions.conftest import make_task_and_run
@@ -18,6 +18,12 @@ def _logs(engine, run_id):
     with session_scope(engine) as session:
         return [(line.seq, line.stream, line.text) for line in
                 session.exec(select(LogLine).where(LogLine.run_id == run_id).order_by(LogLine.seq))]
+
+
+def _link_actions_run(engine, run_id: int, actions_run_id: int) -> None:
+    """What the workflow_run webhook does once GitHub has started the dispatched workflow."""
+    with session_scope(engine) as session:
+        session.get(Run, run_id).actions_run_id = actions_run_id
 
 
 def _bearer(token):
@@ -86,11 +92,12 @@ async def test_a_result_the_app_fails_to_handle_can_be_retried(client, engine, h
 @pytest.mark.parametrize(
     "credential",
     ["wrong", "reused", "expired", "other-run", "missing", "basic-auth", "oidc-other-repo", "oidc-other-audience",
-     "oidc-unsigned", "oidc-forged", "oidc-expired"],
+     "oidc-unsigned", "oidc-forged", "oidc-expired", "oidc-manual-try", "oidc-other-actions-run"],
 )
 async def test_refused_callbacks_change_nothing(client, engine, handler, issuer, credential):
     run_id = make_task_and_run(engine)
     other_run = make_task_and_run(engine)
+    _link_actions_run(engine, run_id, 4001)
     token = callback_tokens.issue(engine, run_id, timedelta(minutes=40))
     headers = {
         "wrong": _bearer("dsr_" + "A" * 43),
@@ -104,6 +111,9 @@ async def test_refused_callbacks_change_nothing(client, engine, handler, issuer,
         "oidc-unsigned": _bearer(issuer.token(alg="none")),
         "oidc-forged": _bearer(issuer.token(key=forged_key())),
         "oidc-expired": _bearer(issuer.token(exp=1_000_000, iat=999_000)),
+        # any workflow in the repository can mint a token: a manual run of ours, or another Actions run
+        "oidc-manual-try": _bearer(issuer.token(event_name="workflow_dispatch", run_id="4001")),
+        "oidc-other-actions-run": _bearer(issuer.token(run_id="4002")),
     }[credential]
     if credential == "reused":
         assert (await client.post(f"/api/runs/{run_id}/events", headers=headers,
@@ -113,7 +123,8 @@ async def test_refused_callbacks_change_nothing(client, engine, handler, issuer,
     response = await client.post(f"/api/runs/{run_id}/events", headers=headers, json={"events": [
         {"type": "progress", "stage": "agent_started"}, {"type": "log", "text": "hello"}, RESULT]})
 
-    assert response.status_code == (403 if credential == "oidc-other-repo" else 401), response.text
+    forbidden = ("oidc-other-repo", "oidc-manual-try", "oidc-other-actions-run")
+    assert response.status_code == (403 if credential in forbidden else 401), response.text
     assert handler.results == [] and handler.stages == []
     assert _logs(engine, run_id) == []
     if credential not in ("reused",):
@@ -123,12 +134,15 @@ async def test_refused_callbacks_change_nothing(client, engine, handler, issuer,
 async def test_an_oidc_token_from_the_tasks_repository_is_accepted_and_closes_the_run(client, engine, handler, issuer):
     run_id = make_task_and_run(engine)
     token = callback_tokens.issue(engine, run_id, timedelta(minutes=40))  # issued, but never sent
+    ours = issuer.token(run_id="4001")
 
-    logs = await client.post(f"/api/runs/{run_id}/events", headers=_bearer(issuer.token()),
+    # before the workflow_run webhook links the Actions run, and after
+    logs = await client.post(f"/api/runs/{run_id}/events", headers=_bearer(ours),
                              json={"events": [{"type": "log", "text": "hi"}]})
-    result = await client.post(f"/api/runs/{run_id}/events", headers=_bearer(issuer.token()),
+    _link_actions_run(engine, run_id, 4001)
+    result = await client.post(f"/api/runs/{run_id}/events", headers=_bearer(ours),
                                json={"events": [RESULT]})
-    replay = await client.post(f"/api/runs/{run_id}/events", headers=_bearer(issuer.token()),
+    replay = await client.post(f"/api/runs/{run_id}/events", headers=_bearer(ours),
                                json={"events": [RESULT]})
 
     assert (logs.status_code, result.status_code, replay.status_code) == (200, 200, 401)
