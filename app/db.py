@@ -27,10 +27,10 @@ def make_engine(url: str) -> Engine:
             # process crashes (the case we care about) and far faster than FULL.
             cursor = dbapi_connection.cursor()
             # Takes effect only in a database not written yet (here, before WAL mode writes the header).
-            # A recorded delivery dirties a random page in each of two primary-key indexes, and each
-            # dirty page goes to the WAL whole and is later copied back: with 2 KB pages a delivery
-            # writes 10.8 KB to the WAL instead of 17.5, copying it back costs ~40% less, and the file
-            # is a third smaller (bench/README.md). Existing databases keep their page size.
+            # Delivery ids are random, so a recorded delivery dirties a random page of the deliveries'
+            # primary-key index, and every dirty page goes to the WAL whole and is later copied back.
+            # Smaller pages make that cheaper: with 2 KB pages a delivery wrote ~40% less to the WAL
+            # and the file was a third smaller (bench/README.md). Existing files keep their page size.
             cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
