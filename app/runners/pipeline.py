@@ -308,13 +308,26 @@ async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int
         task = finished.task
         gh = runtime.github.installation_client(task.installation_id)
         report = Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
-        if runtime.settings.requeue_dead_runs and run.attempt == 1:
+        if run.attempt == 1 and await _requeues_dead_runs(runtime, gh, task):
             again = tasks.retry(task.id)
             await report.requeued(again.task, again.run)
             runtime.broker.get_actor("run_task").send(again.run.id)
         else:
             await report.finished(finished.task, finished.run)
     return recovered
+
+
+async def _requeues_dead_runs(runtime, gh, task) -> bool:
+    """The repository's `requeue_dead_runs` when its config sets one, else the server's setting."""
+    from app.github.repo_config import load_repo_config
+
+    owner, repo = task.repo_full_name.split("/", 1)
+    try:
+        chosen = (await load_repo_config(gh, owner, repo, None)).config.requeue_dead_runs
+    except Exception as exc:  # GitHub unreachable: the server's setting decides rather than nothing
+        get_logger(task_id=task.id).warning("repo_config_unreadable", error_type=type(exc).__name__)
+        chosen = None
+    return runtime.settings.requeue_dead_runs if chosen is None else chosen
 
 
 def requeue_stranded_runs(runtime, older_than: timedelta | None = None) -> int:

@@ -176,13 +176,16 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-@pytest.mark.parametrize("requeue", [False, True], ids=["marked-failed", "requeued-once"])
-def test_a_worker_killed_mid_run_leaves_nothing_stuck_running(make_scene, fakehub, requeue):
+@pytest.mark.parametrize(("server", "repository"), [(False, None), (True, None), (False, True), (True, False)],
+                         ids=["marked-failed", "requeued-once", "requeued-by-repo-config", "kept-failed-by-repo-config"])
+def test_a_worker_killed_mid_run_leaves_nothing_stuck_running(make_scene, fakehub, server, repository):
+    requeue = server if repository is None else repository  # the repository's config wins when it says
     scene = make_scene(DRAFTSMITH_HEARTBEAT_TIMEOUT="3", DRAFTSMITH_SWEEP_INTERVAL="0.5",
-                       DRAFTSMITH_REQUEUE_DEAD_RUNS=str(requeue).lower())
+                       DRAFTSMITH_REQUEUE_DEAD_RUNS=str(server).lower())
     scene.app.stop_worker()  # the work happens in worker processes this test can kill
     # The first attempt is still sleeping when its worker dies; a re-queued second one finishes.
-    scene.repo(command_config(f"echo agent-started; sleep {MARKER} & sleep 4; sed -i 's/tpyo/typo/' README.md"))
+    extra = {} if repository is None else {"requeue_dead_runs": repository}
+    scene.repo(command_config(f"echo agent-started; sleep {MARKER} & sleep 4; sed -i 's/tpyo/typo/' README.md", **extra))
     number = fakehub.open_issue(REPO, "Fix typo in README")
     doomed = _worker_process(scene.app.settings, sweep=False)
     try:
