@@ -175,16 +175,16 @@ def finish(engine: Engine, outcomes: Sequence[tuple[str, str, str | None]]) -> N
             conn.execute(_FINISH, {"status": status, "error": error, "now": now, "ids": ids})
 
 
-def unprocessed(engine: Engine, *, now: datetime, stale_after: timedelta, grace: timedelta, limit: int = 500) -> list[str]:
-    """Deliveries never enqueued (older than `grace`) or enqueued longer ago than `stale_after`."""
+def unprocessed(engine: Engine, *, now: datetime, stale_after: timedelta | None, grace: timedelta,
+                limit: int = 500) -> list[str]:
+    """Deliveries never enqueued (older than `grace`) or enqueued longer ago than `stale_after`
+    (None: only those never enqueued)."""
+    never_enqueued = Delivery.enqueued_at.is_(None) & (Delivery.received_at < now - grace)
     stmt = (
         select(Delivery.id)
         .where(
             Delivery.status == RECEIVED,
-            or_(
-                (Delivery.enqueued_at.is_(None)) & (Delivery.received_at < now - grace),
-                Delivery.enqueued_at < now - stale_after,
-            ),
+            never_enqueued if stale_after is None else or_(never_enqueued, Delivery.enqueued_at < now - stale_after),
         )
         .order_by(Delivery.received_at)
         .limit(limit)

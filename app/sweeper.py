@@ -15,15 +15,22 @@ log = get_logger(component="sweeper")
 def sweep(runtime, *, stale_after: float | None = None, grace: float = 5.0) -> int:
     """Enqueue every delivery still `received` that was never enqueued (older than `grace` seconds,
     so we don't race ingress) or was enqueued more than `stale_after` seconds ago (default: the
-    heartbeat timeout, after which a worker holding it is presumed dead). Returns how many.
+    heartbeat timeout, after which a worker holding it is presumed dead), the latter only while no
+    delivery message waits in the queue. Returns how many.
 
     Safe to run from many processes at once: process_deliveries skips deliveries already handled.
     """
-    from app.queue.actors import declare_actors
-    from app.queue.broker import enqueue_many
+    from app.queue.actors import DELIVERIES_QUEUE, declare_actors
+    from app.queue.broker import enqueue_many, messages_waiting
     from app.queue.dispatch import message_batches
 
-    stale = timedelta(seconds=runtime.settings.heartbeat_timeout_seconds if stale_after is None else stale_after)
+    stale: timedelta | None = timedelta(
+        seconds=runtime.settings.heartbeat_timeout_seconds if stale_after is None else stale_after)
+    if messages_waiting(runtime.broker, DELIVERIES_QUEUE):
+        # Workers are still draining a backlog: a delivery enqueued longer ago than the heartbeat
+        # timeout is most likely waiting in it, not lost, and sending it again would only queue a
+        # duplicate. Deliveries never enqueued are still swept now; stale ones once the backlog is gone.
+        stale = None
     ids = deliveries.unprocessed(runtime.engine, now=utcnow(), stale_after=stale, grace=timedelta(seconds=grace))
     if not ids:
         return 0

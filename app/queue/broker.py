@@ -88,6 +88,14 @@ def _evalsha_all(broker: RedisBroker, sha: str, calls: list[list]) -> None:
         pipe.execute()
 
 
+def messages_waiting(broker: dramatiq.Broker, queue_name: str) -> int:
+    """Messages in `queue_name` that no worker has taken yet (Redis only; 0 for other brokers).
+    Unlike queue_depths, it leaves out messages a worker holds, dead or alive."""
+    if not isinstance(broker, RedisBroker):
+        return 0
+    return int(broker.client.llen(f"{broker.namespace}:{queue_name}"))
+
+
 def queue_depths(broker: dramatiq.Broker) -> dict[str, int]:
     """Messages waiting in each declared queue (Redis only; empty for other brokers)."""
     if not isinstance(broker, RedisBroker):

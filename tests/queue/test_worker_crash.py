@@ -85,3 +85,32 @@ def test_a_worker_killed_mid_delivery_is_made_good_after_restart(make_draftsmith
     with Session(app.engine) as session:
         assert session.get(Installation, payload["installation"]["id"]) is not None
     queue.close()
+
+
+
+def test_the_sweeper_sends_nothing_twice_while_a_backlog_drains_and_a_lost_message_after(make_draftsmith):
+    from app import deliveries
+
+    # Given two recorded deliveries whose message waits in Redis, no worker having reached it yet,
+    # and one of them marked never enqueued (as when Redis refused it)
+    app = make_draftsmith(worker=False)
+    queued, refused = str(uuid.uuid4()), str(uuid.uuid4())
+    for delivery_id in (queued, refused):
+        assert app.post_webhook("installation", example("installation", "created"), delivery_id=delivery_id).status_code == 202
+    queue = redis_lib.Redis.from_url(app.settings.redis_url)
+    waiting = f"{NAMESPACE}:{DELIVERIES_QUEUE}"
+    _wait(lambda: queue.llen(waiting) >= 1, 30, "never enqueued")
+    time.sleep(0.2)  # the enqueuer's linger: both ids sent
+    deliveries.mark_not_enqueued(app.engine, [refused])
+    messages = queue.llen(waiting)
+
+    # When the sweeper runs with the queued one long past the heartbeat timeout (stale_after=0)
+    first = sweep(app.runtime, stale_after=0, grace=0)
+
+    # Then it sends only the one never enqueued: the other is waiting in the backlog, not lost
+    assert first == 1 and queue.llen(waiting) == messages + 1
+
+    # And once the queue holds nothing (Redis lost it), the next sweep sends both again
+    queue.delete(waiting, f"{waiting}.msgs")
+    assert sweep(app.runtime, stale_after=0, grace=0) == 2
+    queue.close()
