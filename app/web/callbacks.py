@@ -213,7 +213,7 @@ def _run_origin(engine: Engine, run_id: int) -> tuple[str, int | None] | None:
         row = session.exec(
             select(Task.repo_full_name, Run.actions_run_id).join(Run, Run.task_id == Task.id).where(Run.id == run_id)
         ).first()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else tuple(row)
 
 
 def _claim_result(engine: Engine, run_id: int, credential: str | None) -> bool:

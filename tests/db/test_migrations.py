@@ -1,8 +1,16 @@
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 import app.models  # noqa: F401
+from app.db import SQLITE_PAGE_SIZE, make_engine
+from app.migrate import alembic_config, upgrade
+from app.payloads import unpack
 
 
 def test_migrations_build_exactly_the_schema_the_models_describe(engine):
@@ -12,15 +20,6 @@ def test_migrations_build_exactly_the_schema_the_models_describe(engine):
 
 
 def test_compressing_and_numbering_stored_bodies_keeps_every_body_byte_for_byte_and_undoes_cleanly(empty_database_url):
-    from datetime import UTC, datetime, timedelta
-
-    from alembic import command
-    from sqlalchemy import text
-
-    from app.db import make_engine
-    from app.migrate import alembic_config, upgrade
-    from app.payloads import unpack
-
     engine = make_engine(empty_database_url.replace("postgresql://", "postgresql+psycopg://"))
     config = alembic_config(str(engine.url.render_as_string(hide_password=False)))
     # Given a delivery log written before bodies were compressed and numbered: more rows than one
@@ -59,11 +58,6 @@ def test_compressing_and_numbering_stored_bodies_keeps_every_body_byte_for_byte_
 
 
 def test_a_new_sqlite_database_is_created_with_small_pages(tmp_path):
-    import sqlite3
-
-    from app.db import SQLITE_PAGE_SIZE, make_engine
-    from app.migrate import upgrade
-
     # When `draftsmith migrate` (or serve) creates the embedded database
     engine = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
     upgrade(engine)

@@ -13,6 +13,7 @@ import uuid
 import redis as redis_lib
 from sqlmodel import Session
 
+from app import deliveries
 from app.models import Installation
 from app.queue.actors import DELIVERIES_QUEUE
 from app.queue.broker import NAMESPACE
@@ -89,8 +90,6 @@ def test_a_worker_killed_mid_delivery_is_made_good_after_restart(make_draftsmith
 
 
 def test_the_sweeper_sends_nothing_twice_while_a_backlog_drains_and_a_lost_message_after(make_draftsmith):
-    from app import deliveries
-
     # Given two recorded deliveries whose message waits in Redis, no worker having reached it yet,
     # and one of them marked never enqueued (as when Redis refused it)
     app = make_draftsmith(worker=False)
