@@ -116,13 +116,26 @@ def loopback_server():
     server.server_close()
 
 
-@pytest.mark.parametrize("network", [True, False])
-def test_network_is_shared_only_when_asked(bwrap, tmp_path, loopback_server, network):
-    probe = f"python3 -c 'import urllib.request; urllib.request.urlopen(\"{loopback_server}\", timeout=3); print(\"reached\")'"
+def test_without_egress_a_hostile_command_cannot_reach_the_hosts_loopback(bwrap, tmp_path, loopback_server):
+    port = loopback_server.rsplit(":", 1)[1].strip("/")
+    probe = (f"python3 -c 'import urllib.request; urllib.request.urlopen(\"{loopback_server}\", timeout=3); print(\"reached\")';"
+             f" python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), timeout=3); print(\"reached\")';"
+             " ls /sys/class/net; cat /proc/net/dev")
 
-    result, lines = run(bwrap, tmp_path, probe, network=network)
+    result, lines = run(bwrap, tmp_path, probe)
 
-    assert (("stdout", "reached") in lines) is network
+    assert ("stdout", "reached") not in lines
+    assert any("ConnectionRefusedError" in line for s, line in lines if s == "stderr")
+    interfaces = [line.split(":")[0].strip() for s, line in lines if s == "stdout" and ":" in line]
+    assert interfaces == ["lo"], "the sandbox sees a network interface besides its own loopback"
+
+
+@pytest.mark.parametrize("uid", [None, 250_000], ids=["unprivileged-worker", "root-worker"])
+def test_bwrap_always_gets_its_own_network_namespace(bwrap, tmp_path, uid):
+    options = bwrap.bwrap_options(SandboxSpec(argv=["true"], workspace=tmp_path), uid, tmp_path)
+
+    assert "--unshare-net" in options
+    assert "--share-net" not in options and "--unshare-all" not in options
 
 
 def test_an_agent_installed_under_a_private_directory_can_run(bwrap, tmp_path):

@@ -146,7 +146,7 @@ def test_docker_backend_asks_the_engine_for_limits_and_keeps_secrets_out_of_argv
     sandbox, log = fake_docker
 
     result, out = run(sandbox, workspace, "echo key=$MODEL_KEY; touch made-here", env={"MODEL_KEY": "sk-secret-1"},
-                      memory_mb=256, max_processes=64, network=False)
+                      memory_mb=256, max_processes=64)
 
     assert result.exit_code == 0
     assert out.text() == ["key=sk-secret-1"]

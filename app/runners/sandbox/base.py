@@ -6,7 +6,7 @@ A Kubernetes Job backend fits the same `Sandbox` protocol: `run()` would create 
 `spec.argv` with `spec.env` (from a per-run Secret, never inlined in the manifest), the workspace on a
 volume (a PVC the worker also mounts, or an init container that clones and an exit step that uploads the
 changes), `resources.limits` from `memory_mb`, a `pids` limit via the node's podPidsLimit, no service
-account token, `networkPolicy` from `network`; it would stream the pod's log (`follow=true`) line by line
+account token, a NetworkPolicy denying all egress; it would stream the pod's log (`follow=true`) line by line
 into `on_output`, watch `cancel` and the deadline, and delete the Job with propagationPolicy=Foreground
 to stop it. Add it as a module here and one branch in `select_sandbox`.
 """
@@ -50,8 +50,8 @@ class SandboxSpec:
     max_processes: int = 512
     max_output_bytes: int = 10 * 1024 * 1024
     max_file_bytes: int = 2 * 1024 * 1024 * 1024
-    # Agents must reach model APIs, so the network is shared by default.
-    network: bool = True
+    # An operator CA (PEM) trusted inside besides the host's roots, e.g. for a TLS-inspecting proxy.
+    extra_ca_pem: str | None = None
     stdin: str | None = None
     # Plan mode: the agent may read the code but not change it.
     workspace_readonly: bool = False

@@ -6,7 +6,9 @@ import os
 import subprocess
 import threading
 import uuid
+from pathlib import Path
 
+from app.runners.sandbox import etc
 from app.runners.sandbox._process import supervise
 from app.runners.sandbox.base import (
     DEFAULT_PATH,
@@ -22,6 +24,8 @@ _CLI_ENV = ("DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY
 
 
 class DockerSandbox:
+    """Each run in a fresh container with no network."""
+
     name = "docker"
 
     def __init__(self, image: str = DEFAULT_IMAGE, docker: str = "docker") -> None:
@@ -31,11 +35,13 @@ class DockerSandbox:
     def workspace_path(self, spec: SandboxSpec) -> str:
         return WORKSPACE_MOUNT
 
-    def docker_argv(self, spec: SandboxSpec, container: str) -> list[str]:
+    def docker_argv(self, spec: SandboxSpec, container: str, ca_bundle: Path) -> list[str]:
+        """The `docker run` command line; `ca_bundle` is the host file to show at etc.CA_BUNDLE."""
         ws = str(spec.workspace.resolve())
         argv = [
-            self.docker, "run", "--rm", "--name", container, "--init",
-            "--network", "bridge" if spec.network else "none",
+            self.docker, "run", "--rm", "--name", container,
+            "--init",
+            "--network", "none",
             "--memory", f"{spec.memory_mb}m", "--memory-swap", f"{spec.memory_mb}m",
             "--pids-limit", str(spec.max_processes),
             "--ulimit", f"fsize={spec.max_file_bytes}",
@@ -45,6 +51,7 @@ class DockerSandbox:
             "--tmpfs", "/tmp", "--tmpfs", "/home/sandbox",
             "-v", f"{ws}:{WORKSPACE_MOUNT}" + (":ro" if spec.workspace_readonly else ""),
             "-w", WORKSPACE_MOUNT,
+            "-v", f"{ca_bundle}:{etc.CA_BUNDLE}:ro",
         ]
         if spec.stdin is not None:
             argv.append("-i")
@@ -54,6 +61,7 @@ class DockerSandbox:
             argv += ["-v", f"{path}:{path}"]
         fixed = {"PATH": DEFAULT_PATH, "HOME": "/home/sandbox", "LANG": "C.UTF-8"}
         fixed.update({k: v for k, v in spec.env.items() if k in fixed})
+        fixed.update(etc.ca_env())
         for key, value in fixed.items():
             argv += ["-e", f"{key}={value}"]
         for key in spec.env:
@@ -80,14 +88,16 @@ class DockerSandbox:
                 check=False,
             )
 
-        return supervise(
-            self.docker_argv(spec, container),
-            env=cli_env,
-            cwd=None,
-            stdin=spec.stdin,
-            timeout_s=spec.timeout_s,
-            max_output_bytes=spec.max_output_bytes,
-            on_output=on_output,
-            cancel=cancel,
-            on_stop=stop_container,
-        )
+        with etc.run_dir(spec.workspace) as run_dir:
+            ca_bundle = etc.write_ca_bundle(run_dir / "ca-certificates.crt", spec.extra_ca_pem)
+            return supervise(
+                self.docker_argv(spec, container, ca_bundle),
+                env=cli_env,
+                cwd=None,
+                stdin=spec.stdin,
+                timeout_s=spec.timeout_s,
+                max_output_bytes=spec.max_output_bytes,
+                on_output=on_output,
+                cancel=cancel,
+                on_stop=stop_container,
+            )
