@@ -45,8 +45,11 @@ def dispatch_script() -> bytes:
 
 
 def supports(redis_url: str | None) -> bool:
-    """Plain TCP Redis URLs; others (TLS, unix sockets) go through redis-py and dramatiq instead."""
-    return bool(redis_url) and urlsplit(redis_url).scheme == "redis"
+    """Plain TCP Redis URLs; others (TLS, unix sockets, redis-py options such as `?password=`) go through redis-py."""
+    if not redis_url:
+        return False
+    parts = urlsplit(redis_url)
+    return parts.scheme == "redis" and not parts.query
 
 
 def message_batches(delivery_ids: Sequence[str]) -> list[list[str]]:

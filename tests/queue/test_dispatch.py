@@ -6,7 +6,7 @@ import redis as redis_lib
 
 from app.queue.actors import declare_actors
 from app.queue.broker import make_broker
-from app.queue.dispatch import IDS_PER_MESSAGE, DeliveryEnqueuer
+from app.queue.dispatch import IDS_PER_MESSAGE, DeliveryEnqueuer, supports
 
 
 def _consume(broker, expected: int) -> list:
@@ -69,3 +69,10 @@ def test_enqueueing_survives_redis_forgetting_the_script_and_dropping_the_connec
         broker.close()
 
     assert args[0] == "before" and args[-1] == "after"
+
+
+def test_only_plain_redis_urls_skip_redis_py():
+    # The direct enqueuer reads a password from the user part only; redis-py also takes `?password=`.
+    assert supports("redis://:secret@127.0.0.1:6379/0")
+    assert not supports("redis://127.0.0.1:6379/0?password=secret")
+    assert not supports("rediss://:secret@queue:6380/0")
