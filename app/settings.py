@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,7 +37,7 @@ class Settings(BaseSettings):
         "console", validation_alias=AliasChoices("DRAFTSMITH_LOG_FORMAT", "log_format")
     )
     log_level: str = Field("info", validation_alias=AliasChoices("DRAFTSMITH_LOG_LEVEL", "log_level"))
-    # Where the embedded default keeps its SQLite file, Redis socket, workspaces and generated keys.
+    # Where the embedded default keeps its SQLite file, Redis data and password, workspaces and generated keys.
     data_dir: Path = Field(Path(".draftsmith"), validation_alias=AliasChoices("DRAFTSMITH_DATA_DIR", "data_dir"))
     # The URL GitHub users (details links) and Actions runners (callbacks) reach this app at.
     public_url: str | None = Field(None, validation_alias=AliasChoices("DRAFTSMITH_PUBLIC_URL", "public_url"))
@@ -108,6 +109,16 @@ class Settings(BaseSettings):
         return not self.redis_url
 
     @property
+    def redis_password(self) -> str | None:
+        """The password in REDIS_URL (`redis://:PASSWORD@host` or redis-py's `?password=`), if any."""
+        if not self.redis_url:
+            return None
+        parts = urlsplit(self.redis_url)
+        if parts.password:
+            return unquote(parts.password)
+        return next(iter(parse_qs(parts.query).get("password", [])), None)
+
+    @property
     def effective_workspace_dir(self) -> Path:
         return self.workspace_dir or (self.data_dir / "workspaces")
 
@@ -136,6 +147,9 @@ class Settings(BaseSettings):
         for secret in (self.github_private_key, self.github_webhook_secret, self.encryption_key):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
+        if self.redis_password:
+            # As written in the URL too, where it may be percent-encoded.
+            values += sorted({self.redis_password, quote(self.redis_password, safe="")})
         return values
 
 

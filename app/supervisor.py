@@ -35,6 +35,9 @@ class ChildSpec:
     env: dict[str, str] | None = None
     pass_fds: tuple[int, ...] = ()
     stop_rank: int = 0
+    # Written to the child's stdin, which is then closed: how secrets reach a child without showing in `ps`.
+    input: bytes | None = field(default=None, repr=False)
+    stdout: int | None = None  # e.g. subprocess.DEVNULL; None inherits ours
     # Called after (re)starting; returns once the child is usable (e.g. Redis answers PING) or raises.
     wait_ready: Callable[[subprocess.Popen], None] | None = None
 
@@ -86,6 +89,8 @@ class Supervisor:
             spec.argv,
             env=spec.env,
             pass_fds=spec.pass_fds,
+            stdin=subprocess.PIPE if spec.input is not None else None,
+            stdout=spec.stdout,
             # A process group of its own, not a session: on kernels with autogroup scheduling (most
             # distributions) each session gets an equal share of the CPU whatever its nice value,
             # so a session per child made the workers' niceness meaningless (measured: a worker at
@@ -93,6 +98,12 @@ class Supervisor:
             process_group=0,
             preexec_fn=_die_with_parent,
         )
+        if spec.input is not None:
+            try:
+                child.process.stdin.write(spec.input)
+                child.process.stdin.close()
+            except BrokenPipeError:  # it died at once; poll() restarts it
+                pass
         child.started_at = time.monotonic()
         child.restart_at = None
         self.log.info("child started", child=spec.name, pid=child.process.pid)

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from app.settings import Settings
@@ -86,42 +85,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def redis_spec(directory: Path, port: int) -> ChildSpec:
-    """The embedded Redis: loopback only, append-only file in `directory` so queued jobs survive restarts."""
-    from app.queue.embedded_redis import redis_server_binary
+def redis_spec(directory: Path, port: int, password: str) -> ChildSpec:
+    """The embedded Redis: loopback only, password required, AOF in `directory` so queued jobs survive restarts."""
+    from app.queue import embedded_redis
 
-    directory.mkdir(parents=True, exist_ok=True)
-    # The same configuration as EmbeddedRedis.start(); run here as a supervised child so a crashed
+    # Not EmbeddedRedis itself but the same configuration, run as a supervised child so a crashed
     # Redis is restarted and, in its own process group, it is not hit by the terminal's Ctrl-C
-    # before the workers that still need it have stopped.
-    argv = [
-        redis_server_binary(),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(directory.resolve()),
-        "--save", "",
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--daemonize", "no",
-        "--loglevel", "warning",
-        # Its start-up banner and warnings go to a file beside its data, not over serve's console.
-        "--logfile", str((directory / "redis.log").resolve()),
-    ]
-    return ChildSpec(name="redis", argv=argv, stop_rank=REDIS_RANK, wait_ready=lambda p: _wait_for_redis(p, port))
-
-
-def _wait_for_redis(process: subprocess.Popen, port: int, timeout: float = 30.0) -> None:
-    # Loading a large AOF can take a while; LOADING replies mean "not yet".
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(64).startswith(b"+PONG"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError("redis-server did not answer PING in time")
+    # before the workers that still need it have stopped. Its start-up banner and warnings go to a
+    # file beside its data, not over serve's console.
+    config = embedded_redis.server_config(directory, port, password, logfile=directory / "redis.log")
+    return ChildSpec(
+        name="redis",
+        argv=embedded_redis.server_argv(),
+        input=config,
+        stdout=subprocess.DEVNULL,  # "Reading config from stdin", printed before the logfile applies
+        stop_rank=REDIS_RANK,
+        wait_ready=lambda p: embedded_redis.wait_until_ready(p, port, password),
+    )

@@ -90,10 +90,20 @@ def serve(env_file: EnvFile = None) -> None:
     from app.db import make_engine
     from app.logs import configure_logging
     from app.migrate import upgrade
+    from app.queue import embedded_redis
     from sqlalchemy.engine import make_url
 
     settings = settings_from(env_file)
-    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    redis_directory = settings.data_dir / "redis"
+    redis_password = None
+    if settings.uses_embedded_redis:
+        try:
+            redis_password = embedded_redis.load_or_create_password(redis_directory)
+        except (OSError, RuntimeError) as exc:
+            typer.echo(f"draftsmith: {exc}", err=True)
+            raise typer.Exit(1) from None
+    secrets = settings.secret_values() + ([redis_password] if redis_password else [])
+    configure_logging(settings.log_format, settings.log_level, secrets)
     stop = _StopFlag()
     stop.install()
 
@@ -113,10 +123,13 @@ def serve(env_file: EnvFile = None) -> None:
 
     specs = []
     redis_url = settings.redis_url
+    queue = "Redis (REDIS_URL)"
     if settings.uses_embedded_redis:
         redis_port = processes.free_port()
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        specs.append(processes.redis_spec(settings.data_dir / "redis", redis_port))
+        redis_url = embedded_redis.url(redis_port, redis_password)
+        specs.append(processes.redis_spec(redis_directory, redis_port, redis_password))
+        password_file = redis_directory / embedded_redis.PASSWORD_FILE
+        queue = f"embedded Redis at redis://127.0.0.1:{redis_port}/0 (password in {password_file})"
     env = processes.child_environment(processes.resolve_env_file(env_file), redis_url)
     specs += processes.web_specs(settings, listener, env)
     specs += processes.worker_specs(settings.worker_processes, settings.worker_threads, env,
@@ -131,7 +144,7 @@ def serve(env_file: EnvFile = None) -> None:
             f"Draftsmith is running at {url}",
             f"  webhooks: {(settings.public_url or url.rstrip('/'))}/api/github/webhooks",
             f"  database: {database}",
-            f"  queue:    {'embedded Redis at ' + redis_url if settings.uses_embedded_redis else 'Redis (REDIS_URL)'}",
+            f"  queue:    {queue}",
             f"  processes: {settings.web_processes} web, {settings.worker_processes} worker"
             f" x {settings.worker_threads} threads (the first also sweeps). Press Ctrl-C to stop.",
         ]

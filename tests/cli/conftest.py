@@ -37,6 +37,8 @@ class ServeProcess:
 
     def __init__(self, directory: Path, env: dict[str, str], command: str = "serve") -> None:
         self.directory = directory
+        self.env = env
+        self.command = command
         self.port = int(env["DRAFTSMITH_PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = directory / f"{command}.log"
@@ -110,7 +112,8 @@ class ServeProcess:
 
 
 class _Starter:
-    """start(env_file_text="", command="serve", **env) -> a healthy ServeProcess; stop_all() at teardown."""
+    """start(env_file_text="", command="serve", **env) -> a healthy ServeProcess; again(stopped) restarts one;
+    stop_all() at teardown."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -121,7 +124,13 @@ class _Starter:
         directory.mkdir()
         (directory / ".env").write_text(env_file_text)
         env.setdefault("DRAFTSMITH_PORT", str(free_port()))
-        process = ServeProcess(directory, clean_environment(**env), command)
+        return self._start(ServeProcess(directory, clean_environment(**env), command), wait)
+
+    def again(self, stopped: ServeProcess) -> ServeProcess:
+        """The same command started again in the same directory, with the same settings (a restart)."""
+        return self._start(ServeProcess(stopped.directory, stopped.env, stopped.command), wait=True)
+
+    def _start(self, process: ServeProcess, wait: bool) -> ServeProcess:
         self.started.append(process)
         if wait:
             process.wait_healthy()

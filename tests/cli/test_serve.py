@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import stat
 import subprocess
 import time
 import uuid
@@ -15,6 +17,7 @@ import pytest
 
 from tests.cli.conftest import DRAFTSMITH, clean_environment
 from tests.support.databases import _fresh_postgres_url
+from tests.support.redis import unauthenticated_reply
 from tests.support.webhooks import example
 
 SECRET = "cli-test-webhook-secret"
@@ -59,6 +62,42 @@ def test_serve_with_no_configuration_runs_everything_and_processes_a_webhook(ser
     assert result.stdout.startswith("202")
     assert serve.wait_for_delivery_status(delivery_id) in ("processed", "ignored")
     assert f"Draftsmith is running at {serve.url}/" in serve.output
+
+
+def redis_password_file(serve):
+    return serve.directory / ".draftsmith" / "redis" / "password"
+
+
+def test_the_embedded_redis_wants_a_password_that_serve_shows_nowhere(serve):
+    password_file = redis_password_file(serve)
+    password = password_file.read_text().strip()
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+
+    # The console says where the queue is, without the password (by now it also holds a delivery's logs)
+    [port] = re.findall(r"embedded Redis at redis://127\.0\.0\.1:(\d+)/0 \(password in \S+password\)", serve.output)
+    assert password not in serve.output
+    # ...and no process shows it in `ps`
+    assert not [p for p in serve.descendants() if password in " ".join(p.cmdline())]
+
+    # A local process that does not know it gets nothing
+    assert unauthenticated_reply(int(port), b"KEYS *\r\n").startswith(b"-NOAUTH")
+
+
+def test_a_restarted_serve_keeps_its_redis_password_and_processes_webhooks(start_serve, tmp_path):
+    # Given a serve that made its Redis password, then stopped
+    first = start_serve(f"GITHUB_WEBHOOK_SECRET={SECRET}\n")
+    password = redis_password_file(first).read_text()
+    assert first.stop() == 0
+
+    # When it starts again in the same directory
+    serve = start_serve.again(first)
+
+    # Then the password is the same one and its web and workers still reach the queue
+    assert redis_password_file(serve).read_text() == password
+    delivery_id = str(uuid.uuid4())
+    result = replay(serve, tmp_path, "issues", assigned_payload(), delivery_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert serve.wait_for_delivery_status(delivery_id) in ("processed", "ignored")
 
 
 def test_serve_names_the_missing_github_settings(serve):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import redis as redis_lib
 
@@ -21,3 +23,11 @@ def redis_url(redis_server) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+def unauthenticated_reply(port: int, command: bytes) -> bytes:
+    """The first reply line a client that skips AUTH (say, `redis-cli -p PORT`) gets to `command`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+        conn.sendall(command)
+        with conn.makefile("rb") as replies:
+            return replies.readline()
