@@ -6,10 +6,13 @@ import json
 import stat
 import sys
 import textwrap
+import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
+from app.runners.sandbox import SandboxResult, SandboxSpec
 from app.runners.sandbox.bubblewrap import BubblewrapSandbox, find_bwrap
 from app.runners.sandbox.docker import DockerSandbox
 from app.runners.sandbox.local import UnsafeLocalSandbox
@@ -66,13 +69,22 @@ def docker_calls(log: Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
+def _bubblewrap() -> BubblewrapSandbox:
+    binary = find_bwrap()
+    assert binary, "bubblewrap is required for these tests (.ci/run installs it)"
+    return BubblewrapSandbox(binary)
+
+
+@pytest.fixture
+def bwrap() -> BubblewrapSandbox:
+    return _bubblewrap()
+
+
 @pytest.fixture(params=["bubblewrap", "unsafe-local", "docker"])
 def sandbox(request):
     """Each backend in turn, for behaviour every backend must share."""
     if request.param == "bubblewrap":
-        binary = find_bwrap()
-        assert binary, "bubblewrap is required for these tests (.ci/run installs it)"
-        return BubblewrapSandbox(binary)
+        return _bubblewrap()
     if request.param == "unsafe-local":
         return UnsafeLocalSandbox()
     return request.getfixturevalue("fake_docker")[0]
@@ -83,3 +95,24 @@ def workspace(tmp_path) -> Path:
     path = tmp_path / "workspace"
     path.mkdir()
     return path
+
+
+class Ran(NamedTuple):
+    result: SandboxResult
+    lines: list[tuple[str, str]]
+
+    @property
+    def stdout(self) -> list[str]:
+        return [line for stream, line in self.lines if stream == "stdout"]
+
+    @property
+    def stderr(self) -> list[str]:
+        return [line for stream, line in self.lines if stream == "stderr"]
+
+
+def run_script(sandbox, workspace: Path, script: str, **fields) -> Ran:
+    """Run `sh -c script` to completion; `fields` go to the SandboxSpec."""
+    lines: list[tuple[str, str]] = []
+    spec = SandboxSpec(argv=["sh", "-c", script], workspace=workspace, **fields)
+    result = sandbox.run(spec, on_output=lambda stream, line: lines.append((stream, line)), cancel=threading.Event())
+    return Ran(result, lines)

@@ -8,23 +8,9 @@ import threading
 import pytest
 
 from app.runners.sandbox import SandboxSpec
-from app.runners.sandbox.bubblewrap import BubblewrapSandbox, find_bwrap
+from tests.runners.conftest import run_script as run
 
 PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEdraftsmithAPPKEYmaterial\n-----END RSA PRIVATE KEY-----\n"
-
-
-@pytest.fixture
-def bwrap() -> BubblewrapSandbox:
-    binary = find_bwrap()
-    assert binary, "bubblewrap is required for these tests (.ci/run installs it)"
-    return BubblewrapSandbox(binary)
-
-
-def run(sandbox, workspace, script: str, **fields):
-    lines: list[tuple[str, str]] = []
-    spec = SandboxSpec(argv=["sh", "-c", script], workspace=workspace, **fields)
-    result = sandbox.run(spec, on_output=lambda s, line: lines.append((s, line)), cancel=threading.Event())
-    return result, lines
 
 
 def test_hostile_command_cannot_read_keys_database_env_or_other_workspaces(bwrap, tmp_path, monkeypatch):

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from app.runners.sandbox import SandboxSpec, SandboxUnavailable, select_sandbox
+from app.runners.sandbox import Egress, Forward, SandboxSpec, SandboxUnavailable, select_sandbox
+from app.runners.sandbox.etc import CA_BUNDLE
 from app.settings import Settings
 from tests.runners.conftest import docker_calls
 
@@ -158,6 +159,27 @@ def test_docker_backend_asks_the_engine_for_limits_and_keeps_secrets_out_of_argv
     assert "--memory 256m" in joined and "--pids-limit 64" in joined
     assert f"{workspace}:/workspace" in argv
     assert "draftsmith/test-image" in argv
+
+
+def test_docker_backend_has_no_network_but_the_relay_to_the_egress_socket(fake_docker, workspace, tmp_path):
+    sandbox, log = fake_docker
+    socket_dir = tmp_path / "egress"
+    socket_dir.mkdir()
+    egress = Egress(socket_path=socket_dir / "proxy.sock", forwards=[Forward(8799, "127.0.0.1", 8799)])
+
+    run(sandbox, workspace, "true", env={"MODEL_KEY": "sk-secret-2"}, egress=egress, extra_ca_pem="PEM")
+
+    argv = docker_calls(log)[0]
+    joined = " ".join(argv)
+    assert argv[argv.index("--network") + 1] == "none"
+    assert argv.count("--network") == 1 and "bridge" not in argv and "host" not in argv
+    assert f"{socket_dir}:/run/draftsmith:ro" in argv
+    assert any(v.endswith(f":{CA_BUNDLE}:ro") for v in argv)
+    assert argv[argv.index("draftsmith/test-image") + 1:] == [
+        "python3", "-I", "-S", "/run/draftsmith-relay.py", "/run/draftsmith/proxy.sock", "3128", "8799:127.0.0.1:8799",
+        "--", "sh", "-c", "true"]
+    assert "HTTPS_PROXY=http://127.0.0.1:3128" in argv and f"SSL_CERT_FILE={CA_BUNDLE}" in argv
+    assert "sk-secret-2" not in joined
 
 
 def test_docker_backend_kills_the_container_on_cancel(fake_docker, workspace):

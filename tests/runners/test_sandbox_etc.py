@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 
 import pytest
 
-from app.runners.sandbox import SandboxSpec
-from app.runners.sandbox.bubblewrap import BubblewrapSandbox, find_bwrap
 from app.runners.sandbox.etc import HOST_FILES, generated_files
+from tests.runners.conftest import run_script
 
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "Agent", "GIT_AUTHOR_EMAIL": "agent@example.org",
                 "GIT_COMMITTER_NAME": "Agent", "GIT_COMMITTER_EMAIL": "agent@example.org"}
 
 
-@pytest.fixture
-def bwrap() -> BubblewrapSandbox:
-    binary = find_bwrap()
-    assert binary, "bubblewrap is required for these tests (.ci/run installs it)"
-    return BubblewrapSandbox(binary)
-
-
 def run(sandbox, workspace, script: str, **fields) -> tuple[int | None, list[str], list[str]]:
-    lines: list[tuple[str, str]] = []
-    spec = SandboxSpec(argv=["sh", "-c", script], workspace=workspace, **fields)
-    result = sandbox.run(spec, on_output=lambda s, line: lines.append((s, line)), cancel=threading.Event())
-    return result.exit_code, [l for s, l in lines if s == "stdout"], [l for s, l in lines if s == "stderr"]
+    ran = run_script(sandbox, workspace, script, **fields)
+    return ran.result.exit_code, ran.stdout, ran.stderr
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """Sandboxes that run an agent's command in its workspace, isolated from the app (see base.py)."""
 
 from app.runners.sandbox.base import (
+    Egress,
+    Forward,
     OutputCallback,
     Sandbox,
     SandboxResult,
@@ -10,6 +12,8 @@ from app.runners.sandbox.base import (
 )
 
 __all__ = [
+    "Egress",
+    "Forward",
     "OutputCallback",
     "Sandbox",
     "SandboxResult",

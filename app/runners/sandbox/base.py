@@ -6,7 +6,8 @@ A Kubernetes Job backend fits the same `Sandbox` protocol: `run()` would create 
 `spec.argv` with `spec.env` (from a per-run Secret, never inlined in the manifest), the workspace on a
 volume (a PVC the worker also mounts, or an init container that clones and an exit step that uploads the
 changes), `resources.limits` from `memory_mb`, a `pids` limit via the node's podPidsLimit, no service
-account token, a NetworkPolicy denying all egress; it would stream the pod's log (`follow=true`) line by line
+account token, a NetworkPolicy denying all egress plus the relay (relay.py) as a sidecar or wrapper
+pointing at the egress proxy; it would stream the pod's log (`follow=true`) line by line
 into `on_output`, watch `cancel` and the deadline, and delete the Job with propagationPolicy=Foreground
 to stop it. Add it as a module here and one branch in `select_sandbox`.
 """
@@ -25,11 +26,40 @@ OutputCallback = Callable[[str, str], None]
 # Where the workspace appears inside an isolating sandbox; unsafe-local runs in the real path instead.
 WORKSPACE_MOUNT = "/workspace"
 SANDBOX_HOME = "/home/sandbox"
+# Where an isolating sandbox shows the directory holding the egress proxy's socket.
+EGRESS_MOUNT = "/run/draftsmith"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class SandboxUnavailable(RuntimeError):
     """The configured sandbox cannot run on this host; the message says what to do."""
+
+
+@dataclass
+class Forward:
+    """A loopback port inside the sandbox that reaches `target_host:target_port` through the proxy.
+
+    For clients that ignore proxy variables, e.g. an agent whose model endpoint is http://127.0.0.1:8799
+    gets Forward(8799, "127.0.0.1", 8799), so the same URL works inside.
+    """
+
+    listen_port: int
+    target_host: str
+    target_port: int
+
+
+@dataclass
+class Egress:
+    """The only way out of an isolating sandbox: a per-run egress proxy listening on a unix socket.
+
+    The socket's directory is bound into the sandbox (at EGRESS_MOUNT), so it should hold nothing else;
+    the proxy decides what each connection may reach.
+    """
+
+    socket_path: Path
+    forwards: list[Forward] = field(default_factory=list)
+    # Inside the sandbox, HTTP(S)_PROXY point at 127.0.0.1:proxy_port.
+    proxy_port: int = 3128
 
 
 @dataclass
@@ -50,6 +80,8 @@ class SandboxSpec:
     max_processes: int = 512
     max_output_bytes: int = 10 * 1024 * 1024
     max_file_bytes: int = 2 * 1024 * 1024 * 1024
+    # None: no network at all (only the sandbox's own loopback). The host network is never shared.
+    egress: Egress | None = None
     # An operator CA (PEM) trusted inside besides the host's roots, e.g. for a TLS-inspecting proxy.
     extra_ca_pem: str | None = None
     stdin: str | None = None

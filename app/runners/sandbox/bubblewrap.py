@@ -8,9 +8,10 @@ import shutil
 import threading
 from pathlib import Path
 
-from app.runners.sandbox import etc
+from app.runners.sandbox import _egress, etc
 from app.runners.sandbox._process import base_env, prlimit_prefix, supervise
 from app.runners.sandbox.base import (
+    EGRESS_MOUNT,
     SANDBOX_HOME,
     WORKSPACE_MOUNT,
     OutputCallback,
@@ -52,7 +53,7 @@ class BubblewrapSandbox:
     As an unprivileged worker, bwrap builds a user namespace and the command runs as the worker's uid.
     As root, bwrap runs privileged with no user namespace (so it can bind paths a throwaway uid could
     not reach), and the command drops to a throwaway uid with no capabilities and no_new_privs.
-    Either way the sandbox has its own network namespace with only `lo`: the host network is never shared.
+    Either way the sandbox has its own network namespace: only `lo`, and the egress relay if asked.
     """
 
     name = "bubblewrap"
@@ -96,6 +97,11 @@ class BubblewrapSandbox:
         opts += ["--size", tmpfs_size, "--tmpfs", "/home", "--perms", "0777", "--dir", SANDBOX_HOME]
         opts += ["--tmpfs", "/run"]
         ro_binds = list(spec.extra_ro_binds)
+        if spec.egress is not None:
+            prefix = _egress.worker_python()[1]  # the relay runs on the worker's own interpreter
+            ro_binds += [prefix] if prefix is not None else []
+            opts += ["--ro-bind", str(_egress.RELAY_SCRIPT), _egress.RELAY_MOUNT]
+            opts += ["--ro-bind", str(spec.egress.socket_path.parent.resolve()), EGRESS_MOUNT]
         # bwrap creates missing parents of a bind as root with mode 0700, which the dropped uid cannot
         # traverse (an agent venv under /work or /root, the artifacts dir under /tmp); existing dirs stay as
         # they are.
@@ -110,6 +116,8 @@ class BubblewrapSandbox:
         opts += ["--chdir", WORKSPACE_MOUNT]
         env = base_env(spec, home=SANDBOX_HOME)
         env.update(etc.ca_env())
+        if spec.egress is not None:
+            env.update(_egress.proxy_env(spec.egress))
         for key, value in env.items():
             opts += ["--setenv", key, value]
         return opts
@@ -132,6 +140,7 @@ class BubblewrapSandbox:
     def run(self, spec: SandboxSpec, *, on_output: OutputCallback, cancel: threading.Event) -> SandboxResult:
         uid = self._uid()
         drop = [] if uid is None else _hand_over(spec, uid)
+        relay = [] if spec.egress is None else _egress.relay_command(spec.egress, _egress.worker_python()[0])
         with etc.run_dir(spec.workspace) as run_dir:
             etc_dir = run_dir / "etc"
             run_uid, run_gid = (os.getuid(), os.getgid()) if uid is None else (uid, uid)
@@ -139,7 +148,7 @@ class BubblewrapSandbox:
             options_fd = _pipe_holding(self.bwrap_options(spec, uid, etc_dir))
             try:
                 return supervise(
-                    [*prlimit_prefix(spec), self.bwrap, "--args", str(options_fd), "--", *drop, *spec.argv],
+                    [*prlimit_prefix(spec), self.bwrap, "--args", str(options_fd), "--", *drop, *relay, *spec.argv],
                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                     cwd="/",
                     stdin=spec.stdin,
@@ -173,6 +182,10 @@ def _hand_over(spec: SandboxSpec, uid: int) -> list[str]:
         _chown_tree(spec.workspace, uid, uid)
     for path in spec.writable_binds:
         _chown_tree(Path(path), uid, uid)
+    if spec.egress is not None:
+        # Inside, the bind shows the directory's own mode: the run's uid must be able to traverse it to
+        # reach the socket (the proxy makes the socket itself 0666), and no one else on the host should.
+        os.chown(spec.egress.socket_path.parent, uid, uid)
     return [
         "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
         "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",

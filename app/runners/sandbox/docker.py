@@ -8,10 +8,11 @@ import threading
 import uuid
 from pathlib import Path
 
-from app.runners.sandbox import etc
+from app.runners.sandbox import _egress, etc
 from app.runners.sandbox._process import supervise
 from app.runners.sandbox.base import (
     DEFAULT_PATH,
+    EGRESS_MOUNT,
     WORKSPACE_MOUNT,
     OutputCallback,
     SandboxResult,
@@ -24,7 +25,7 @@ _CLI_ENV = ("DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY
 
 
 class DockerSandbox:
-    """Each run in a fresh container with no network."""
+    """Each run in a fresh container with no network but the egress relay (see relay.py)."""
 
     name = "docker"
 
@@ -40,6 +41,7 @@ class DockerSandbox:
         ws = str(spec.workspace.resolve())
         argv = [
             self.docker, "run", "--rm", "--name", container,
+            # tini as PID 1: when the command exits, the container and the relay beside it end too.
             "--init",
             "--network", "none",
             "--memory", f"{spec.memory_mb}m", "--memory-swap", f"{spec.memory_mb}m",
@@ -53,6 +55,12 @@ class DockerSandbox:
             "-w", WORKSPACE_MOUNT,
             "-v", f"{ca_bundle}:{etc.CA_BUNDLE}:ro",
         ]
+        relay: list[str] = []
+        if spec.egress is not None:
+            argv += ["-v", f"{spec.egress.socket_path.parent.resolve()}:{EGRESS_MOUNT}:ro"]
+            argv += ["-v", f"{_egress.RELAY_SCRIPT}:{_egress.RELAY_MOUNT}:ro"]
+            # The image's own python3: the worker's interpreter may not run on the image's libc.
+            relay = _egress.relay_command(spec.egress, "python3")
         if spec.stdin is not None:
             argv.append("-i")
         for path in spec.extra_ro_binds:
@@ -62,13 +70,15 @@ class DockerSandbox:
         fixed = {"PATH": DEFAULT_PATH, "HOME": "/home/sandbox", "LANG": "C.UTF-8"}
         fixed.update({k: v for k, v in spec.env.items() if k in fixed})
         fixed.update(etc.ca_env())
+        if spec.egress is not None:
+            fixed.update(_egress.proxy_env(spec.egress))
         for key, value in fixed.items():
             argv += ["-e", f"{key}={value}"]
         for key in spec.env:
             if key not in fixed:
                 # `-e NAME` alone: docker copies the value from the CLI's environment, keeping it out of argv.
                 argv += ["-e", key]
-        return [*argv, self.image, *spec.argv]
+        return [*argv, self.image, *relay, *spec.argv]
 
     def run(self, spec: SandboxSpec, *, on_output: OutputCallback, cancel: threading.Event) -> SandboxResult:
         container = f"draftsmith-{uuid.uuid4().hex[:12]}"
