@@ -12,6 +12,7 @@ import pytest
 
 from app.runners.sandbox import Egress, Forward, SandboxSpec, SandboxUnavailable, select_sandbox
 from app.runners.sandbox.etc import CA_BUNDLE
+from app.runners.sandbox.local import NOT_ISOLATED
 from app.settings import Settings
 from tests.runners.conftest import docker_calls
 
@@ -180,6 +181,28 @@ def test_docker_backend_has_no_network_but_the_relay_to_the_egress_socket(fake_d
         "--", "sh", "-c", "true"]
     assert "HTTPS_PROXY=http://127.0.0.1:3128" in argv and f"SSL_CERT_FILE={CA_BUNDLE}" in argv
     assert "sk-secret-2" not in joined
+
+
+def test_unsafe_local_says_first_that_nothing_is_isolated(workspace):
+    unsafe = select_sandbox(Settings(sandbox="unsafe-local"))
+
+    result, out = run(unsafe, workspace, "echo ran")
+
+    assert out.lines[0][:2] == ("system", NOT_ISOLATED)
+    assert "nothing is isolated" in NOT_ISOLATED and "secrets" in NOT_ISOLATED
+    assert out.text() == ["ran"]
+    assert unsafe.isolated is False
+    assert select_sandbox(Settings(sandbox="local")).isolated and select_sandbox(Settings(sandbox="docker")).isolated
+
+
+def test_unsafe_local_trusts_the_operators_extra_ca_too(workspace):
+    unsafe = select_sandbox(Settings(sandbox="unsafe-local"))
+    script = 'grep -c OPERATOR "$SSL_CERT_FILE"; [ "$NODE_EXTRA_CA_CERTS" = "$SSL_CERT_FILE" ] && echo same'
+
+    result, out = run(unsafe, workspace, script,
+                      extra_ca_pem="-----BEGIN CERTIFICATE-----\nOPERATOR\n-----END CERTIFICATE-----\n")
+
+    assert out.text() == ["1", "same"]
 
 
 def test_docker_backend_kills_the_container_on_cancel(fake_docker, workspace):

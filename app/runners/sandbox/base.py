@@ -106,6 +106,8 @@ class Sandbox(Protocol):
     """Runs a spec to completion, streaming output; stops the whole process tree on cancel or timeout."""
 
     name: str
+    # False only for unsafe-local: the command can reach the network and everything the worker can.
+    isolated: bool
 
     def run(self, spec: SandboxSpec, *, on_output: OutputCallback, cancel: threading.Event) -> SandboxResult: ...
 

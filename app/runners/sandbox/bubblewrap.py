@@ -57,6 +57,7 @@ class BubblewrapSandbox:
     """
 
     name = "bubblewrap"
+    isolated = True
 
     def __init__(self, bwrap: str = "bwrap", run_as_uid: int | None = None) -> None:
         self.bwrap = bwrap

@@ -28,6 +28,7 @@ class DockerSandbox:
     """Each run in a fresh container with no network but the egress relay (see relay.py)."""
 
     name = "docker"
+    isolated = True
 
     def __init__(self, image: str = DEFAULT_IMAGE, docker: str = "docker") -> None:
         self.image = image
