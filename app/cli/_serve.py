@@ -50,6 +50,16 @@ def missing_credentials_help(settings: Settings, url: str) -> str | None:
     )
 
 
+def warn_if_redis_has_no_password(settings: Settings) -> None:
+    from app.logs import get_logger
+
+    if settings.redis_url and settings.redis_password is None:
+        get_logger().warning(
+            "REDIS_URL has no password: any process that can reach this Redis, including code an agent runs "
+            "under a weaker sandbox, could read or inject queue messages. Add one: redis://:PASSWORD@host:6379/0"
+        )
+
+
 class _StopFlag:
     """Set by SIGINT/SIGTERM; the supervision loop polls it."""
 
@@ -104,6 +114,7 @@ def serve(env_file: EnvFile = None) -> None:
             raise typer.Exit(1) from None
     secrets = settings.secret_values() + ([redis_password] if redis_password else [])
     configure_logging(settings.log_format, settings.log_level, secrets)
+    warn_if_redis_has_no_password(settings)
     stop = _StopFlag()
     stop.install()
 
@@ -166,6 +177,7 @@ def worker(
 
     settings = settings_from(env_file)
     configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    warn_if_redis_has_no_password(settings)
     if settings.uses_embedded_redis:
         typer.echo(
             "draftsmith worker needs a shared queue: set REDIS_URL (and DATABASE_URL) to the Redis and "

@@ -64,6 +64,14 @@ class ServeProcess:
             time.sleep(0.05)
         raise AssertionError(f"serve did not answer /healthz in {timeout}s:\n{self.output}")
 
+    def wait_for_output(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"{text!r} not printed:\n{self.output}")
+            time.sleep(0.05)
+        return self.output
+
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
 

@@ -16,11 +16,13 @@ import psutil
 import pytest
 
 from tests.cli.conftest import DRAFTSMITH, clean_environment
+from tests.support.app_server import free_port
 from tests.support.databases import _fresh_postgres_url
 from tests.support.redis import unauthenticated_reply
 from tests.support.webhooks import example
 
 SECRET = "cli-test-webhook-secret"
+NO_PASSWORD_WARNING = "REDIS_URL has no password"
 
 
 def replay(serve, tmp_path, event: str, payload: dict, delivery_id: str) -> subprocess.CompletedProcess:
@@ -100,6 +102,16 @@ def test_a_restarted_serve_keeps_its_redis_password_and_processes_webhooks(start
     assert serve.wait_for_delivery_status(delivery_id) in ("processed", "ignored")
 
 
+@pytest.mark.parametrize(
+    ("command", "banner"), [("serve", "Draftsmith is running at"), ("worker", "worker process(es) running")]
+)
+def test_a_redis_url_without_a_password_is_warned_about(start_serve, command, banner):
+    process = start_serve("", command=command, wait=False, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    output = process.wait_for_output(banner)
+    assert NO_PASSWORD_WARNING in output
+    assert "redis://:PASSWORD@" in output  # and how to add one
+
+
 def test_serve_names_the_missing_github_settings(serve):
     output = serve.output
     assert "GITHUB_APP_ID" in output
@@ -139,6 +151,7 @@ def test_serve_uses_the_configured_redis_and_migrates_the_configured_database(
     database_url = _fresh_postgres_url(postgres_server)
     serve = start_serve(f"GITHUB_WEBHOOK_SECRET={SECRET}\n", DATABASE_URL=database_url, REDIS_URL=redis_url)
     assert not serve.children_named("redis-server")
+    assert NO_PASSWORD_WARNING not in serve.output  # the test Redis's URL carries its password
 
     delivery_id = str(uuid.uuid4())
     result = replay(serve, tmp_path, "issues", assigned_payload(), delivery_id)
@@ -202,4 +215,5 @@ def test_worker_processes_a_delivery_recorded_while_the_queue_was_down(start_ser
 
     # Then: its sweeper enqueues the delivery and a worker thread processes it
     assert worker.wait_for_delivery_status(delivery_id, database_url, timeout=30) in ("processed", "ignored")
+    assert NO_PASSWORD_WARNING not in worker.output
     assert worker.stop() == 0
