@@ -88,8 +88,8 @@ class AllowEntry:
 class Endpoint:
     """The agent's model API: always reachable, even with `network: off`.
 
-    `operator_set` marks a base URL the operator configured; only such an endpoint may be on loopback
-    or in a private range (a local model server).
+    `operator_set` marks a base URL the operator configured: such an endpoint may be on loopback or in a
+    private range (a local model server); any other must resolve to a public address.
     """
 
     host: str
@@ -129,8 +129,8 @@ class EgressPolicy:
 
     `protected` holds the app's own listening (ip, port) pairs; an unspecified ip (`0.0.0.0`, `::`)
     protects that port on every address, because a service bound there answers on all of them.
-    `private_allowed` unlocks private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) for any
-    allowed name; it never unlocks loopback, link-local or the cloud metadata addresses.
+    `private_allowed` unlocks private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, 198.18/15, fc00::/7)
+    for any allowed name; it never unlocks loopback, link-local or the cloud metadata addresses.
     """
 
     model_endpoints: tuple[Endpoint, ...] = ()

@@ -202,8 +202,9 @@ class EgressProxy:
     getaddrinfo). `connect(ip, port)` opens (reader, writer) to a checked address (default TCP with
     TCP_NODELAY). `on_event(EgressEvent)` is called from the proxy's thread for every allowed and refused
     connection and must be quick. `connect_timeout` bounds resolving and each connection attempt;
-    `header_timeout` bounds reading a request head. Past `max_connections` open at once, new ones get a 503:
-    the proxy shares the worker's file descriptors with other runs, so one agent must not exhaust them.
+    `header_timeout` bounds reading a request head. Past `max_connections` open at once, a new connection
+    gets a 503 and is closed before its request is read: the proxy shares the worker's file descriptors
+    with other runs, so one agent must not exhaust them.
     """
 
     def __init__(

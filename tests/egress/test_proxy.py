@@ -271,6 +271,13 @@ def tls_upstream(certificates):
     server.close()
 
 
+def test_the_default_resolver_and_connect_reach_a_name_the_operator_allowed_by_address(socket_dir, upstream):
+    policy = EgressPolicy(operator_entries=(f"127.0.0.1:{upstream.port}",))
+    with EgressProxy(socket_dir / "egress.sock", policy) as proxy:  # getaddrinfo and TCP, no seams
+        with tunnel(proxy.socket_path, f"localhost:{upstream.port}") as client:
+            assert http_get(client, "localhost") == GREETING
+
+
 def test_tls_through_connect_verifies_the_upstream_certificate(start_proxy, tls_upstream, certificates):
     seams = Seams({"upstream.test": ["127.0.0.1"]})
     proxy = start_proxy(EgressPolicy(operator_entries=(f"127.0.0.1:{tls_upstream.port}",)), seams)
@@ -574,7 +581,8 @@ def test_stop_ends_open_tunnels_promptly(start_proxy):
 def test_connections_past_the_limit_get_a_503_and_the_open_ones_carry_on(start_proxy, upstream):
     proxy = start_proxy(EgressPolicy(operator_entries=(f"127.0.0.1:{upstream.port}",)), max_connections=2)
     first, second = (tunnel(proxy.socket_path, f"127.0.0.1:{upstream.port}") for _ in range(2))
-    assert ask(proxy.socket_path, f"CONNECT 127.0.0.1:{upstream.port} HTTP/1.1\r\n\r\n".encode())[0] == 503
+    with dial(proxy.socket_path) as third:
+        assert read_response(third)[0] == 503  # at once, before any request: the fd is given back straight away
     with first, second:
         assert http_get(first, "upstream.test") == http_get(second, "upstream.test") == GREETING
 
