@@ -111,12 +111,20 @@ def supervise(
         on_output(stream_name, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
 
     while True:
-        try:
-            deliver(lines.get(timeout=_POLL_S))
-            while True:  # drain what is already there before checking the clock again
-                deliver(lines.get_nowait())
-        except queue.Empty:
-            pass
+        if open_streams == 0:
+            # Nothing more can arrive: wait on the process itself, which usually exits a moment after
+            # closing its pipes (waiting on the empty queue instead cost up to _POLL_S per run).
+            try:
+                proc.wait(timeout=_POLL_S)
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            try:
+                deliver(lines.get(timeout=_POLL_S))
+                while True:  # drain what is already there before checking the clock again
+                    deliver(lines.get_nowait())
+            except queue.Empty:
+                pass
         now = time.monotonic()
         if proc.poll() is not None:
             if exited_at is None:
