@@ -14,9 +14,9 @@ signals reach the sandbox unchanged. The relay never touches the command's stdou
 
 from __future__ import annotations
 
+import _signal
+import _socket
 import os
-import signal
-import socket
 import sys
 
 _USAGE = "usage: relay.py SOCKET PROXY_PORT [LISTEN_PORT:HOST:PORT ...] -- COMMAND [ARG ...]"
@@ -43,22 +43,24 @@ def parse_args(args: list[str]) -> tuple[str, int, list[tuple[int, str, int]], l
     return socket_path, int(proxy_port), forwards, command
 
 
-def _listen(family: int, host: str, port: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+# Until the command is started, only the C modules _socket and _signal: `socket` and `signal` import
+# enum and selectors, ~10 ms of start-up that every sandboxed command would wait for.
+def _listen(family: int, host: str, port: int) -> _socket.socket:
+    sock = _socket.socket(family, _socket.SOCK_STREAM)
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
     return sock
 
 
-def bind_listeners(proxy_port: int, forwards) -> list[tuple[socket.socket, tuple[str, int] | None]]:
+def bind_listeners(proxy_port: int, forwards) -> list[tuple[_socket.socket, tuple[str, int] | None]]:
     """Every listening socket, with its tunnel target (None: the raw proxy port)."""
-    listeners = [(_listen(socket.AF_INET, "127.0.0.1", proxy_port), None)]
+    listeners = [(_listen(_socket.AF_INET, "127.0.0.1", proxy_port), None)]
     for port, host, target in forwards:
-        listeners.append((_listen(socket.AF_INET, "127.0.0.1", port), (host, target)))
+        listeners.append((_listen(_socket.AF_INET, "127.0.0.1", port), (host, target)))
         try:
             # `localhost` may resolve to ::1 first; without IPv6 on loopback, 127.0.0.1 has to do.
-            listeners.append((_listen(socket.AF_INET6, "::1", port), (host, target)))
+            listeners.append((_listen(_socket.AF_INET6, "::1", port), (host, target)))
         except OSError:
             pass
     return listeners
@@ -72,6 +74,7 @@ def _relay(socket_path: str, listeners, command_pid: int) -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     import asyncio  # here, not at the top: it costs ~70 ms, which the command need not wait for
+    import socket
 
     async def pipe(reader, writer) -> None:
         while data := await reader.read(65536):
@@ -100,7 +103,8 @@ def _relay(socket_path: str, listeners, command_pid: int) -> None:
                 up_w.close()
 
     async def serve() -> None:
-        for sock, target in listeners:
+        for raw, target in listeners:
+            sock = socket.socket(fileno=raw.detach())
             sock.setblocking(False)
             await asyncio.start_server(lambda r, w, t=target: handle(t, r, w), sock=sock)
         # In a sandbox the PID namespace ends us with the command; this covers running without one.
@@ -144,8 +148,8 @@ def main(args: list[str]) -> None:
     # Python ignores these at start-up and exec keeps ignored signals; the command must get the defaults
     # (as subprocess's restore_signals does), e.g. so `yes | head -1` ends by SIGPIPE.
     for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
+        if hasattr(_signal, name):
+            _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
     try:
         os.execvp(command[0], command)
     except OSError as error:
