@@ -381,7 +381,8 @@ class EgressProxy:
             return None
         for address, checked in usable:
             try:
-                streams = await asyncio.wait_for(self._connect(address, port), self._connect_timeout)
+                async with asyncio.timeout(self._connect_timeout):
+                    streams = await self._connect(address, port)
             except (OSError, TimeoutError) as exc:
                 error = exc
                 continue
