@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from app.fakehub.auth import issue_token
+from app.fakehub.auth import issue_token, permissions_exceed
+from app.fakehub.payloads import APP_PERMISSIONS
 from app.fakehub.routing import Api, Ctx, HttpError, not_found, validation_failed
-from app.fakehub.state import iso
+from app.fakehub.state import iso, now
 
 api = Api()
 
@@ -47,13 +48,23 @@ def create_access_token(ctx: Ctx):
             wanted = (wanted or []) + [by_id[i] for i in body["repository_ids"]]
         except KeyError:
             raise HttpError(422, "There is at least one repository that does not exist or is not accessible") from None
-    token = issue_token(ctx.state, installation, wanted)
+    asked = body.get("permissions") or None
+    if asked and permissions_exceed(asked, APP_PERMISSIONS):
+        raise HttpError(422, "The permissions requested are not granted to this installation.")
+    token = issue_token(ctx.state, installation, wanted, asked)
     repos = [ctx.render.repository(ctx.state.repos[f], full=False) for f in sorted(token.repos)]
     return 201, {
-        "token": token.token, "expires_at": iso(token.expires_at),
-        "permissions": body.get("permissions") or ctx.render.installation(installation)["permissions"],
+        "token": token.token, "expires_at": iso(token.expires_at), "permissions": dict(token.permissions),
         "repository_selection": "selected", "repositories": repos,
     }
+
+
+@api.route("DELETE", "/installation/token")
+def revoke_access_token(ctx: Ctx):
+    if ctx.principal.token is None:
+        raise HttpError(403, "This endpoint requires you to authenticate as an installation")
+    ctx.principal.token.revoked_at = now()
+    return 204, None
 
 
 @api.route("GET", "/repos/{owner}/{repo}/installation")

@@ -79,17 +79,73 @@ def verify_app_jwt(state: FakeHubState, token: str | None) -> Principal:
     return Principal(kind="app", user=None)
 
 
-def issue_token(state: FakeHubState, installation: Installation, repositories: list[str] | None) -> Token:
-    """A fresh `ghs_` token for `installation`, optionally narrowed to some of its repositories."""
+def issue_token(state: FakeHubState, installation: Installation, repositories: list[str] | None,
+                permissions: dict[str, str] | None = None) -> Token:
+    """A fresh `ghs_` token for `installation`, optionally narrowed to some repositories and permissions.
+
+    As on GitHub, a token asked for no permissions gets all of the installation's, and every token may
+    read metadata.
+    """
+    from app.fakehub.payloads import APP_PERMISSIONS
+
     repos = set(installation.repos) if not repositories else set(repositories)
+    granted = dict(permissions) if permissions else dict(APP_PERMISSIONS)
+    granted.setdefault("metadata", "read")
     token = Token(
         token="ghs_" + secrets.token_urlsafe(27).replace("-", "a").replace("_", "b")[:36],
         installation_id=installation.id,
         expires_at=now() + TOKEN_LIFETIME,
         repos=repos,
+        permissions=granted,
     )
     state.tokens[token.token] = token
     return token
+
+
+_LEVELS = {"read": 1, "write": 2, "admin": 3}
+
+
+def permissions_exceed(asked: dict[str, str], granted: dict[str, str]) -> bool:
+    """Whether `asked` wants a permission, or a level of one, the installation was not granted."""
+    return any(_LEVELS.get(level, 99) > _LEVELS.get(granted.get(name, ""), 0) for name, level in asked.items())
+
+
+# Which of a token's permissions each REST route needs, by template prefix (GitHub's "Permissions required"
+# on each endpoint's docs page). Reads need `read`; anything else needs `write`.
+_ROUTE_PERMISSIONS = (
+    ("/repos/{owner}/{repo}/check-runs", "checks"),
+    ("/repos/{owner}/{repo}/commits/{ref}/check-runs", "checks"),
+    ("/repos/{owner}/{repo}/actions/", "actions"),
+    ("/repos/{owner}/{repo}/pulls", "pull_requests"),
+    ("/repos/{owner}/{repo}/issues", "issues"),
+    ("/repos/{owner}/{repo}/contents/", "contents"),
+    ("/repos/{owner}/{repo}/git/", "contents"),
+    ("/repos/{owner}/{repo}/commits/", "contents"),
+    ("/repos/{owner}/{repo}/branches/", "contents"),
+    ("/repos/{owner}/{repo}/compare/", "contents"),
+    ("/repos/{owner}/{repo}/dispatches", "contents"),
+)
+
+
+def required_permission(template: str, method: str) -> tuple[str, str] | None:
+    """(permission, level) an installation token needs for a route, or None when metadata suffices."""
+    level = "read" if method.upper() in ("GET", "HEAD") else "write"
+    for prefix, name in _ROUTE_PERMISSIONS:
+        if template.startswith(prefix):
+            # Issue routes serve pull requests too (they share numbers); either permission will do there.
+            return (name, level)
+    return None
+
+
+def token_permits(token: Token, template: str, method: str) -> bool:
+    needed = required_permission(template, method)
+    if needed is None:
+        return True
+    name, level = needed
+    held = _LEVELS.get(token.permissions.get(name, ""), 0)
+    if name == "issues":
+        held = max(held, _LEVELS.get(token.permissions.get("pull_requests", ""), 0))
+    return held >= _LEVELS[level]
 
 
 def needs_app_jwt(template: str) -> bool:
@@ -110,14 +166,19 @@ def authenticate(state: FakeHubState, template: str, headers) -> Principal:
     if token is None:
         raise AuthError(401, "Requires authentication")
     issued = state.tokens.get(token)
-    if issued is None or issued.expires_at <= now():
+    if issued is None or not issued.live:
         raise AuthError(401, "Bad credentials")
     installation = state.installations[issued.installation_id]
     assert state.app is not None
     return Principal(kind="installation", user=state.app.bot, installation=installation, token=issued)
 
 
-def git_token_allows(state: FakeHubState, token: str | None, full_name: str) -> bool:
-    """Whether `x-access-token:<token>` may clone and push `full_name`."""
+def git_access(state: FakeHubState, token: str | None, full_name: str, write: bool) -> int:
+    """The HTTP status git gets for `x-access-token:<token>` on `full_name`: 200, 401, 403 or 404."""
     issued = state.tokens.get(token or "")
-    return issued is not None and issued.expires_at > now() and full_name in issued.repos
+    if issued is None or not issued.live:
+        return 401
+    if full_name not in issued.repos:
+        return 404
+    held = _LEVELS.get(issued.permissions.get("contents", ""), 0)
+    return 200 if held >= _LEVELS["write" if write else "read"] else 403

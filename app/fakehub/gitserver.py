@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.fakehub import git
-from app.fakehub.auth import git_token_allows
+from app.fakehub.auth import git_access
 from app.fakehub.hub import FakeHub
-from app.fakehub.state import now
+from app.fakehub.state import RequestRecord, now
 
 GIT_PATH = re.compile(r"^/(?P<owner>[^/]+)/(?P<name>[^/]+?)\.git(?P<rest>/.*)?$")
 
@@ -46,15 +46,28 @@ class GitEndpoint:
             # git only sends credentials after a 401 challenge.
             return Response("Authentication required\n", 401, {"WWW-Authenticate": 'Basic realm="GitHub"'})
         _user, token = credentials
-        if not git_token_allows(self.hub.state, token, full_name):
-            if token in self.hub.state.tokens:
-                return Response("Repository not found.\n", 404)
+        # A push is receive-pack (its ref advertisement is asked for with ?service=git-receive-pack).
+        write = "git-receive-pack" in (request.url.path + "?" + request.url.query)
+        access = git_access(self.hub.state, token, full_name, write)
+        self._record(request, token, access)
+        if access == 404:
+            return Response("Repository not found.\n", 404)
+        if access == 403:
+            return Response(f"Permission to {full_name}.git denied to {self.hub.app.bot.login}.\n", 403)
+        if access != 200:
             return Response("Invalid username or token.\n", 401, {"WWW-Authenticate": 'Basic realm="GitHub"'})
         body = await request.body()
         status, headers, chunks = await run_in_threadpool(self._call_wsgi, request, body)
         if request.url.path.endswith("/git-receive-pack"):
             self.hub.state.repos[full_name].pushed_at = now()
         return Response(b"".join(chunks), status, dict(headers))
+
+    def _record(self, request: Request, token: str, status: int) -> None:
+        with self.hub.state.lock:
+            self.hub.state.requests.append(RequestRecord(
+                method=request.method, path=request.url.path, query=request.url.query, actor="git",
+                status=status, body=None, token=token,
+            ))
 
     def _call_wsgi(self, request: Request, body: bytes) -> tuple[int, list[tuple[str, str]], list[bytes]]:
         environ: dict[str, Any] = {

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.fakehub import admin, api_app, api_checks, api_issues, api_pulls, api_repos
-from app.fakehub.auth import AuthError, Principal, authenticate
+from app.fakehub.auth import AuthError, Principal, authenticate, token_permits
 from app.fakehub.gitserver import GIT_PATH, GitEndpoint
 from app.fakehub.hub import FakeHub
 from app.fakehub.payloads import Renderer
@@ -81,6 +81,8 @@ class FakeGitHub:
                 principal = authenticate(state, route.template, request.headers)
             except AuthError as error:
                 raise HttpError(error.status, error.message) from None
+            if principal.token is not None and not token_permits(principal.token, route.template, method):
+                raise HttpError(403, "Resource not accessible by integration")
             try:
                 parsed = json.loads(raw) if raw.strip() else None
             except ValueError:
@@ -123,10 +125,11 @@ class FakeGitHub:
         actor = None
         if principal is not None:
             actor = principal.user.login if principal.user else f"app:{self.hub.app.slug}"
+        token = principal.token.token if principal is not None and principal.token is not None else None
         with self.hub.state.lock:
             self.hub.state.requests.append(RequestRecord(
                 method=request.method, path=request.url.path, query=request.url.query, actor=actor,
-                status=status, body=body,
+                status=status, body=body, token=token,
             ))
 
 

@@ -55,6 +55,12 @@ class Token:
     installation_id: int
     expires_at: datetime
     repos: set[str]  # "owner/name" the token may touch
+    permissions: dict[str, str] = field(default_factory=dict)  # e.g. {"contents": "read", "metadata": "read"}
+    revoked_at: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.revoked_at is None and self.expires_at > now()
 
 
 @dataclass
@@ -240,6 +246,7 @@ class RequestRecord:
     actor: str | None
     status: int
     body: Any
+    token: str | None = None  # the installation token presented, so tests can follow where one went
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import httpx
 
 from tests.fakehub.conftest import app_jwt
@@ -71,3 +73,60 @@ def test_installation_token_cannot_call_app_routes(fakehub):
     fakehub.create_repo("octo", "demo")
     token = fakehub.installation_token("octo/demo")
     assert httpx.get(f"{fakehub.api_url}/app", headers={"Authorization": f"token {token}"}).status_code == 401
+
+
+def _mint(fakehub, installation_id: int, **body) -> httpx.Response:
+    return httpx.post(f"{fakehub.api_url}/app/installations/{installation_id}/access_tokens",
+                      headers={"Authorization": f"Bearer {app_jwt(fakehub)}"}, json=body)
+
+
+def test_a_token_scoped_to_one_repository_and_contents_read_can_do_only_that(fakehub, tmp_path):
+    url = fakehub.create_repo("octo", "demo", {"README.md": "demo\n"})
+    fakehub.create_repo("octo", "secrets", {"KEY": "sk-live\n"})
+    issued = _mint(fakehub, fakehub.installation_id("octo/demo"), repositories=["demo"],
+                   permissions={"contents": "read"})
+    assert issued.status_code == 201
+    assert issued.json()["permissions"] == {"contents": "read", "metadata": "read"}
+    assert [r["full_name"] for r in issued.json()["repositories"]] == ["octo/demo"]
+    headers = {"Authorization": f"token {issued.json()['token']}"}
+    api = fakehub.api_url
+
+    assert httpx.get(f"{api}/repos/octo/demo/contents/README.md", headers=headers).status_code == 200
+    assert httpx.get(f"{api}/repos/octo/secrets/contents/KEY", headers=headers).status_code == 404
+    refused = httpx.post(f"{api}/repos/octo/demo/git/refs", headers=headers,
+                         json={"ref": "refs/heads/x", "sha": "0" * 40})
+    assert (refused.status_code, refused.json()["message"]) == (403, "Resource not accessible by integration")
+    assert httpx.post(f"{api}/repos/octo/demo/issues/1/comments", headers=headers,
+                      json={"body": "hi"}).status_code == 403
+
+    # Over git: it clones its repository, cannot push to it, and cannot clone the other one.
+    authed = url.replace("://", f"://x-access-token:{issued.json()['token']}@", 1)
+    clone = subprocess.run(["git", "clone", "-q", authed, str(tmp_path / "c")], capture_output=True, text=True)
+    assert clone.returncode == 0, clone.stderr
+    push = subprocess.run(["git", "-C", str(tmp_path / "c"), "push", "-q", "origin", "HEAD:refs/heads/x"],
+                          capture_output=True, text=True, env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin"})
+    assert push.returncode != 0 and "403" in push.stderr
+    other = authed.replace("/octo/demo.git", "/octo/secrets.git")
+    assert subprocess.run(["git", "clone", "-q", other, str(tmp_path / "s")], capture_output=True).returncode != 0
+
+
+def test_a_revoked_token_is_refused_everywhere(fakehub, tmp_path):
+    url = fakehub.create_repo("octo", "demo")
+    token = _mint(fakehub, fakehub.installation_id("octo/demo")).json()["token"]
+    headers = {"Authorization": f"token {token}"}
+
+    assert httpx.delete(f"{fakehub.api_url}/installation/token", headers=headers).status_code == 204
+
+    assert httpx.get(f"{fakehub.api_url}/repos/octo/demo", headers=headers).status_code == 401
+    authed = url.replace("://", f"://x-access-token:{token}@", 1)
+    assert subprocess.run(["git", "clone", "-q", authed, str(tmp_path / "c")], capture_output=True,
+                          env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin"}).returncode != 0
+
+
+def test_asking_for_more_than_the_installation_was_granted_is_refused(fakehub):
+    fakehub.create_repo("octo", "demo")
+    installation_id = fakehub.installation_id("octo/demo")
+
+    assert _mint(fakehub, installation_id, permissions={"administration": "write"}).status_code == 422
+    assert _mint(fakehub, installation_id, permissions={"metadata": "write"}).status_code == 422
+    assert _mint(fakehub, installation_id, repositories=["not-installed"]).status_code == 422
