@@ -6,19 +6,20 @@ import functools
 import ssl
 import threading
 from contextlib import asynccontextmanager, contextmanager
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import certifi
 import httpx
 from githubkit import GitHub
-from githubkit.auth import AppAuthStrategy
+from githubkit.auth import AppAuthStrategy, TokenAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
 from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed, RequestTimeout
 from githubkit.throttling import BaseThrottler
 from githubkit.typing import RetryOption
 
+from app.logs import get_logger
 from app.settings import Settings
 
 # Refresh an installation token this long before GitHub says it expires, so a clone or a long
@@ -218,6 +219,38 @@ class GitHubApp:
         data = response.json()
         return self._store(installation_id, data["token"], data["expires_at"])
 
+    @asynccontextmanager
+    async def repository_token(
+        self, installation_id: int, full_name: str, permissions: dict[str, str]
+    ) -> AsyncIterator[str]:
+        """A token for one repository with only `permissions`, revoked when the block ends.
+
+        For what leaves the app's hands (git, a run): a token minted with an empty body reaches every
+        repository of the installation with all its permissions; this one is never cached.
+        """
+        name = full_name.split("/", 1)[1]
+        response = await self.app_client.arequest(
+            "POST", f"/app/installations/{installation_id}/access_tokens",
+            json={"repositories": [name], "permissions": permissions},
+        )
+        token = response.json()["token"]
+        try:
+            yield token
+        finally:
+            await self.revoke_token(token)
+
+    async def revoke_token(self, token: str) -> None:
+        """`DELETE /installation/token`; a failure is logged, as the token lapses within the hour anyway."""
+        try:
+            await self._client(TokenAuthStrategy(token)).arequest("DELETE", "/installation/token")
+        except GitHubException as exc:
+            get_logger().warning("token_revoke_failed", error_type=type(exc).__name__)
+
+    @property
+    def git_origin(self) -> str:
+        """Where this GitHub serves git: github.com for api.github.com, the same host for GHES and fakes."""
+        return git_origin(self.base_url)
+
     def forget_token(self, installation_id: int) -> None:
         """Drop a cached token (after a 401, or when an installation is deleted)."""
         with self._lock:
@@ -235,6 +268,14 @@ class GitHubApp:
             response = self.app_client.request("GET", "/app")
             self._identity = _identity_from(response.json())
         return self._identity
+
+
+def git_origin(api_url: str) -> str:
+    """`scheme://host[:port]` that git URLs of the GitHub at `api_url` must start with."""
+    parts = httpx.URL(api_url)
+    host = parts.host[4:] if parts.host.startswith("api.") else parts.host
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
 
 
 def _identity_from(data: dict) -> AppIdentity:

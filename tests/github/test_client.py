@@ -113,3 +113,19 @@ def test_sync_callers_share_the_token_cache(fakehub):
     assert app.installation_token_sync(installation_id) == token
     assert app.identity_sync().bot_login == fakehub.bot_login
     assert len(_calls(fakehub, "POST", f"/app/installations/{installation_id}/access_tokens")) == 1
+
+
+async def test_a_repository_token_reaches_one_repository_and_is_revoked_after_use(fakehub):
+    fakehub.create_repo("octo", "demo", {"README.md": "hi\n"})
+    fakehub.create_repo("octo", "other", {"README.md": "other\n"})
+    installation_id = fakehub.installation_id("octo/demo")
+    app = _app(fakehub)
+
+    async with app.repository_token(installation_id, "octo/demo", {"contents": "read"}) as token:
+        issued = fakehub.state.tokens[token]
+        assert issued.repos == {"octo/demo"}
+        assert issued.permissions == {"contents": "read", "metadata": "read"}
+        assert issued.live
+
+    assert not issued.live, "revoked when the block ends"
+    assert token != await app.installation_token(installation_id), "never the cached installation token"
