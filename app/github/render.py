@@ -332,6 +332,7 @@ def check_run_output(task: Any, run: Any, stage: str | None = None) -> dict[str,
     """`output` for the check run: a title, a Markdown summary, and details in `text`."""
     status = getattr(task, "status", "queued")
     labels = dict(_stages_for(task))
+    reason = getattr(task, "status_reason", None) or (getattr(run, "error", None) if run is not None else None)
     if status in _ACTIVE:
         title = "Queued" if status == "queued" and stage in (None, "queued") else labels.get(stage or "", "Working")
     elif status == "succeeded":
@@ -340,10 +341,11 @@ def check_run_output(task: Any, run: Any, stage: str | None = None) -> dict[str,
         if getattr(task, "pr_number", None) is not None and getattr(task, "status_reason", None):
             title += f" ({_first_line(_neutral(task.status_reason), 100)})"
     else:
-        reason = getattr(task, "status_reason", None) or (getattr(run, "error", None) if run is not None else None)
         head = _TERMINAL_HEADLINES.get(status, status).split(" ", 1)[-1]
         title = f"{head}: {_first_line(_neutral(reason), 100)}" if reason else head
     summary = [f"**{title}**"]
+    if status in _TERMINAL_HEADLINES and status != "succeeded" and "\n" in (reason or "").strip():
+        summary.append(_neutral(reason, 4_000))  # the title holds one line; a list (files refused...) goes here
     if getattr(task, "instruction", ""):
         summary.append(_quote(task.instruction))
     meta = _details(task, run, None)

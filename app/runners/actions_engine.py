@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -21,8 +20,9 @@ from app.logs import get_logger
 from app.runners import actions, callback_tokens
 from app.runners import context as issue_context
 from app.runners.logsink import LogSink
-from app.runners.publish import Outcome, Workspace, publish
-from app.runners.workspace import clone
+from app.runners.private_repo import GitError, PrivateRepo
+from app.runners.publish import Outcome, publish
+from app.runners.source import RepositorySource
 from app.tasks.service import TaskService
 from app.tasks.states import Status, is_terminal
 
@@ -116,29 +116,24 @@ class RunEvents:
         await finish(self.runtime, self.tasks, report, run_id, outcome)
 
     async def _publish(self, task, run, report: Reporter, result, agent_result, secrets) -> Outcome:
-        token = await self.runtime.github.installation_token(task.installation_id)
-        secrets.append(token)
         repo_ctx = await issue_context.repo_context(report.gh, task, self.runtime.settings)
-        clone_url = repo_ctx.repository["clone_url"]
-        root = Path(tempfile.mkdtemp(prefix=f"draftsmith-actions-{run.id}-",
-                                     dir=self._workspaces()))
+        root = Path(tempfile.mkdtemp(prefix=f"draftsmith-actions-{run.id}-", dir=self._workspaces()))
         try:
-            path = root / "workspace"
+            source = RepositorySource(self.runtime.github, task.installation_id, task.repo_full_name,
+                                      repo_ctx.repository["clone_url"], PrivateRepo.create(root / "git"))
             branch = task.branch if task.pr_number and task.branch else task.base_branch
-            start_sha = await asyncio.to_thread(clone, clone_url, branch, token, path)
-            if result.patch:
-                # The patch was made against the dispatched base; a fresh clone has no agent in it, so plain
-                # `git apply` is safe here (unlike in an agent's workspace).
-                done = await asyncio.to_thread(
-                    subprocess.run, ["git", "-C", str(path), "apply", "--binary", "--whitespace=nowarn", "-"],
-                    input=result.patch.encode(), capture_output=True)
-                if done.returncode != 0:
-                    return Outcome(Status.NEEDS_ATTENTION, "the patch from the Actions run does not apply to "
-                                   f"`{branch}`: {done.stderr.decode(errors='replace')[:500]}")
+            head = await source.fetch(branch)
+            # The runner's patch was made against the dispatched commit; publish rebases if the branch moved.
+            start_sha = task.head_sha if task.head_sha and _has_commit(source.private, task.head_sha) else head
+            try:
+                snapshot = await asyncio.to_thread(source.private.apply_patch, start_sha, (result.patch or "").encode())
+            except GitError as exc:
+                return Outcome(Status.NEEDS_ATTENTION, f"the patch from the Actions run does not apply to `{branch}`: "
+                               f"{str(exc)[:500]}")
             with LogSink(self.runtime.engine, run.id, secrets=secrets) as sink:
                 return await publish(
                     engine=self.runtime.engine, tasks=self.tasks, report=report, task_id=task.id, run_id=run.id,
-                    workspace=Workspace(path, start_sha, clone_url, token), config=repo_ctx.config,
+                    source=source, start_sha=start_sha, take_snapshot=lambda: snapshot, config=repo_ctx.config,
                     agent_result=agent_result, log=lambda text: sink.write("system", text), secrets=secrets,
                     tests_passed=result.tests_passed, agent_seconds=result.usage.agent_seconds,
                 )
@@ -149,6 +144,14 @@ class RunEvents:
         directory = Path(self.runtime.settings.effective_workspace_dir)
         directory.mkdir(parents=True, exist_ok=True)
         return str(directory)
+
+
+def _has_commit(private: PrivateRepo, sha: str) -> bool:
+    try:
+        private.rev_parse(sha)
+    except GitError:
+        return False
+    return True
 
 
 async def finish(runtime, tasks: TaskService, report: Reporter, run_id: int, outcome: Outcome) -> None:

@@ -17,9 +17,10 @@ from app.github.report import Reporter, Stage
 from app.logs import get_logger
 from app.runners import context as issue_context
 from app.runners.logsink import LogSink
-from app.runners.publish import Outcome, Workspace, publish, save_artifact
+from app.runners.private_repo import PrivateRepo
+from app.runners.publish import Outcome, publish, save_artifact
 from app.runners.sandbox import SandboxSpec, select_sandbox
-from app.runners.workspace import clone
+from app.runners.source import RepositorySource
 from app.models import utcnow
 from app.tasks.service import TaskService
 from app.tasks.states import Status
@@ -184,13 +185,15 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
 
     # A follow-up on our PR works on the PR's branch; otherwise start from the base branch.
     work_branch = task.branch if task.pr_number and task.branch else base_branch
-    token = await runtime.github.installation_token(task.installation_id)
-    secrets.append(token)
-    sink.secrets.append(token)
+    # The run's private repo lives beside the workspace, never inside anything a sandbox sees: after the
+    # agent, every git command of the worker runs there, on the workspace's files as plain bytes.
     workspace, artifacts = root / "workspace", root / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
+    source = RepositorySource(runtime.github, task.installation_id, task.repo_full_name, repository["clone_url"],
+                              PrivateRepo.create(root / "git"))
     sink.write("system", f"cloning {task.repo_full_name}@{work_branch}")
-    start_sha = await asyncio.to_thread(clone, repository["clone_url"], work_branch, token, workspace)
+    start_sha = await source.fetch(work_branch)
+    await asyncio.to_thread(source.private.populate_workspace, workspace, work_branch, repository["clone_url"])
     tasks.update(task.id, base_branch=base_branch, base_sha=task.base_sha or start_sha, head_sha=start_sha)
 
     sandbox = select_sandbox(settings)
@@ -279,8 +282,8 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
         return result.exit_code == 0
 
     published = await publish(
-        engine=runtime.engine, tasks=tasks, report=report, task_id=task.id, run_id=run.id,
-        workspace=Workspace(workspace, start_sha, repository["clone_url"], token), config=config,
+        engine=runtime.engine, tasks=tasks, report=report, task_id=task.id, run_id=run.id, source=source,
+        start_sha=start_sha, take_snapshot=lambda: source.private.snapshot(workspace, start_sha), config=config,
         agent_result=agent_result, log=lambda text: sink.write("system", text), secrets=secrets,
         run_tests=run_tests, agent_seconds=agent_seconds,
     )

@@ -1,7 +1,7 @@
 """After the agent: commit its changes as the bot, open or update the draft PR, and conclude it.
 
-Shared by both engines: the sandbox pipeline calls it with the agent's workspace; the Actions engine calls
-it with a fresh clone that has the runner's patch applied. So users see the same thing either way.
+Shared by both engines: the sandbox pipeline snapshots the agent's workspace into the run's private repo;
+the Actions engine applies the runner's patch there. So users see the same thing either way.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from app.agents.base import AgentResult
 from app.db import session_scope
@@ -17,8 +16,8 @@ from app.github import gitdata
 from app.github.report import Reporter, Stage
 from app.logs import scrub
 from app.models import Artifact
-from app.runners.changes import ChangesRefused, RebaseConflict, collect_changes, rebase_changes
-from app.runners.workspace import fetch
+from app.runners.changes import ChangesRefused, RebaseConflict
+from app.runners.source import RepositorySource
 from app.tasks.service import TaskService
 from app.tasks.states import Status
 
@@ -33,14 +32,6 @@ class Outcome:
     tests_passed: bool | None = None
     agent_seconds: float | None = None
     exit_code: int | None = None
-
-
-@dataclass
-class Workspace:
-    path: Path
-    start_sha: str  # what the agent started from
-    clone_url: str
-    token: str
 
 
 def save_artifact(engine, run_id: int, kind: str, content: str | None, secrets: list[str]) -> None:
@@ -66,7 +57,9 @@ async def publish(
     report: Reporter,
     task_id: int,
     run_id: int,
-    workspace: Workspace,
+    source: RepositorySource,
+    start_sha: str,
+    take_snapshot: Callable[[], str],
     config,
     agent_result: AgentResult | None,
     log: Callable[[str], None],
@@ -81,9 +74,11 @@ async def publish(
     base_branch = task.base_branch
     outcome = Outcome(Status.SUCCEEDED, agent=agent_result, agent_seconds=agent_seconds, tests_passed=tests_passed)
 
+    private = source.private
     await report.stage(task, run, Stage.COMMIT)
     try:
-        changes = await asyncio.to_thread(collect_changes, workspace.path, workspace.start_sha)
+        snapshot = await asyncio.to_thread(take_snapshot)
+        changes = await asyncio.to_thread(private.changes, start_sha, snapshot)
     except ChangesRefused as exc:
         outcome.status, outcome.reason = Status.NEEDS_ATTENTION, str(exc)
         return outcome
@@ -93,22 +88,27 @@ async def publish(
         outcome.reason = "no changes"
         return outcome
 
-    parent = workspace.start_sha
+    parent = start_sha
     if not task.pr_number:
         head_now = await gitdata.branch_head(gh, owner, repo, base_branch)
-        if head_now and head_now != workspace.start_sha:
+        if head_now and head_now != start_sha:
             log(f"{base_branch} moved to {head_now[:7]} while the agent worked; rebasing")
-            # Fetch from the URL we know, never the workspace's `origin`: the agent could have repointed
-            # it at a server of its own, which would then receive the token.
-            await asyncio.to_thread(fetch, workspace.path, base_branch, workspace.token, workspace.clone_url)
+            parent = await source.fetch(base_branch)
             try:
-                changes = await asyncio.to_thread(rebase_changes, workspace.path, workspace.start_sha, head_now)
+                rebased = await asyncio.to_thread(private.rebase, snapshot, parent)
+                changes = await asyncio.to_thread(private.changes, parent, rebased)
             except RebaseConflict:
                 outcome.status = Status.NEEDS_ATTENTION
                 outcome.reason = (f"`{base_branch}` moved while the agent worked and its changes no longer apply "
                                   f"cleanly. Reply `{config.command_prefix} retry` to start again from the new head.")
                 return outcome
-            parent = head_now
+            except ChangesRefused as exc:
+                outcome.status, outcome.reason = Status.NEEDS_ATTENTION, str(exc)
+                return outcome
+            if not changes.files:  # the same change landed on the base meanwhile
+                await report.no_changes(task, run, agent_result.summary if agent_result else "")
+                outcome.reason = "no changes"
+                return outcome
 
     commit_sha = await gitdata.create_commit(gh, owner, repo, parent_sha=parent, changes=changes.files,
                                              message=commit_message(task, agent_result))
