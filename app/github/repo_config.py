@@ -36,6 +36,27 @@ _REPO_NAME = re.compile(r"^[A-Za-z0-9._-]+$")  # repository names may start with
 _BAD_REF = re.compile(r"(\.\.|[\s~^:?*\[\\]|@\{|//|^/|/$|^-|\.lock$|\.$)")
 
 
+class NetworkConfig(BaseModel):
+    """What a run's sandbox may reach besides the agent's model API: `network: off`, or hosts to allow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True  # `network: off`: no egress at all but the model endpoint
+    # Host entries the egress proxy understands (app.egress.policy.parse_allow_entry); bad ones are
+    # dropped one by one with an error naming their line (see _drop_bad_allow_entries).
+    allow: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _off_or_on(cls, value: Any) -> Any:
+        # YAML reads `off`/`no` as false and `on` as true.
+        if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "none", "false")):
+            return {"enabled": False}
+        if value is True or (isinstance(value, str) and value.strip().lower() in ("on", "true")):
+            return {}
+        return value
+
+
 class RepoConfig(BaseModel):
     """The effective configuration of one repository; every field has a default."""
 
@@ -57,6 +78,7 @@ class RepoConfig(BaseModel):
     on_busy: Literal["reply", "queue"] = "reply"
     command: str | None = None  # the shell line the `command` agent runs (contract key)
     requeue_dead_runs: bool | None = None  # None: the server's DRAFTSMITH_REQUEUE_DEAD_RUNS decides
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
     # Agent tuning read by the adapters in app/agents.
     allowed_tools: list[str] | None = None
     max_turns: int | None = Field(None, ge=1)
@@ -220,10 +242,31 @@ def _message(error: dict[str, Any]) -> str:
     return f"`{loc}`: {text}" if loc else text
 
 
+def _drop_bad_allow_entries(documents: list[_Document], data: dict[str, Any]) -> tuple[dict[str, Any], list[ConfigError]]:
+    """`network.allow` without its malformed entries, each reported on its line: the others still apply."""
+    from app.egress.policy import parse_allow_entry
+
+    network = data.get("network")
+    if not isinstance(network, Mapping) or not isinstance(network.get("allow"), list):
+        return data, []
+    kept, errors = [], []
+    for index, entry in enumerate(network["allow"]):
+        try:
+            if not isinstance(entry, str):
+                raise ValueError(f"{entry!r} is not a host name; quote it if it is one")
+            parse_allow_entry(entry)
+        except ValueError as exc:
+            path, line = _locate(documents, ("network", "allow", index), key=False)
+            errors.append(ConfigError(line, f"`network.allow`: {exc}; the other entries apply", path))
+        else:
+            kept.append(entry)
+    return {**data, "network": {**network, "allow": kept}}, errors
+
+
 def _validate(documents: list[_Document], data: dict[str, Any]) -> tuple[RepoConfig, list[ConfigError]]:
     """Validate merged data; drop each bad key (its default applies) and try again with the rest."""
     data = {key: value for key, value in data.items() if key != EXTENDS_KEY}
-    errors: list[ConfigError] = []
+    data, errors = _drop_bad_allow_entries(documents, data)
     for _ in range(len(data) + 1):
         try:
             return RepoConfig.model_validate(data), errors

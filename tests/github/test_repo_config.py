@@ -109,6 +109,25 @@ def test_bad_keys_fall_back_to_their_defaults_and_the_rest_still_applies():
     assert result.config.setup == []
 
 
+def test_network_allow_keeps_good_entries_and_names_the_line_of_each_bad_one():
+    text = ('agent: codex\nnetwork:\n  allow:\n    - pypi.org\n    - "https://files.example.org/simple"\n'
+            '    - "*.npmjs.org"\n    - 8080\n    - "*"\n')
+    result = parse_config(text)
+
+    assert result.config.network.allow == ["pypi.org", "*.npmjs.org"]
+    assert result.config.network.enabled
+    assert [error.line for error in result.errors] == [5, 7, 8]
+    assert all("`network.allow`" in error.message and "the other entries apply" in error.message
+               for error in result.errors)
+    assert "files.example.org" in result.errors[0].message
+
+
+@pytest.mark.parametrize("text", ["network: off\n", "network: false\n", "network: 'off'\n"])
+def test_network_off_turns_egress_off(text):
+    result = parse_config(text)
+    assert result.errors == [] and result.config.network.enabled is False
+
+
 def test_invalid_yaml_means_all_defaults():
     result = parse_config("agent: codex\nrunner: [\n")
     assert result.config == RepoConfig()
