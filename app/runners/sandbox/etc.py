@@ -65,12 +65,10 @@ def generated_files(uid: int, gid: int, extra_ca_pem: str | None) -> dict[str, s
     }
 
 
-def write_etc(directory: Path, *, uid: int, gid: int, extra_ca_pem: str | None) -> list[str]:
-    """Write the generated files under `directory` (mirroring /etc); returns their relative paths."""
-    files = generated_files(uid, gid, extra_ca_pem)
-    for relative, content in files.items():
+def write_etc(directory: Path, *, uid: int, gid: int, extra_ca_pem: str | None) -> None:
+    """Write the generated files under `directory`, laid out as they appear under /etc."""
+    for relative, content in generated_files(uid, gid, extra_ca_pem).items():
         _write(directory / relative, content)
-    return list(files)
 
 
 def write_ca_bundle(path: Path, extra_ca_pem: str | None) -> Path:
