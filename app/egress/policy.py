@@ -20,6 +20,10 @@ NOT_ALLOWED = "not in network.allow"
 NETWORK_OFF = "network: off in .github/draftsmith.yml; only the model API is reachable"
 _NEVER = "never reachable from a sandbox"
 
+_LOOPBACK_REFUSED = ("{addr} is loopback (this machine); only the operator can allow it, with an IP or CIDR entry "
+                     "naming the address")
+_PRIVATE_REFUSED = ("{addr} is in a private range; only the operator can allow it (a private range setting or an "
+                    "IP or CIDR entry)")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _EXAMPLE = "for example 'pypi.org', '*.npmjs.org' or 'registry.example.org:8443'"
 
@@ -170,7 +174,20 @@ class EgressPolicy:
         by_address = any(e.network is not None and e.allows_port(port) for e in self.operator_entries)
         if literal is None and not self.network_off and by_address:
             return Decision(True, "allowed for now: an IP or CIDR entry may cover the address it resolves to")
+        if literal is not None and not self.network_off and (local := self._local_refusal(literal, port)):
+            return Decision(False, local)  # say why listing it would not help either
         return Decision(False, NETWORK_OFF if self.network_off else NOT_ALLOWED)
+
+    def _local_refusal(self, addr: IPAddress, port: int) -> str | None:
+        """Why a repository could never allow this address (loopback, private, always refused), or None."""
+        addr = _normal_address(addr)
+        if refusal := self._always_refused(addr, port):
+            return refusal
+        if any(addr in net for net in _LOOPBACK):
+            return _LOOPBACK_REFUSED.format(addr=addr)
+        if any(addr in net for net in _PRIVATE) and not any(addr in net for net in self.private_allowed):
+            return _PRIVATE_REFUSED.format(addr=addr)
+        return None
 
     def check_address(self, host: str, port: int, address: str) -> Decision:
         """Stage 2, for each address `host` resolved to (or the literal itself): may we connect to it?"""
@@ -188,16 +205,14 @@ class EgressPolicy:
         unlocking = next((g for g in grants if g.unlocks_local), None)
         if any(addr in net for net in _LOOPBACK):
             if unlocking is None:
-                return Decision(False, f"{addr} is loopback (this machine); only the operator can allow it, "
-                                       "with an IP or CIDR entry naming the address")
+                return Decision(False, _LOOPBACK_REFUSED.format(addr=addr))
             return Decision(True, f"allowed by {unlocking.rule}", unlocking.rule)
         if any(addr in net for net in _PRIVATE):
             if unlocking is not None:
                 return Decision(True, f"allowed by {unlocking.rule}", unlocking.rule)
             unlocked = next((net for net in self.private_allowed if addr in net), None)
             if unlocked is None:
-                return Decision(False, f"{addr} is in a private range; only the operator can allow it "
-                                       "(a private range setting or an IP or CIDR entry)")
+                return Decision(False, _PRIVATE_REFUSED.format(addr=addr))
             return Decision(True, f"allowed by {grants[0].rule} (private range {unlocked} is allowed)",
                             grants[0].rule)
         return Decision(True, f"allowed by {grants[0].rule}", grants[0].rule)

@@ -543,3 +543,11 @@ def test_the_allow_hint_is_the_config_line_that_would_allow_the_host(host, port,
     assert allow_hint(host, port) == hint
     address = host if ip_literal(host) else PUBLIC
     assert decide(EgressPolicy(repository_entries=(hint.split('"')[1],)), host, port, address).allowed
+
+
+@pytest.mark.parametrize("host, words", [
+    ("127.0.0.1", "loopback"), ("10.1.2.3", "private range"), ("169.254.169.254", "link-local"),
+])
+def test_an_unlisted_local_literal_says_why_listing_it_would_not_help(host, words):
+    decision = EgressPolicy().check_host(host, 6379)
+    assert not decision.allowed and words in decision.reason and decision.reason != NOT_ALLOWED
