@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,6 +63,17 @@ class Settings(BaseSettings):
     docker_image: str | None = Field(
         None, validation_alias=AliasChoices("DRAFTSMITH_DOCKER_IMAGE", "docker_image")
     )
+    # Hosts every sandbox may reach besides the model API and the repository's network.allow, in the same
+    # syntax; IP and CIDR entries here may name loopback or private addresses (a local registry mirror).
+    egress_allow: str = Field("", validation_alias=AliasChoices("DRAFTSMITH_EGRESS_ALLOW", "egress_allow"))
+    # Private ranges (CIDRs) that allowed names may resolve to, e.g. an internal package index.
+    egress_private_ranges: str = Field(
+        "", validation_alias=AliasChoices("DRAFTSMITH_EGRESS_PRIVATE_RANGES", "egress_private_ranges")
+    )
+    # A PEM file of CA certificates sandboxes trust besides the system's (a TLS-inspecting proxy, a private CA).
+    sandbox_ca_file: Path | None = Field(
+        None, validation_alias=AliasChoices("DRAFTSMITH_SANDBOX_CA_FILE", "sandbox_ca_file")
+    )
     workspace_dir: Path | None = Field(
         None, validation_alias=AliasChoices("DRAFTSMITH_WORKSPACE_DIR", "workspace_dir")
     )
@@ -93,6 +106,30 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         15.0, validation_alias=AliasChoices("DRAFTSMITH_SWEEP_INTERVAL", "sweep_interval_seconds")
     )
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress_entries(cls, value: str) -> str:
+        from app.egress.policy import parse_allow_entry
+
+        for entry in _words(value):
+            parse_allow_entry(entry)  # a bad entry stops start-up with the parser's message
+        return value
+
+    @field_validator("egress_private_ranges")
+    @classmethod
+    def _private_ranges(cls, value: str) -> str:
+        for entry in _words(value):
+            ipaddress.ip_network(entry)
+        return value
+
+    @property
+    def egress_allow_entries(self) -> list[str]:
+        return _words(self.egress_allow)
+
+    @property
+    def egress_private_networks(self) -> list[str]:
+        return _words(self.egress_private_ranges)
 
     @property
     def effective_database_url(self) -> str:
@@ -151,6 +188,11 @@ class Settings(BaseSettings):
             # As written in the URL too, where it may be percent-encoded.
             values += sorted({self.redis_password, quote(self.redis_password, safe="")})
         return values
+
+
+def _words(value: str) -> list[str]:
+    """A list setting written as one environment variable: comma- or space-separated."""
+    return [word for word in re.split(r"[,\s]+", value or "") if word]
 
 
 def load_settings(env_file: Path | None = None, **overrides) -> Settings:

@@ -292,8 +292,52 @@ def _outcome(task: Any, run: Any) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class Blocked:
+    """A host the sandbox's egress proxy refused, `count` times; `allowable` when network.allow could allow it."""
+
+    host: str
+    port: int
+    count: int
+    reason: str
+    allowable: bool = True
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def entry(self) -> str:
+        """How network.allow would spell it: the bare host for web ports."""
+        return (f"[{self.host}]" if ":" in self.host else self.host) if self.port in (80, 443) else self.authority
+
+
+NOT_ISOLATED = ("⚠️ **Not isolated**: this server runs agents with `DRAFTSMITH_SANDBOX=unsafe-local`, so the agent "
+                "could reach the network and the app's own files, database and secrets.")
+
+
+def network_section(blocked: Sequence[Blocked], isolated: bool = True) -> str:
+    """What the sandbox refused, and the config line that would allow it (as GitHub's agent firewall says)."""
+    parts = [] if isolated else [NOT_ISOLATED]
+    if blocked:
+        lines = ["**Blocked network access**: the sandbox refused these connections."]
+        lines += [f"- `{b.authority}`{f' ×{b.count}' if b.count > 1 else ''}: {_neutral(b.reason, 200)}"
+                  for b in blocked[:20]]
+        if len(blocked) > 20:
+            lines.append(f"- and {len(blocked) - 20} more (see the run's log)")
+        entries = list(dict.fromkeys(b.entry for b in blocked if b.allowable))
+        if entries:
+            listed = ", ".join(f'"{e}"' for e in entries[:10])
+            lines.append(f"\nTo allow them, add to `.github/draftsmith.yml` on the default branch: "
+                         f"`network: {{allow: [{listed}]}}`")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
 def progress_comment(
-    task: Any, run: Any, stage: str | None = None, *, task_url: str | None = None, prefix: str = "/agent"
+    task: Any, run: Any, stage: str | None = None, *, task_url: str | None = None, prefix: str = "/agent",
+    blocked: Sequence[Blocked] = (), isolated: bool = True,
 ) -> str:
     """The one progress comment of a task: checklist, current state, and what the user can do next."""
     status = getattr(task, "status", "queued")
@@ -309,6 +353,9 @@ def progress_comment(
     outcome = _outcome(task, run)
     if outcome:
         parts.append(outcome)
+    network = network_section(blocked, isolated)
+    if network:
+        parts.append(network)
     details = _details(task, run, task_url)
     if details:
         parts.append(details)
@@ -328,7 +375,8 @@ def _hint(task: Any, prefix: str) -> str:
 # --- check run ------------------------------------------------------------------------------------
 
 
-def check_run_output(task: Any, run: Any, stage: str | None = None) -> dict[str, str]:
+def check_run_output(task: Any, run: Any, stage: str | None = None, *, blocked: Sequence[Blocked] = (),
+                     isolated: bool = True) -> dict[str, str]:
     """`output` for the check run: a title, a Markdown summary, and details in `text`."""
     status = getattr(task, "status", "queued")
     labels = dict(_stages_for(task))
@@ -354,6 +402,9 @@ def check_run_output(task: Any, run: Any, stage: str | None = None) -> dict[str,
     usage = Usage.of(run).lines()
     if usage:
         summary.append("\n".join(f"- {line}" for line in usage))
+    network = network_section(blocked, isolated)
+    if network:
+        summary.append(network)
     text_parts = [checklist(task, run, stage)]
     tests_passed = getattr(run, "tests_passed", None) if run is not None else None
     if tests_passed is not None:

@@ -51,6 +51,9 @@ class Reporter:
         self.link_secret = link_secret
         # Where the run was last seen, so a failure's checklist shows the step that failed.
         self.last_stage: Stage | None = None
+        # Set by the run as it goes: hosts its sandbox's egress proxy refused, and whether it was isolated.
+        self.blocked: list[render.Blocked] = []
+        self.isolated = True
 
     @classmethod
     def for_runtime(cls, runtime, gh, tasks: TaskService, identity) -> Reporter:
@@ -132,7 +135,8 @@ class Reporter:
         owner, repo = self._split(task)
         if task.status in ("queued", "running"):
             self.last_stage = stage
-        body = render.progress_comment(task, run, stage.value, task_url=self.task_url(task))
+        body = render.progress_comment(task, run, stage.value, task_url=self.task_url(task), blocked=self.blocked,
+                                       isolated=self.isolated)
         if task.progress_comment_id is not None:
             try:
                 await self.gh.rest.issues.async_update_comment(owner, repo, task.progress_comment_id,
@@ -150,11 +154,15 @@ class Reporter:
         if task.check_run_id is None:
             return
         owner, repo = self._split(task)
-        data = {"status": "in_progress", "output": render.check_run_output(task, run, stage=stage.value),
+        data = {"status": "in_progress", "output": self._check_output(task, run, stage),
                 "actions": [CANCEL_ACTION]}
         if stage is Stage.WORKSPACE and run.started_at is not None:
             data["started_at"] = run.started_at.isoformat()
         await self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data=data)
+
+    def _check_output(self, task: Task, run: Run, stage: Stage | None = None) -> dict[str, str]:
+        return render.check_run_output(task, run, stage=stage.value if stage else None, blocked=self.blocked,
+                                       isolated=self.isolated)
 
     async def requeued(self, task: Task, run: Run) -> None:
         task = await self.progress(task, run, Stage.QUEUED)
@@ -178,7 +186,7 @@ class Reporter:
             elif status is Status.SUCCEEDED and run.tests_passed is False:
                 conclusion = "failure"  # a draft PR whose tests fail: show red, the title says why
             data = {"status": "completed", "conclusion": conclusion,
-                    "output": render.check_run_output(task, run, stage=stage.value)}
+                    "output": self._check_output(task, run, stage)}
             if status in (Status.FAILED, Status.TIMED_OUT, Status.CANCELLED, Status.NEEDS_ATTENTION):
                 data["actions"] = [RETRY_ACTION]
             else:

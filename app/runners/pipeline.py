@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ from app.github.report import Reporter, Stage
 from app.logs import get_logger
 from app.runners import context as issue_context
 from app.runners.logsink import LogSink
+from app.runners.network import RunNetwork, build_policy, model_endpoints
 from app.runners.private_repo import PrivateRepo
 from app.runners.publish import Outcome, publish, save_artifact
 from app.runners.sandbox import SandboxSpec, select_sandbox
@@ -110,9 +112,9 @@ async def execute_run(runtime, run_id: int) -> None:
     workspace_root = Path(runtime.settings.effective_workspace_dir).absolute() / f"run-{run.id}"
     outcome = Outcome(Status.FAILED, "the run ended unexpectedly")
     try:
-        with Heartbeat(tasks, run.id) as heartbeat:
+        with Heartbeat(tasks, run.id) as heartbeat, contextlib.ExitStack() as stack:
             outcome = await _run(runtime, tasks, report, task.id, run.id, sink, secrets, workspace_root,
-                                 heartbeat.cancel, log)
+                                 heartbeat.cancel, log, stack)
     except RunStopped as stop:
         reason = stop.reason
         if stop.status is Status.CANCELLED:  # say who cancelled and from where, as request_cancel recorded
@@ -164,7 +166,7 @@ def start_successor(runtime, tasks: TaskService, task) -> None:
 
 
 async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_id: int, sink: LogSink,
-               secrets: list[str], root: Path, cancel: threading.Event, log) -> Outcome:
+               secrets: list[str], root: Path, cancel: threading.Event, log, stack: contextlib.ExitStack) -> Outcome:
     settings = runtime.settings
     task, run = tasks.get(task_id), tasks.get_run(run_id)
     owner, repo = task.repo_full_name.split("/", 1)
@@ -197,6 +199,14 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
     tasks.update(task.id, base_branch=base_branch, base_sha=task.base_sha or start_sha, head_sha=start_sha)
 
     sandbox = select_sandbox(settings)
+    report.isolated = sandbox.isolated
+    # Setup, agent and tests reach nothing but what this run's proxy allows: the model API, the
+    # repository's network.allow and the operator's DRAFTSMITH_EGRESS_ALLOW.
+    endpoints = model_endpoints(agent.required_credentials(task.model or config.model), credentials)
+    network = stack.enter_context(RunNetwork(
+        root / "egress", build_policy(settings, config.network, endpoints, runtime.redis_url),
+        log=lambda text: sink.write("system", text), resolve=runtime.services.get("egress_resolver")))
+    extra_ca = settings.sandbox_ca_file.read_text() if settings.sandbox_ca_file else None
     limit_text = repo_ctx.time_limit_text
     deadline = asyncio.get_running_loop().time() + repo_ctx.time_limit_seconds
 
@@ -210,8 +220,10 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
         spec = SandboxSpec(
             argv=list(argv), env=dict(env or {}), workspace=workspace, extra_ro_binds=list(binds),
             writable_binds=[artifacts], timeout_s=remaining(), workspace_readonly=not writable,
+            egress=network.egress, extra_ca_pem=extra_ca,
         )
         result = await asyncio.to_thread(sandbox.run, spec, on_output=on_output, cancel=cancel)
+        report.blocked = network.blocked()
         if result.cancelled:
             raise RunStopped(Status.CANCELLED, "cancelled on request")
         if result.timed_out:
@@ -251,8 +263,10 @@ async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_
         argv=invocation.argv, env=invocation.env, workspace=workspace,
         extra_ro_binds=_binds_for(binary) if os.path.isabs(binary) else [], writable_binds=[artifacts],
         timeout_s=remaining(), workspace_readonly=not invocation.workspace_writable, stdin=invocation.stdin,
+        egress=network.egress, extra_ca_pem=extra_ca,
     )
     agent_result_raw = await asyncio.to_thread(sandbox.run, spec, on_output=capture, cancel=cancel)
+    report.blocked = network.blocked()
     if agent_result_raw.cancelled:
         raise RunStopped(Status.CANCELLED, "cancelled on request")
     if agent_result_raw.timed_out:

@@ -73,6 +73,10 @@ def test_mini_swe_agent_fixes_the_issue_in_the_sandbox_and_opens_a_ready_pr(
     assert pr.pull.draft is False and pr.pull.head_ref == task.branch
     assert "Fixed the typo in README.md" in pr.body
 
+    # And its model traffic went through the run's egress proxy (the sandbox has no other way out)
+    host_port = fake_llm.base_url.split("://", 1)[1].split("/", 1)[0]
+    assert f"network: connected to {host_port}" in [line.text for line in scene.logs(run.id)]
+
     # And the scripted model was asked about this issue, through the stored base URL
     first_prompt = "\n".join(str(m.get("content")) for m in fake_llm.requests[0]["messages"])
     assert "The README says tpyo where it means typo." in first_prompt

@@ -202,6 +202,28 @@ def test_check_run_summary_lists_the_files_that_cannot_be_committed():
     assert "- `.Git/config`: has a name git refuses to commit\n- `big.bin`: is a 3.0 MB binary" in output["summary"]
 
 
+def test_blocked_hosts_are_listed_with_counts_and_the_line_that_would_allow_them():
+    blocked = [render.Blocked("127.0.0.1", 6379, 2, "one of Draftsmith's own services", allowable=False),
+               render.Blocked("pypi.org", 443, 1, "not in network.allow"),
+               render.Blocked("registry.example.org", 8443, 3, "not in network.allow")]
+    task = make_task(status="succeeded", pr_number=9)
+
+    body = render.progress_comment(task, make_run(), blocked=blocked)
+    summary = render.check_run_output(task, make_run(), blocked=blocked)["summary"]
+
+    for text in (body, summary):
+        assert "- `127.0.0.1:6379` ×2: one of Draftsmith's own services" in text
+        assert "- `pypi.org:443`: not in network.allow" in text
+        assert '`network: {allow: ["pypi.org", "registry.example.org:8443"]}`' in text
+    assert "Blocked network access" not in render.progress_comment(task, make_run())
+
+
+def test_a_run_without_isolation_says_so_where_people_look():
+    task = make_task(status="running")
+    assert "**Not isolated**" in render.progress_comment(task, make_run(), "agent", isolated=False)
+    assert "unsafe-local" in render.check_run_output(task, make_run(), "agent", isolated=False)["summary"]
+
+
 def test_check_run_output_without_changes():
     assert render.check_run_output(make_task(status="succeeded"), make_run())["title"] == "No changes"
 
