@@ -75,7 +75,7 @@ class RunNetwork:
 
     def __init__(self, directory: Path, policy: EgressPolicy, log: Callable[[str], None], *, resolve=None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        directory.chmod(0o755)  # the sandbox's throwaway uid must reach the socket inside
+        directory.chmod(0o700)  # the sandbox hands it to the run's uid; nobody else on the host uses the proxy
         self.policy = policy
         self._log = log
         self._reached: set[str] = set()

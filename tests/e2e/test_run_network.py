@@ -169,3 +169,25 @@ def test_an_unisolated_run_says_so_in_its_log_and_check_run(fakehub, make_drafts
     assert "**Not isolated**" in check.output["summary"] and "unsafe-local" in check.output["summary"]
     [progress] = scene.bot_comments(number)
     assert "**Not isolated**" in progress.body
+
+
+def test_a_malformed_network_allow_entry_gets_a_comment_naming_its_line_and_the_rest_apply(fakehub, make_draftsmith):
+    app = make_draftsmith(fakehub.env())
+    fakehub.webhook_url = app.webhook_url
+    app.runtime.services["egress_resolver"] = lambda host, port: []  # offline: every name resolves to nothing
+    scene = Scene(fakehub, app)
+    # Through the proxy, an allowed name that does not resolve is a 502; a name not allowed is a 403.
+    probe = ("for h in pypi.org other.example; do curl -s -o /dev/null -w \"$h %{http_code}\\n\" "
+             "-x $HTTP_PROXY http://$h/ >> status.txt; done")
+    scene.repo(command_config(probe) + 'network:\n  allow:\n    - pypi.org\n    - "https://bad.example/simple"\n')
+    number = fakehub.open_issue(REPO, "Check the network")
+
+    fakehub.assign(REPO, number, scene.bot)
+    [task] = scene.wait_settled()
+
+    [error_comment] = [c for c in scene.bot_comments(number) if "draftsmith.yml" in c.body and "line 6" in c.body]
+    assert "network.allow" in error_comment.body and "bad.example" in error_comment.body
+    assert task.status == "succeeded", task.status_reason
+    status = subprocess.run(["git", "--git-dir", fakehub.repo(REPO).git_dir, "show", f"{task.branch}:status.txt"],
+                            capture_output=True, text=True, check=True).stdout
+    assert status.split("\n")[:2] == ["pypi.org 502", "other.example 403"], "the good entry still applies"
