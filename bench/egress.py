@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import signal
 import socket
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -134,6 +137,36 @@ def summary(times: list[float]) -> tuple[float, float]:
     return statistics.median(times) * 1000, cuts[8] * 1000
 
 
+@contextlib.contextmanager
+def relay(socket_path: str, upstream_port: int):
+    """The sandbox's relay (app/runners/sandbox/relay.py) with one forward to the upstream; yields its port."""
+    proxy_port, forward = free_port(), free_port()
+    script = ROOT / "app" / "runners" / "sandbox" / "relay.py"
+    argv = [sys.executable, "-I", "-S", str(script), socket_path, str(proxy_port),
+            f"{forward}:127.0.0.1:{upstream_port}", "--", "sleep", "600"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # the listeners are bound before `sleep` starts; wait for them
+            try:
+                socket.create_connection(("127.0.0.1", forward), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        yield forward
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per measurement")
@@ -171,16 +204,24 @@ def main() -> None:
         with tunnel(path, "127.0.0.1", port) as sock:
             rows.append(("proxy, many requests in one kept tunnel", time_each(n, kept(sock, by_address)),
                          "direct, one kept connection"))
+        # The whole path a sandboxed CLI takes to a loopback model URL: the in-sandbox relay's forward
+        # (TCP), the unix socket, the proxy, the upstream. Outside a sandbox here; loopback costs the same.
+        with relay(path, port) as forward:
+            rows.append(("relay forward + proxy, new connection per request",
+                         time_each(n, fresh(lambda: tcp(forward), by_address)), "direct, new connection per request"))
+            with tcp(forward) as sock:
+                rows.append(("relay forward + proxy, one kept connection", time_each(n, kept(sock, by_address)),
+                             "direct, one kept connection"))
         proxy_parent.send(True)
         proxy.join(10)
     upstream.terminate()
 
     medians = {name: summary(times)[0] for name, times, _ in rows}
-    print(f"\n{'':46} {'p50 ms':>8} {'p90 ms':>8} {'added p50':>10}")
+    print(f"\n{'':52} {'p50 ms':>8} {'p90 ms':>8} {'added p50':>10}")
     for name, times, baseline in rows:
         p50, p90 = summary(times)
         added = f"{p50 - medians[baseline]:+.3f}" if baseline else ""
-        print(f"{name:46} {p50:8.3f} {p90:8.3f} {added:>10}")
+        print(f"{name:52} {p50:8.3f} {p90:8.3f} {added:>10}")
     print("\ntarget: the proxy adds < 2 ms p50 to a model request on loopback")
 
 
