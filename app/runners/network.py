@@ -35,24 +35,22 @@ def model_endpoints(required_keys: list[str], credentials: dict[str, str]) -> li
 
 def protected_addresses(settings, redis_url: str | None) -> frozenset[tuple[str, int]]:
     """The app's own listening addresses (web, Redis, database): never reachable, whatever anyone allows."""
-    pairs = {(settings.host, settings.port)}
+    listening = [(settings.host, settings.port)]
     for url in (redis_url, settings.database_url):
         parts = urlsplit(url or "")
         if parts.hostname and parts.port:
-            pairs |= {(address, parts.port) for address in _addresses(parts.hostname)}
-    return frozenset((_ip(host), port) for host, port in pairs if _ip(host))
+            listening.append((parts.hostname, parts.port))
+    return frozenset((address, port) for host, port in listening for address in _addresses(host))
 
 
 def _addresses(host: str) -> set[str]:
+    """Every address `host` names; 0.0.0.0 and :: stay as they are (the policy reads them as 'all')."""
+    if host in ("0.0.0.0", "::"):
+        return {host}
     try:
         return {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
     except OSError:
         return set()
-
-
-def _ip(host: str) -> str:
-    addresses = sorted(_addresses(host)) if host not in ("0.0.0.0", "::") else [host]
-    return addresses[0] if addresses else ""
 
 
 def build_policy(settings, network, endpoints: list[Endpoint], redis_url: str | None) -> EgressPolicy:
