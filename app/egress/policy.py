@@ -220,7 +220,7 @@ class EgressPolicy:
     def _grants(self, host: str, port: int, address: IPAddress | None) -> list[_Grant]:
         """What covers (host, port), and, given `address`, (address, port): model endpoints first."""
         grants = [
-            _Grant(f"model endpoint {_authority(e.host, e.port)}", e.operator_set)
+            _Grant(f"model endpoint {authority(e.host, e.port)}", e.operator_set)
             for e in self.model_endpoints
             if e.port == port and e.host == host
         ]
@@ -245,7 +245,7 @@ class EgressPolicy:
             return f"{addr} is a cloud metadata address; {_NEVER}"
         for ip, protected_port in self.protected:
             if protected_port == port and (ip == str(addr) or ip in ("0.0.0.0", "::")):
-                return f"{_authority(str(addr), port)} is one of Draftsmith's own services; {_NEVER}"
+                return f"{authority(str(addr), port)} is one of Draftsmith's own services; {_NEVER}"
         return None
 
 
@@ -358,7 +358,8 @@ def _port(text: str, where: str) -> int:
     return int(text)
 
 
-def _authority(host: str, port: int | None) -> str:
+def authority(host: str, port: int | None = None) -> str:
+    """`host:port` as people write it: IPv6 hosts in brackets."""
     shown = f"[{host}]" if ":" in host else host
     return shown if port is None else f"{shown}:{port}"
 
@@ -448,13 +449,18 @@ def _parse_cidr(entry: str) -> AllowEntry:
 
 
 def _entry_text(host: str, ports: frozenset[int]) -> str:
-    return _authority(host, None) if ports == WEB_PORTS else _authority(host, next(iter(ports)))
+    return authority(host, None) if ports == WEB_PORTS else authority(host, next(iter(ports)))
 
 
-def allow_hint(host: str, port: int) -> str:
-    """The `.github/draftsmith.yml` line that would allow (host, port), e.g. `network: {allow: ["pypi.org"]}`."""
+def allow_entry(host: str, port: int) -> str:
+    """The `network.allow` entry for (host, port): the bare host for web ports."""
     try:
         host = normalise_host(host)
     except ValueError:
         host = host.lower()
-    return f'network: {{allow: ["{_authority(host, None if port in WEB_PORTS else port)}"]}}'
+    return authority(host, None if port in WEB_PORTS else port)
+
+
+def allow_hint(host: str, port: int) -> str:
+    """The `.github/draftsmith.yml` line that would allow (host, port), e.g. `network: {allow: ["pypi.org"]}`."""
+    return f'network: {{allow: ["{allow_entry(host, port)}"]}}'

@@ -19,7 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.egress.policy import NOT_ALLOWED, EgressPolicy, allow_hint, ip_literal, normalise_host, split_host_port
+from app.egress.policy import (
+    NOT_ALLOWED,
+    EgressPolicy,
+    allow_hint,
+    authority,
+    ip_literal,
+    normalise_host,
+    split_host_port,
+)
 from app.logs import get_logger
 
 HEAD_LIMIT = 64 * 1024
@@ -160,8 +168,7 @@ def response(status: int, text: str, *, blocked: bool = False) -> bytes:
 
 def refusal_text(host: str, port: int, reason: str) -> str:
     """What an agent reads when refused: the reason and, when listing the host would help, the line to add."""
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    text = f"Draftsmith blocked egress to {target}: {reason}\n"
+    text = f"Draftsmith blocked egress to {authority(host, port)}: {reason}\n"
     if reason == NOT_ALLOWED:
         text += f"To allow it, add to .github/draftsmith.yml on the default branch: {allow_hint(host, port)}\n"
     return text

@@ -132,7 +132,6 @@ def required_permission(template: str, method: str) -> tuple[str, str] | None:
     level = "read" if method.upper() in ("GET", "HEAD") else "write"
     for prefix, name in _ROUTE_PERMISSIONS:
         if template.startswith(prefix):
-            # Issue routes serve pull requests too (they share numbers); either permission will do there.
             return (name, level)
     return None
 
@@ -143,7 +142,7 @@ def token_permits(token: Token, template: str, method: str) -> bool:
         return True
     name, level = needed
     held = _LEVELS.get(token.permissions.get(name, ""), 0)
-    if name == "issues":
+    if name == "issues":  # issue routes serve pull requests too (they share numbers): either will do
         held = max(held, _LEVELS.get(token.permissions.get("pull_requests", ""), 0))
     return held >= _LEVELS[level]
 

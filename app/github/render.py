@@ -294,23 +294,13 @@ def _outcome(task: Any, run: Any) -> str:
 
 @dataclass(frozen=True)
 class Blocked:
-    """A host the sandbox's egress proxy refused, `count` times; `allowable` when network.allow could allow it."""
+    """A host the sandbox's egress proxy refused, `count` times; `entry` is the network.allow entry that
+    would allow it, None when only the operator could."""
 
-    host: str
-    port: int
+    authority: str  # host:port
     count: int
     reason: str
-    allowable: bool = True
-
-    @property
-    def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @property
-    def entry(self) -> str:
-        """How network.allow would spell it: the bare host for web ports."""
-        return (f"[{self.host}]" if ":" in self.host else self.host) if self.port in (80, 443) else self.authority
+    entry: str | None = None
 
 
 NOT_ISOLATED = ("⚠️ **Not isolated**: this server runs agents with `DRAFTSMITH_SANDBOX=unsafe-local`, so the agent "
@@ -326,7 +316,7 @@ def network_section(blocked: Sequence[Blocked], isolated: bool = True) -> str:
                   for b in blocked[:20]]
         if len(blocked) > 20:
             lines.append(f"- and {len(blocked) - 20} more (see the run's log)")
-        entries = list(dict.fromkeys(b.entry for b in blocked if b.allowable))
+        entries = list(dict.fromkeys(b.entry for b in blocked if b.entry))
         if entries:
             listed = ", ".join(f'"{e}"' for e in entries[:10])
             lines.append(f"\nTo allow them, add to `.github/draftsmith.yml` on the default branch: "

@@ -56,6 +56,7 @@ _DOTGITMODULES = re.compile(r"(?:\.gitmodules|gitmod~[1-4])[. ]*(?::.*)?", re.IG
 # HFS+ ignores these code points, so `.g\u200cit` is `.git` there; git's fsck (which GitHub runs) refuses it.
 _HFS_IGNORABLE = dict.fromkeys([*range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
 NAME_REFUSED = "has a name git refuses to commit: it would be read as the repository's own .git"
+NESTED_REPOSITORY = "is a nested git repository (submodule); commit its files instead"
 
 
 def git_refuses(path: str, mode: str = "100644") -> bool:

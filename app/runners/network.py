@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.agents.base import BASE_URL_VARS
-from app.egress.policy import NOT_ALLOWED, EgressPolicy, Endpoint
+from app.egress.policy import NOT_ALLOWED, EgressPolicy, Endpoint, allow_entry, authority
 from app.egress.proxy import EgressEvent, EgressProxy
 from app.github.render import Blocked
 from app.runners.sandbox import Egress, Forward
@@ -103,7 +103,7 @@ class RunNetwork:
         return Egress(socket_path=self.proxy.socket_path, forwards=list(unique.values()))
 
     def _event(self, event: EgressEvent) -> None:
-        where = _authority(event.host, event.port)
+        where = authority(event.host, event.port)
         if not event.allowed:
             self._log(f"network: blocked {where}: {event.reason}")
         elif where not in self._reached:  # once per host: what the run used, without a line per request
@@ -111,13 +111,12 @@ class RunNetwork:
             self._log(f"network: connected to {where}")
 
     def blocked(self) -> list[Blocked]:
-        return [Blocked(b.host, b.port, b.count, b.reason, allowable=b.reason == NOT_ALLOWED)
+        """For the run's summary; an entry to suggest only where listing the host would allow it."""
+        return [Blocked(authority(b.host, b.port), b.count, b.reason,
+                        allow_entry(b.host, b.port) if b.reason == NOT_ALLOWED else None)
                 for b in self.proxy.blocked()]
 
 
 def _is_loopback_name(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
-
-def _authority(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

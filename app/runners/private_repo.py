@@ -21,6 +21,7 @@ from app.runners.changes import (
     DEFAULT_MAX_BINARY_BYTES,
     FILE_MODES,
     GITHUB_MAX_FILE_BYTES,
+    NESTED_REPOSITORY,
     Changes,
     ChangesRefused,
     FileChange,
@@ -223,7 +224,7 @@ class PrivateRepo:
             if status == "D":
                 files.append(FileChange(path, "100644", None))
             elif mode not in FILE_MODES:
-                problems.append((path, "is a nested git repository (submodule); commit its files instead"))
+                problems.append((path, NESTED_REPOSITORY))
             elif problem := content_problem(blobs[sha], max_file_bytes, max_binary_bytes):
                 problems.append((path, problem))
             else:

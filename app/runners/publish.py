@@ -16,7 +16,7 @@ from app.github import gitdata
 from app.github.report import Reporter, Stage
 from app.logs import scrub
 from app.models import Artifact
-from app.runners.changes import ChangesRefused, RebaseConflict
+from app.runners.changes import Changes, ChangesRefused, RebaseConflict
 from app.runners.source import RepositorySource
 from app.tasks.service import TaskService
 from app.tasks.states import Status
@@ -50,6 +50,29 @@ def commit_message(task, result: AgentResult | None) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+async def _changes_to_commit(gh, task, source: RepositorySource, start_sha: str, take_snapshot: Callable[[], str],
+                             log: Callable[[str], None], save_diff: Callable[[str], None]) -> tuple[str, Changes]:
+    """(parent, changes): the snapshot's changes, rebased onto the base branch if it moved meanwhile.
+
+    Raises ChangesRefused or RebaseConflict. Empty changes (also after a rebase: the same change may have
+    landed on the base) mean there is nothing to commit.
+    """
+    private = source.private
+    snapshot = await asyncio.to_thread(take_snapshot)
+    changes = await asyncio.to_thread(private.changes, start_sha, snapshot)
+    save_diff(changes.diff)
+    if not changes.files or task.pr_number:
+        return start_sha, changes  # a follow-up's branch is checked by move_branch instead
+    owner, repo = task.repo_full_name.split("/", 1)
+    head_now = await gitdata.branch_head(gh, owner, repo, task.base_branch)
+    if not head_now or head_now == start_sha:
+        return start_sha, changes
+    log(f"{task.base_branch} moved to {head_now[:7]} while the agent worked; rebasing")
+    parent = await source.fetch(task.base_branch)
+    rebased = await asyncio.to_thread(private.rebase, snapshot, parent)
+    return parent, await asyncio.to_thread(private.changes, parent, rebased)
+
+
 async def publish(
     *,
     engine,
@@ -74,41 +97,22 @@ async def publish(
     base_branch = task.base_branch
     outcome = Outcome(Status.SUCCEEDED, agent=agent_result, agent_seconds=agent_seconds, tests_passed=tests_passed)
 
-    private = source.private
     await report.stage(task, run, Stage.COMMIT)
     try:
-        snapshot = await asyncio.to_thread(take_snapshot)
-        changes = await asyncio.to_thread(private.changes, start_sha, snapshot)
+        parent, changes = await _changes_to_commit(gh, task, source, start_sha, take_snapshot, log,
+                                                   lambda diff: save_artifact(engine, run_id, "diff", diff, secrets))
     except ChangesRefused as exc:
         outcome.status, outcome.reason = Status.NEEDS_ATTENTION, str(exc)
         return outcome
-    save_artifact(engine, run_id, "diff", changes.diff, secrets)
+    except RebaseConflict:
+        outcome.status = Status.NEEDS_ATTENTION
+        outcome.reason = (f"`{base_branch}` moved while the agent worked and its changes no longer apply "
+                          f"cleanly. Reply `{config.command_prefix} retry` to start again from the new head.")
+        return outcome
     if not changes.files:
         await report.no_changes(task, run, agent_result.summary if agent_result else "")
         outcome.reason = "no changes"
         return outcome
-
-    parent = start_sha
-    if not task.pr_number:
-        head_now = await gitdata.branch_head(gh, owner, repo, base_branch)
-        if head_now and head_now != start_sha:
-            log(f"{base_branch} moved to {head_now[:7]} while the agent worked; rebasing")
-            parent = await source.fetch(base_branch)
-            try:
-                rebased = await asyncio.to_thread(private.rebase, snapshot, parent)
-                changes = await asyncio.to_thread(private.changes, parent, rebased)
-            except RebaseConflict:
-                outcome.status = Status.NEEDS_ATTENTION
-                outcome.reason = (f"`{base_branch}` moved while the agent worked and its changes no longer apply "
-                                  f"cleanly. Reply `{config.command_prefix} retry` to start again from the new head.")
-                return outcome
-            except ChangesRefused as exc:
-                outcome.status, outcome.reason = Status.NEEDS_ATTENTION, str(exc)
-                return outcome
-            if not changes.files:  # the same change landed on the base meanwhile
-                await report.no_changes(task, run, agent_result.summary if agent_result else "")
-                outcome.reason = "no changes"
-                return outcome
 
     commit_sha = await gitdata.create_commit(gh, owner, repo, parent_sha=parent, changes=changes.files,
                                              message=commit_message(task, agent_result))

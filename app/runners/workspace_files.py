@@ -22,6 +22,7 @@ from app.runners.changes import (
     GITHUB_MAX_FILE_BYTES,
     GITLINK_MODE,
     NAME_REFUSED,
+    NESTED_REPOSITORY,
     content_problem,
     git_refuses,
     size_problem,
@@ -30,7 +31,6 @@ from app.runners.changes import (
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO the agent left behind must not hang the worker.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-NESTED_REPOSITORY = "is a nested git repository (submodule); commit its files instead"
 NOT_UTF8 = "has a name that is not valid UTF-8, which GitHub cannot store"
 
 

@@ -203,9 +203,9 @@ def test_check_run_summary_lists_the_files_that_cannot_be_committed():
 
 
 def test_blocked_hosts_are_listed_with_counts_and_the_line_that_would_allow_them():
-    blocked = [render.Blocked("127.0.0.1", 6379, 2, "one of Draftsmith's own services", allowable=False),
-               render.Blocked("pypi.org", 443, 1, "not in network.allow"),
-               render.Blocked("registry.example.org", 8443, 3, "not in network.allow")]
+    blocked = [render.Blocked("127.0.0.1:6379", 2, "one of Draftsmith's own services"),
+               render.Blocked("pypi.org:443", 1, "not in network.allow", "pypi.org"),
+               render.Blocked("registry.example.org:8443", 3, "not in network.allow", "registry.example.org:8443")]
     task = make_task(status="succeeded", pr_number=9)
 
     body = render.progress_comment(task, make_run(), blocked=blocked)
