@@ -13,6 +13,7 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY app ./app
 COPY migrations ./migrations
+COPY app.yml ./app.yml
 # --no-editable installs a real wheel (migrations included) so the runtime image needs no /src.
 RUN uv sync --frozen --no-dev --no-editable
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from app.github.manifest import default_permissions
 from app.fakehub.state import (
     App,
     CheckRun,
@@ -23,10 +24,9 @@ from app.fakehub.state import (
 )
 
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
-APP_PERMISSIONS = {
-    "actions": "write", "checks": "write", "contents": "write", "issues": "write",
-    "metadata": "read", "pull_requests": "write", "workflows": "write",
-}
+# What the App asks for in app.yml and nothing more, so an endpoint the app calls without the permission
+# for it is refused here as GitHub would refuse it.
+APP_PERMISSIONS = default_permissions()
 APP_EVENTS = ["check_run", "issue_comment", "issues", "pull_request", "pull_request_review",
               "pull_request_review_comment", "repository_dispatch"]
 

@@ -48,7 +48,8 @@ def test_manifest_asks_for_the_least_permissions():
         "pull_requests": "write",
         "checks": "write",
         "metadata": "read",
-        "actions": "read",
+        # Cancelling a workflow run it dispatched (POST .../actions/runs/{id}/cancel) needs write.
+        "actions": "write",
     }
 
 
@@ -58,3 +59,9 @@ def test_manifest_points_the_webhook_at_the_ingress_route_and_is_private():
     assert manifest["public"] is False
     assert manifest["name"] and manifest["url"].startswith("https://")
     assert manifest["redirect_url"].startswith("https://")
+
+
+def test_the_packaged_manifest_is_this_file():
+    from app.github.manifest import load_manifest
+
+    assert load_manifest() == load()

@@ -130,3 +130,41 @@ def test_asking_for_more_than_the_installation_was_granted_is_refused(fakehub):
     assert _mint(fakehub, installation_id, permissions={"administration": "write"}).status_code == 422
     assert _mint(fakehub, installation_id, permissions={"metadata": "write"}).status_code == 422
     assert _mint(fakehub, installation_id, repositories=["not-installed"]).status_code == 422
+
+
+# Routes GitHub serves with the `metadata` permission every token has (or to any installation token).
+METADATA_ROUTES = {
+    ("GET", "/repos/{owner}/{repo}"),
+    ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"),
+    ("GET", "/installation/repositories"),
+    ("DELETE", "/installation/token"),
+    ("POST", "/graphql"),
+}
+
+
+def test_every_route_the_fake_serves_names_the_permission_it_needs():
+    # A new route must say what it needs, or a missing permission in app.yml would pass every test.
+    from app.fakehub.auth import needs_app_jwt, required_permission
+    from app.fakehub.server import API
+
+    undecided = [(r.method, r.template) for r in API.routes
+                 if not needs_app_jwt(r.template) and required_permission(r.template, r.method) is None]
+    assert set(undecided) == METADATA_ROUTES
+
+
+def test_an_installation_has_exactly_what_app_yml_asks_for(fakehub):
+    from app.github.manifest import default_permissions
+
+    fakehub.create_repo("octo", "demo")
+    issued = _mint(fakehub, fakehub.installation_id("octo/demo"))
+    assert issued.json()["permissions"] == default_permissions()
+
+
+def test_cancelling_a_workflow_run_needs_actions_write(fakehub):
+    fakehub.create_repo("octo", "demo")
+    installation_id = fakehub.installation_id("octo/demo")
+    api = fakehub.api_url
+    for level, expected in (("read", 403), ("write", 404)):  # 404: allowed, but there is no run 1
+        token = _mint(fakehub, installation_id, permissions={"actions": level}).json()["token"]
+        answer = httpx.post(f"{api}/repos/octo/demo/actions/runs/1/cancel", headers={"Authorization": f"token {token}"})
+        assert answer.status_code == expected, (level, answer.text)
