@@ -55,6 +55,8 @@ class RunSpec:
     callback_token: str | None = None
     oidc_audience: str | None = None
     time_limit_seconds: float | None = None
+    test_command: str | None = None
+    heartbeat_seconds: float | None = None
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any], environ: Mapping[str, str]) -> RunSpec:
@@ -63,7 +65,7 @@ class RunSpec:
             agent = payload.get("agent") or {}
             callback = payload.get("callback") or {}
             base = payload.get("base") or {}
-            limits = payload.get("limits") or {}
+            run = payload.get("run") or {}
             if not callback.get("url"):
                 raise ActionsRunError("the dispatch payload has no callback URL")
             return cls(
@@ -77,7 +79,9 @@ class RunSpec:
                 callback_url=callback["url"],
                 callback_token=callback.get("token"),
                 oidc_audience=callback.get("oidc_audience"),
-                time_limit_seconds=limits.get("time_limit_seconds"),
+                time_limit_seconds=run.get("time_limit_seconds"),
+                test_command=run.get("test") or None,
+                heartbeat_seconds=callback.get("heartbeat_seconds"),
             )
         inputs = event.get("inputs")
         if isinstance(inputs, Mapping) and inputs.get("instruction"):
@@ -161,13 +165,17 @@ class CallbackClient:
 
 
 class LogBatcher:
-    """Collects events and sends them every `interval` seconds or `size` events, in order."""
+    """Collects events and sends them every `interval` seconds or `size` events, in order; with nothing to
+    send for `heartbeat` seconds it sends a heartbeat, so a silent agent does not look like a dead runner."""
 
-    def __init__(self, client: CallbackClient | None, secrets: list[str], interval: float = 1.0, size: int = 200) -> None:
+    def __init__(self, client: CallbackClient | None, secrets: list[str], interval: float = 1.0, size: int = 200,
+                 heartbeat: float | None = None) -> None:
         self.client = client
         self.secrets = secrets
-        self.interval = interval
+        self.interval = min(interval, heartbeat) if heartbeat else interval
         self.size = size
+        self.heartbeat = heartbeat
+        self._last_sent = time.monotonic()
         self._pending: list[dict[str, Any]] = []
         self._send_lock = asyncio.Lock()
         self._full = asyncio.Event()
@@ -191,6 +199,8 @@ class LogBatcher:
                     response = await self.client.post(batch)
                     if response.status_code >= 400:
                         self.failures.append(f"{response.status_code}: {response.text[:300]}")
+                    else:
+                        self._last_sent = time.monotonic()
                 except httpx.HTTPError as exc:
                     self.failures.append(str(exc))
 
@@ -202,6 +212,8 @@ class LogBatcher:
             except TimeoutError:
                 pass
             self._full.clear()
+            if self.heartbeat and not self._pending and time.monotonic() - self._last_sent >= self.heartbeat:
+                self._pending.append({"type": "heartbeat"})
             await self.flush()
 
 
@@ -307,7 +319,7 @@ async def _execute(spec: RunSpec, environ: Mapping[str, str], workspace: Path, h
     auth = CallbackAuth(spec, environ, http)
     client = CallbackClient(spec.callback_url, auth, http) if spec.callback_url else None
     secrets = [*credentials.values(), *auth.secrets, *(environ.get(n, "") for n in _RUNNER_SECRETS)]
-    batcher = LogBatcher(client, [s for s in secrets if s])
+    batcher = LogBatcher(client, [s for s in secrets if s], heartbeat=spec.heartbeat_seconds)
     flusher = asyncio.create_task(batcher.run())
     artifacts = Path(environ.get("RUNNER_TEMP") or "/tmp") / f"draftsmith-{spec.run_id or 'manual'}"
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -351,6 +363,7 @@ async def _execute(spec: RunSpec, environ: Mapping[str, str], workspace: Path, h
 
 async def _run_and_collect(spec: RunSpec, environ: Mapping[str, str], workspace: Path, artifacts: Path,
                            credentials: dict[str, str], batcher: LogBatcher) -> dict[str, Any]:
+    started = time.monotonic()
     agent = get_agent(spec.agent)
     request = AgentRequest(prompt=spec.prompt, model=spec.model, plan_mode=False, config=spec.options,
                            credentials=credentials, workspace=workspace, artifacts_dir=artifacts)
@@ -371,12 +384,18 @@ async def _run_and_collect(spec: RunSpec, environ: Mapping[str, str], workspace:
     batcher.add({"type": "progress", "stage": "agent_finished", "detail": f"exit code {outcome.exit_code}"})
     parsed = agent.parse_result(request, outcome.exit_code, outcome.stdout, outcome.stderr)
     batcher.add({"type": "progress", "stage": "collecting_changes"})
+    # Before the tests, so what they leave behind (caches, build output) is not taken for the agent's work.
     patch = compute_patch(workspace, spec.base_sha)
     error = None
     if outcome.timed_out:
         error = f"the agent ran past the time limit of {spec.time_limit_seconds:.0f} s and was stopped"
     elif not parsed.success:
         error = f"the agent exited {outcome.exit_code}"
+    tests_passed = None
+    if error is None and patch and spec.test_command:
+        remaining = spec.time_limit_seconds - (time.monotonic() - started) if spec.time_limit_seconds else None
+        tests_passed = await run_tests(spec.test_command, agent_environment(environ, {}), workspace, batcher,
+                                       max(1.0, remaining) if remaining is not None else None)
     return {
         "type": "result",
         "success": bool(parsed.success and not outcome.timed_out),
@@ -385,9 +404,23 @@ async def _run_and_collect(spec: RunSpec, environ: Mapping[str, str], workspace:
         "usage": {"input_tokens": parsed.usage.input_tokens, "output_tokens": parsed.usage.output_tokens,
                   "cost_usd": parsed.usage.cost_usd, "agent_seconds": round(outcome.seconds, 3)},
         "exit_code": outcome.exit_code,
-        "tests_passed": None,
+        "tests_passed": tests_passed,
         "error": error,
     }
+
+
+async def run_tests(command: str, env: dict[str, str], workspace: Path, batcher: LogBatcher,
+                    time_limit: float | None) -> bool:
+    """The repository's `test:` on the agent's changes, as the sandbox engine runs it; True if it passed."""
+    batcher.add({"type": "progress", "stage": "tests", "detail": command})
+    batcher.add({"type": "log", "stream": "system", "text": f"tests: {command}"})
+    outcome = await run_agent(["sh", "-c", command], env, workspace, None, batcher, time_limit)
+    if outcome.timed_out:
+        batcher.add({"type": "log", "stream": "system", "text": "tests: stopped at the run's time limit"})
+    passed = outcome.exit_code == 0 and not outcome.timed_out
+    batcher.add({"type": "log", "stream": "system", "text": f"tests: {'passed' if passed else 'failed'}"
+                 + ("" if passed else f" (exit code {outcome.exit_code})")})
+    return passed
 
 
 def _report_locally(result: dict[str, Any], environ: Mapping[str, str]) -> int:

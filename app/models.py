@@ -139,6 +139,8 @@ class Run(SQLModel, table=True):
     tests_passed: bool | None = None
     actions_run_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     actions_run_url: str | None = Field(default=None, max_length=512)
+    # When an Actions runner first called back: until then the run waits for a runner (start-up deadline).
+    runner_seen_at: datetime | None = None
 
 
 class LogLine(SQLModel, table=True):

@@ -107,6 +107,32 @@ class Settings(BaseSettings):
         15.0, validation_alias=AliasChoices("DRAFTSMITH_SWEEP_INTERVAL", "sweep_interval_seconds")
     )
 
+    # An Actions run that has not called back this long after its dispatch never started (GitHub still
+    # queues it, or no workflow run appeared); until then GitHub's word that it is queued keeps it alive.
+    actions_startup_timeout_seconds: float = Field(
+        900, gt=0, validation_alias=AliasChoices("DRAFTSMITH_ACTIONS_STARTUP_TIMEOUT", "actions_startup_timeout_seconds")
+    )
+    # Issuer of the Actions OIDC tokens runners call back with; by default GitHub.com's, or
+    # https://HOST/_services/token when GITHUB_API_URL names a GitHub Enterprise Server.
+    actions_oidc_issuer: str | None = Field(
+        None, validation_alias=AliasChoices("DRAFTSMITH_ACTIONS_OIDC_ISSUER", "actions_oidc_issuer")
+    )
+    # What Actions runners install instead of this server's own wheel: a requirement pinned to one commit
+    # (`draftsmith @ git+https://github.com/OWNER/draftsmith@<40-hex sha>`) or to a hash (`--hash=sha256:`).
+    runner_package: str | None = Field(
+        None, validation_alias=AliasChoices("DRAFTSMITH_RUNNER_PACKAGE", "runner_package")
+    )
+
+    @field_validator("runner_package")
+    @classmethod
+    def _pinned_requirement(cls, value: str | None) -> str | None:
+        if value and not re.search(r"@[0-9a-f]{40}\b|--hash=sha256:[0-9a-f]{64}\b", value):
+            raise ValueError(
+                "DRAFTSMITH_RUNNER_PACKAGE must pin one version: a git URL at a full commit sha "
+                "(draftsmith @ git+https://github.com/OWNER/draftsmith@<40-hex sha>) or a requirement with "
+                "--hash=sha256:<64 hex>")
+        return value or None
+
     @field_validator("egress_allow")
     @classmethod
     def _egress_entries(cls, value: str) -> str:
@@ -130,6 +156,12 @@ class Settings(BaseSettings):
     @property
     def egress_private_networks(self) -> list[str]:
         return _words(self.egress_private_ranges)
+
+    @property
+    def effective_oidc_issuer(self) -> str:
+        from app.github.oidc import issuer_for
+
+        return self.actions_oidc_issuer or issuer_for(self.github_api_url)
 
     @property
     def effective_database_url(self) -> str:

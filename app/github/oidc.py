@@ -6,14 +6,24 @@ import asyncio
 import json
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
 
 GITHUB_ACTIONS_ISSUER = "https://token.actions.githubusercontent.com"
+GITHUB_COM_API_HOSTS = {"api.github.com"}
 # GitHub signs Actions tokens with RS256 only; accepting anything else would let a token choose its own
 # check (alg "none", or HS256 keyed with our public key).
 ALGORITHMS = ["RS256"]
+
+
+def issuer_for(api_url: str) -> str:
+    """The Actions OIDC issuer for a GitHub API URL: GitHub.com's, or a GHES host's `/_services/token`."""
+    parts = urlsplit(api_url)
+    if (parts.hostname or "").lower() in GITHUB_COM_API_HOSTS:
+        return GITHUB_ACTIONS_ISSUER
+    return f"{parts.scheme or 'https'}://{parts.netloc}/_services/token"
 
 
 class OIDCError(Exception):

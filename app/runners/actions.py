@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from githubkit.exception import RequestFailed
@@ -14,7 +15,7 @@ from app.models import Run, Task
 
 EVENT_TYPE = "draftsmith-run"
 WORKFLOW_PATH = ".github/workflows/draftsmith.yml"
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
 # GitHub refuses a client_payload with more than 10 top-level keys or of 64 KB or more
 # (REST docs, "Create a repository dispatch event").
 MAX_TOP_LEVEL_KEYS = 10
@@ -50,13 +51,19 @@ def build_dispatch_payload(
     prompt: str | None = None,
     agent_options: Mapping[str, Any] | None = None,
     time_limit_seconds: int | None = None,
+    test_command: str | None = None,
+    heartbeat_seconds: float | None = None,
+    install: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The body of `POST /repos/{o}/{r}/dispatches` that starts `run` of `task` in Actions.
 
     `prompt` is the full agent prompt (defaults to the task's instruction); `agent_options` carries
     adapter settings read from the repository config on the default branch (e.g. `command` for the
     command agent), so a branch cannot change them. `callback_token=None` sends no credential: the
-    runner must then prove itself with an OIDC token. Never pass GitHub tokens or provider keys here.
+    runner must then prove itself with an OIDC token. `install` says what the workflow installs (the
+    server's wheel and its hash, or the operator's pinned requirement); `test_command` is the repository's
+    `test:`, run after the agent; the runner sends a heartbeat every `heartbeat_seconds` while it works.
+    Never pass GitHub tokens or provider keys here.
     """
     options = dict(agent_options or {})
     bad = [key for key in options if _FORBIDDEN_KEY.search(key)]
@@ -67,6 +74,8 @@ def build_dispatch_payload(
         callback["token"] = callback_token
     if oidc_audience is not None:
         callback["oidc_audience"] = oidc_audience
+    if heartbeat_seconds is not None:
+        callback["heartbeat_seconds"] = heartbeat_seconds
     client_payload: dict[str, Any] = {
         "version": PAYLOAD_VERSION,
         "task_id": task.id,
@@ -76,7 +85,8 @@ def build_dispatch_payload(
         "prompt": prompt if prompt is not None else task.instruction,
         "base": {"ref": task.base_branch, "sha": task.base_sha},
         "callback": callback,
-        "limits": {"time_limit_seconds": time_limit_seconds},
+        "run": {"time_limit_seconds": time_limit_seconds, "test": test_command},
+        "install": dict(install or {}),
     }
     assert len(client_payload) <= MAX_TOP_LEVEL_KEYS
     size = len(json.dumps(client_payload, separators=(",", ":")).encode())
@@ -150,6 +160,28 @@ async def check_workflow_installed(gh, owner: str, repo: str, ref: str | None, p
 
 def missing_workflow_outcome(path: str = WORKFLOW_PATH) -> DispatchOutcome:
     return DispatchOutcome(False, f"This repository has no `{path}` workflow, so no run would start.", INSTALL_HINT)
+
+
+async def find_workflow_run(gh, owner: str, repo: str, *, run_id: int, task_id: int, actions_run_id: int | None,
+                            since: datetime | None) -> dict[str, Any] | None:
+    """GitHub's view of the workflow run our dispatch of `run_id` started, or None if GitHub has none.
+
+    By id once a webhook linked it; otherwise by its run-name among repository_dispatch runs created
+    since the dispatch (a lost `requested` webhook must not hide it).
+    """
+    if actions_run_id:
+        try:
+            return (await gh.arequest("GET", f"/repos/{owner}/{repo}/actions/runs/{actions_run_id}")).json()
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:
+                return None
+            raise
+    params: dict[str, Any] = {"event": "repository_dispatch", "per_page": 100}
+    if since is not None:
+        params["created"] = ">=" + (since - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    listed = (await gh.arequest("GET", f"/repos/{owner}/{repo}/actions/runs", params=params)).json()
+    title = run_name(run_id, task_id)
+    return next((r for r in listed.get("workflow_runs", []) if r.get("display_title") == title), None)
 
 
 async def cancel_actions_run(gh, owner: str, repo: str, actions_run_id: int) -> bool:

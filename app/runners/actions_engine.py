@@ -12,6 +12,9 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
+from githubkit.exception import RequestFailed
+
 from app.agents.base import AgentResult, Usage
 from app.agents.prompt import build_prompt
 from app.github.oidc import OIDCVerifier
@@ -21,7 +24,9 @@ from app.runners import actions, callback_tokens
 from app.runners import context as issue_context
 from app.runners.logsink import LogSink
 from app.runners.private_repo import GitError, PrivateRepo
+from app.models import utcnow
 from app.runners.publish import Outcome, publish
+from app.runners.runner_package import RunnerPackageUnavailable, requirements, runner_wheel, wheel_cache_dir
 from app.runners.source import RepositorySource
 from app.tasks.service import TaskService
 from app.tasks.states import Status, is_terminal
@@ -57,15 +62,20 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
         refused = actions.missing_workflow_outcome()
         return Outcome(Status.FAILED, f"{refused.reason} {refused.fix_hint}".strip())
 
+    base_url = _base_url(runtime.settings)
+    try:
+        install = await asyncio.to_thread(install_spec, runtime.settings, base_url)
+    except RunnerPackageUnavailable as exc:
+        return Outcome(Status.FAILED, str(exc))
     time_limit = int(repo_ctx.time_limit_seconds)
     token = callback_tokens.issue(runtime.engine, run.id, timedelta(seconds=time_limit) + QUEUE_MARGIN)
     context = await issue_context.gather(gh, owner, repo, task, loaded, runtime.engine)
     options = {key: getattr(config, key) for key in _OPTION_KEYS if getattr(config, key, None) is not None}
-    base_url = _base_url(runtime.settings)
     payload = actions.build_dispatch_payload(
         task, run, callback_url=f"{base_url}/api/runs/{run.id}/events", callback_token=token,
         oidc_audience=base_url, prompt=build_prompt(context), agent_options=options,
-        time_limit_seconds=time_limit,
+        time_limit_seconds=time_limit, test_command=config.test or None,
+        heartbeat_seconds=heartbeat_interval(runtime.settings), install=install,
     )
     outcome = await actions.dispatch(gh, owner, repo, payload)
     if not outcome.ok:
@@ -76,6 +86,19 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
     return None
 
 
+def heartbeat_interval(settings) -> float:
+    """How often a runner says it is alive: well inside the heartbeat timeout, and no chattier than 20 s."""
+    return round(max(0.5, min(20.0, settings.heartbeat_timeout_seconds / 3)), 2)
+
+
+def install_spec(settings, base_url: str) -> dict:
+    """What the workflow installs: the operator's pinned requirement, or this server's wheel and its hash."""
+    if settings.runner_package:
+        return {"package": settings.runner_package}
+    wheel = runner_wheel(wheel_cache_dir(settings))
+    return {"wheel": {"url": base_url + wheel.url_path(), "sha256": wheel.sha256}, "requirements": requirements()}
+
+
 class RunEvents:
     """What the app does with an Actions run's reports (app.web.callbacks calls these)."""
 
@@ -83,13 +106,16 @@ class RunEvents:
         self.runtime = runtime
         self.tasks = TaskService(runtime.engine)
 
+    def alive(self, run_id: int) -> None:
+        """Any batch from the runner (logs, heartbeats, progress) shows it started and still works."""
+        self.tasks.runner_called(run_id)
+
     async def progress(self, run_id: int, stage: str) -> None:
         run = self.tasks.get_run(run_id)
         if run is None or is_terminal(run.status):
             return
-        self.tasks.heartbeat(run_id)
         task = self.tasks.get(run.task_id)
-        if stage in {s.value for s in Stage} and stage not in ("queued", "commit", "pull_request"):
+        if stage in {s.value for s in Stage} and stage not in ("queued", "commit", "tests", "pull_request"):
             report = await _reporter(self.runtime, self.tasks, task.installation_id)
             await report.stage(task, run, Stage(stage))
 
@@ -185,8 +211,70 @@ async def link_workflow_run(runtime, gh, run_id: int, actions_run: dict) -> None
         where = f" ([Actions run]({url}))" if url else ""
         await finish(runtime, tasks, report, run_id, Outcome(
             status, f"the GitHub Actions run ended ({conclusion}) without reporting a result{where}"))
-    elif actions_run.get("html_url"):
-        await report.link_details(task, actions_run["html_url"])
+    else:
+        tasks.heartbeat(run_id)  # GitHub says it is queued or running: alive, whatever the runner says
+        if actions_run.get("html_url"):
+            await report.link_details(task, actions_run["html_url"])
+
+
+async def check_on(runtime, tasks: TaskService, task, run) -> bool:
+    """A dispatched run went quiet: ask GitHub before ending it. Returns whether it was ended.
+
+    GitHub's word decides: a completed workflow run ends ours with its conclusion; one queued or running is
+    left alone, unless its runner never called back within the start-up timeout.
+    """
+    owner, repo = task.repo_full_name.split("/", 1)
+    gh = runtime.github.installation_client(task.installation_id)
+    log = get_logger(task_id=task.id, run_id=run.id)
+    try:
+        found = await actions.find_workflow_run(gh, owner, repo, run_id=run.id, task_id=task.id,
+                                                actions_run_id=run.actions_run_id, since=run.started_at)
+    except (RequestFailed, httpx.HTTPError) as exc:
+        log.warning("actions_run_unknown", error_type=type(exc).__name__)
+        found, unknown = None, True
+    else:
+        unknown = False
+    if found is not None and found.get("status") == "completed":
+        await link_workflow_run(runtime, gh, run.id, found)
+        return True
+    now = utcnow()
+    startup = timedelta(seconds=runtime.settings.actions_startup_timeout_seconds)
+    closes_at = callback_tokens.window_closes_at(runtime.engine, run.id)
+    if run.runner_seen_at is None and run.started_at and now - run.started_at > startup and not unknown:
+        if found is not None:
+            try:  # so a runner that turns up late does not work for a run that has ended
+                await actions.cancel_actions_run(gh, owner, repo, found["id"])
+            except RequestFailed as exc:
+                log.warning("actions_run_not_cancelled", status=exc.response.status_code)
+        await _end(runtime, tasks, gh, run.id, never_started_reason(found, startup))
+        return True
+    if closes_at is not None and now > closes_at:
+        await _end(runtime, tasks, gh, run.id, "the GitHub Actions run sent no result before its time limit ran out")
+        return True
+    if found is not None and run.actions_run_id != found.get("id"):
+        tasks.update_run(run.id, actions_run_id=found["id"], actions_run_url=found.get("html_url"))
+    tasks.heartbeat(run.id)  # queued or running as far as GitHub knows (or it cannot say now): ask again later
+    return False
+
+
+def never_started_reason(found: dict | None, startup: timedelta) -> str:
+    minutes = f"{startup.total_seconds() / 60:g} min"
+    if found is None:
+        return (f"the GitHub Actions run never started: no run of `{actions.WORKFLOW_PATH}` appeared within "
+                f"{minutes} of the dispatch (are Actions enabled for this repository, with the workflow on "
+                f"its default branch?)")
+    link = f" ([Actions run]({found['html_url']}))" if found.get("html_url") else ""
+    if found.get("status") in ("queued", "waiting", "pending", "requested"):
+        return (f"the GitHub Actions run never started: GitHub still had it {found['status']} {minutes} after "
+                f"the dispatch, so it was cancelled; is a runner with the workflow's `runs-on` labels online?"
+                f"{link}")
+    return (f"the GitHub Actions run never started `draftsmith actions-run` within {minutes} (a setup step may "
+            f"hang, or the runner cannot reach this server), so it was cancelled{link}")
+
+
+async def _end(runtime, tasks: TaskService, gh, run_id: int, reason: str) -> None:
+    report = Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
+    await finish(runtime, tasks, report, run_id, Outcome(Status.FAILED, reason))
 
 
 async def cancel(runtime, gh, task, run) -> None:
@@ -204,8 +292,9 @@ def wire(runtime) -> None:
     from app.web.callbacks import RunCallbacks
 
     audience = _base_url(runtime.settings)
+    issuer = runtime.settings.effective_oidc_issuer
     runtime.services["run_callbacks"] = RunCallbacks(
-        engine=runtime.engine, handler=RunEvents(runtime), oidc=OIDCVerifier(audience=audience),
+        engine=runtime.engine, handler=RunEvents(runtime), oidc=OIDCVerifier(audience=audience, issuer=issuer),
         secrets=tuple(runtime.settings.secret_values()),
     )
-    get_logger().debug("actions callbacks wired", audience=audience)
+    get_logger().debug("actions callbacks wired", audience=audience, issuer=issuer)

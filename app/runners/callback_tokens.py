@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -114,3 +114,9 @@ def release(engine: Engine, run_id: int, token: str | None = None) -> None:
 def revoke(engine: Engine, run_id: int) -> None:
     """Close `run_id`'s callback window for good (run cancelled or ended without calling back)."""
     consume_for_run(engine, run_id)
+
+
+def window_closes_at(engine: Engine, run_id: int) -> datetime | None:
+    """When `run_id`'s last credential expires: after that its runner can report nothing more."""
+    with session_scope(engine) as session:
+        return session.exec(select(func.max(CallbackToken.expires_at)).where(CallbackToken.run_id == run_id)).one()

@@ -318,6 +318,12 @@ async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int
     older_than = older_than or timedelta(seconds=runtime.settings.heartbeat_timeout_seconds)
     recovered = 0
     for run in tasks.dead_runs(older_than):
+        task = tasks.get(run.task_id)
+        if task.runner == "actions":  # no worker of ours runs it: GitHub knows whether it lives
+            from app.runners import actions_engine
+
+            recovered += await actions_engine.check_on(runtime, tasks, task, run)
+            continue
         finished = tasks.finish(run.id, Status.FAILED, reason="the worker running this task stopped responding")
         if finished is None:
             continue

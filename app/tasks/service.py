@@ -178,6 +178,16 @@ class TaskService:
             session.add(run)
             return run.cancel_requested
 
+    def runner_called(self, run_id: int) -> None:
+        """An Actions runner reported for the run: it is alive, and it has started."""
+        with session_scope(self.engine) as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                return
+            run.heartbeat_at = utcnow()
+            run.runner_seen_at = run.runner_seen_at or run.heartbeat_at
+            session.add(run)
+
     def finish(
         self, run_id: int, status: Status, *, reason: str | None = None, **run_fields
     ) -> Started | None:

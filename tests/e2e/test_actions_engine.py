@@ -4,17 +4,14 @@ and the same PR, check run and comment as a sandbox run."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
 from tests.e2e.conftest import REPO
+from tests.support.actions_runner import WORKFLOW, play_runner
 
-DRAFTSMITH = Path(sys.executable).parent / "draftsmith"
-WORKFLOW = (Path(__file__).resolve().parents[2] / "workflows" / "draftsmith.yml").read_text()
 ACTIONS_CONFIG = "runner: actions\nagent: command\ncommand: \"sed -i 's/tpyo/typo/' README.md && echo fixed\"\n"
 
 
@@ -22,23 +19,14 @@ def _dispatched(scene, fakehub):
     return scene.wait_for(lambda: fakehub.repo(REPO).dispatches[:1], what="a repository_dispatch")[0]
 
 
+def _changed_files(fakehub, sha: str) -> list[str]:
+    done = subprocess.run(["git", "--git-dir", fakehub.repo(REPO).git_dir, "diff", "--name-only", f"{sha}~1", sha],
+                          capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
 def _play_runner(fakehub, payload: dict, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run the workflow's `draftsmith actions-run` step with the checkout, event file and env Actions gives it."""
-    workspace = tmp_path / "runner-workspace"
-    subprocess.run(["git", "clone", "-q", fakehub.authenticated_clone_url(REPO), str(workspace)], check=True)
-    subprocess.run(["git", "-C", str(workspace), "checkout", "-q", payload["base"]["sha"]], check=True)
-    subprocess.run(["git", "-C", str(workspace), "remote", "remove", "origin"], check=True)  # persist-credentials: false
-    event = tmp_path / "event.json"
-    event.write_text(json.dumps({"action": "draftsmith-run", "client_payload": payload,
-                                 "repository": {"full_name": REPO}}))
-    env = {
-        "PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8", "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "repository_dispatch", "GITHUB_EVENT_PATH": str(event),
-        "GITHUB_WORKSPACE": str(workspace), "RUNNER_TEMP": str(tmp_path), "GITHUB_REPOSITORY": REPO,
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
-    }
-    return subprocess.run([str(DRAFTSMITH), "actions-run"], env=env, cwd=workspace, capture_output=True,
-                          text=True, timeout=120)
+    return play_runner(fakehub, payload, tmp_path, REPO)
 
 
 def test_an_actions_task_ends_in_the_same_ready_pull_request_as_a_sandbox_run(scene, fakehub, tmp_path):
@@ -141,3 +129,38 @@ def test_a_repository_without_the_workflow_gets_told_how_to_add_it(scene, fakehu
     assert fakehub.repo(REPO).dispatches == []
     progress = [c for c in scene.bot_comments(number) if "draftsmith:progress" in c.body][0]
     assert ".github/workflows/draftsmith.yml" in progress.body
+
+
+def _dispatch_with_tests(scene, fakehub, test: str) -> dict:
+    scene.repo(ACTIONS_CONFIG + f"test: {json.dumps(test)}\n", files={".github/workflows/draftsmith.yml": WORKFLOW})
+    fakehub.assign(REPO, fakehub.open_issue(REPO, "Fix typo in README", ""), scene.bot)
+    return _dispatched(scene, fakehub).client_payload
+
+
+def test_the_runner_runs_the_repository_tests_and_a_failure_leaves_the_pull_request_a_draft(scene, fakehub, tmp_path):
+    # The test insists on the misspelling, so the agent's fix fails it
+    payload = _dispatch_with_tests(scene, fakehub, "grep -q tpyo README.md")
+    assert payload["run"]["test"] == "grep -q tpyo README.md"
+
+    done = _play_runner(fakehub, payload, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [task] = scene.wait_settled()
+
+    assert task.status == "succeeded" and "tests failed (`grep -q tpyo README.md`)" in task.status_reason
+    [pr] = scene.pulls()
+    assert pr.pull.draft is True
+    assert scene.runs(task.id)[0].tests_passed is False
+    logs = [line.text for line in scene.logs(scene.runs(task.id)[0].id)]
+    assert "tests: grep -q tpyo README.md" in logs and any(t.startswith("tests: failed") for t in logs)
+
+
+def test_passing_repository_tests_on_the_runner_mark_the_pull_request_ready(scene, fakehub, tmp_path):
+    payload = _dispatch_with_tests(scene, fakehub, "grep -q typo README.md && touch .test-cache")
+
+    assert _play_runner(fakehub, payload, tmp_path).returncode == 0
+    [task] = scene.wait_settled()
+    assert task.status == "succeeded", task.status_reason
+    [pr] = scene.pulls()
+    assert pr.pull.draft is False and scene.runs(task.id)[0].tests_passed is True
+    # The patch was taken before the tests ran: what they left behind is not part of the change
+    assert _changed_files(fakehub, task.head_sha) == ["README.md"]
