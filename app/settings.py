@@ -159,7 +159,7 @@ class Settings(BaseSettings):
 
     @property
     def effective_oidc_issuer(self) -> str:
-        from app.github.oidc import issuer_for
+        from app.engines.actions.oidc import issuer_for
 
         return self.actions_oidc_issuer or issuer_for(self.github_api_url)
 

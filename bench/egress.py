@@ -139,7 +139,7 @@ def summary(times: list[float]) -> tuple[float, float]:
 
 @contextlib.contextmanager
 def relay(socket_path: str, upstream_port: int):
-    """The sandbox's relay (app/runners/sandbox/relay.py) with one forward to the upstream; yields its port."""
+    """The sandbox's relay (app/engines/sandbox/relay.py) with one forward to the upstream; yields its port."""
     proxy_port, forward = free_port(), free_port()
     script = ROOT / "app" / "runners" / "sandbox" / "relay.py"
     argv = [sys.executable, "-I", "-S", str(script), socket_path, str(proxy_port),

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from app.egress.policy import EgressPolicy  # noqa: E402
 from app.egress.proxy import EgressProxy  # noqa: E402
-from app.runners.sandbox import Egress, Forward, SandboxSpec  # noqa: E402
-from app.runners.sandbox.bubblewrap import BubblewrapSandbox, find_bwrap  # noqa: E402
+from app.engines.sandbox import Egress, Forward, SandboxSpec  # noqa: E402
+from app.engines.sandbox.bubblewrap import BubblewrapSandbox, find_bwrap  # noqa: E402
 
 
 def measure(runs: int, cases: dict[str, Callable[[], None]]) -> dict[str, list[float]]:

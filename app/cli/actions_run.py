@@ -24,7 +24,7 @@ def actions_run(
     tells Draftsmith the run ended without calling back. A manual try (workflow_dispatch) prints the
     patch to the job summary and exits with the agent's success.
     """
-    from app.actions_client import ActionsRunError, execute
+    from app.engines.actions.runner import ActionsRunError, execute
 
     try:
         code = asyncio.run(execute(dict(os.environ), event_path=event_path, workspace=workspace))

@@ -60,7 +60,7 @@ async def cancel_active(ctx, tasks, reporter, repo: str, number: int, *, comment
         # It never started: write the final state now (a running one is written by its worker).
         await reporter.finished(changed.task, changed.run)
     elif active.runner == "actions" and changed is not None:
-        from app.runners import actions_engine
+        from app.engines.actions import engine as actions_engine
 
         await actions_engine.cancel(ctx.runtime, ctx.gh, changed.task, changed.run)
     return True

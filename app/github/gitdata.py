@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from githubkit.exception import RequestFailed
 
-# Mirrors app.runners.changes.FileChange's shape; duck-typed so this module needs nothing from runners.
+# Mirrors app.engines.git.changes.FileChange's shape; duck-typed so this module needs nothing from runners.
 # path: str, mode: "100644" | "100755" | "120000", content: bytes | None (None = deleted)
 
 

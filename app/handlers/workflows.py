@@ -6,7 +6,7 @@ from sqlmodel import Session, select
 
 from app.events.router import Router
 from app.models import Run
-from app.runners.actions import parse_run_name
+from app.engines.actions.dispatch import parse_run_name
 
 router = Router()
 
@@ -18,7 +18,7 @@ async def follow_workflow_run(ctx) -> None:
     ours = parse_run_name(workflow_run.get("display_title"))
     if ours is None or ctx.gh is None:
         return  # someone else's workflow
-    from app.runners import actions_engine
+    from app.engines.actions import engine as actions_engine
 
     await actions_engine.link_workflow_run(ctx.runtime, ctx.gh, ours[0], workflow_run)
 
@@ -33,7 +33,7 @@ async def link_workflow_job(ctx) -> None:
         run = session.exec(select(Run).where(Run.actions_run_id == job["run_id"])).first()
     if run is None:
         return
-    from app.runners import actions_engine
+    from app.engines.actions import engine as actions_engine
 
     await actions_engine.link_workflow_run(
         ctx.runtime, ctx.gh, run.id, {"id": job["run_id"], "html_url": job["html_url"], "status": "in_progress"})

@@ -23,8 +23,8 @@ from app.settings import Settings
 # pydantic models and OIDC verification, which a web process that only records deliveries never
 # needs (issue 2 caps two web processes at 150 MB). Add new ones here.
 EXTRA_ROUTE_MODULES: dict[str, tuple[str, ...]] = {
-    "app.web.callbacks": ("/api/runs/",),  # Actions runners report back
-    "app.web.runner_package": ("/api/runner/",),  # the wheel Actions runners install
+    "app.engines.actions.callbacks": ("/api/runs/",),  # Actions runners report back
+    "app.engines.actions.package_route": ("/api/runner/",),  # the wheel Actions runners install
     "app.web.tasks": ("/api/tasks/", "/tasks/"),  # task page and logs API
     "app.web.setup": ("/setup",),  # manifest set-up flow (/setup)
 }

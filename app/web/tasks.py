@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from app.db import session_scope
 from app.models import LogLine, Run, Task
-from app.runners.logsink import read_logs
+from app.engines.logsink import read_logs
 from app.tasks.links import valid_task_token
 from app.tasks.states import is_terminal
 

@@ -9,9 +9,9 @@ import pytest
 from starlette.applications import Starlette
 
 from app.db import session_scope
-from app.github.oidc import OIDCVerifier
+from app.engines.actions.oidc import OIDCVerifier
 from app.models import Run, Task
-from app.web.callbacks import RunCallbacks, RunResult, make_routes
+from app.engines.actions.callbacks import RunCallbacks, RunResult, make_routes
 from tests.actions._oidc_issuer import FakeIssuer
 
 AUDIENCE = "https://draftsmith.example.test"

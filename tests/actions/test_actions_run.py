@@ -19,11 +19,11 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from app.db import session_scope
-from app.github.oidc import OIDCVerifier
+from app.engines.actions.oidc import OIDCVerifier
 from app.models import LogLine, Run, Task
-from app.runners import callback_tokens
-from app.runners.actions import build_dispatch_payload
-from app.web.callbacks import RunCallbacks, make_routes
+from app.engines.actions import callback_tokens
+from app.engines.actions.dispatch import build_dispatch_payload
+from app.engines.actions.callbacks import RunCallbacks, make_routes
 from tests.actions._oidc_issuer import FakeIssuer
 from tests.actions.conftest import AUDIENCE, make_task_and_run
 

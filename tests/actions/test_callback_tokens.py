@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from app.db import session_scope
 from app.models import CallbackToken, Run, Task
-from app.runners import callback_tokens
+from app.engines.actions import callback_tokens
 
 
 @pytest.fixture

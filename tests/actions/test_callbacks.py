@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from app.db import session_scope
 from app.models import LogLine, Run
-from app.runners import callback_tokens
+from app.engines.actions import callback_tokens
 from tests.actions._oidc_issuer import forged_key
 from tests.actions.conftest import make_task_and_run
 
@@ -173,7 +173,7 @@ async def test_the_log_cap_keeps_a_run_from_filling_the_database(engine, handler
     import httpx
     from starlette.applications import Starlette
 
-    from app.web.callbacks import RunCallbacks, make_routes
+    from app.engines.actions.callbacks import RunCallbacks, make_routes
 
     app = Starlette(routes=make_routes(RunCallbacks(engine=engine, handler=handler, max_log_lines_per_run=5)))
     run_id = make_task_and_run(engine)
@@ -192,7 +192,7 @@ async def test_the_module_routes_find_their_wiring_on_the_app_state_or_say_they_
     import httpx
     from starlette.applications import Starlette
 
-    from app.web.callbacks import RunCallbacks, routes
+    from app.engines.actions.callbacks import RunCallbacks, routes
 
     app = Starlette(routes=routes)
     run_id = make_task_and_run(engine)

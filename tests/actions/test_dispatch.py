@@ -10,7 +10,7 @@ import yaml
 from githubkit import GitHub, TokenAuthStrategy
 
 from app.models import Run, Task
-from app.runners.actions import (
+from app.engines.actions.dispatch import (
     DispatchPayloadTooLarge,
     build_dispatch_payload,
     cancel_actions_run,

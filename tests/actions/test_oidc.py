@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from app.github.oidc import OIDCError, OIDCVerifier
+from app.engines.actions.oidc import OIDCError, OIDCVerifier
 from tests.actions._oidc_issuer import FakeIssuer, forged_key
 
 AUDIENCE = "https://draftsmith.example.test"
@@ -86,7 +86,7 @@ async def test_unknown_key_ids_do_not_refetch_more_often_than_allowed(issuer):
 
 
 def test_the_issuer_follows_the_github_the_app_talks_to():
-    from app.github.oidc import GITHUB_ACTIONS_ISSUER, issuer_for
+    from app.engines.actions.oidc import GITHUB_ACTIONS_ISSUER, issuer_for
     from app.settings import Settings
 
     assert issuer_for("https://api.github.com") == GITHUB_ACTIONS_ISSUER

@@ -8,7 +8,7 @@ import zipfile
 
 import httpx
 
-from app.runners.runner_package import build_wheel, runner_wheel
+from app.engines.actions.runner_package import build_wheel, runner_wheel
 
 
 def test_two_builds_are_byte_for_byte_the_same():
@@ -20,7 +20,7 @@ def test_the_wheel_holds_this_code_and_a_record_that_checks_out(tmp_path):
     wheel = runner_wheel(tmp_path)
     with zipfile.ZipFile(wheel.path) as archive:
         names = set(archive.namelist())
-        assert "app/actions_client.py" in names and "app/cli/actions_run.py" in names
+        assert "app/engines/actions/runner.py" in names and "app/cli/actions_run.py" in names
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
         [record] = [n for n in names if n.endswith(".dist-info/RECORD")]
         for line in archive.read(record).decode().splitlines():

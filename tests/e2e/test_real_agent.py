@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from app.agents.base import AGENT_PATH_ENV
 from app.credentials import CredentialStore, load_keyring
 from app.models import Artifact
-from app.runners.sandbox.bubblewrap import find_bwrap
+from app.engines.sandbox.bubblewrap import find_bwrap
 from tests.e2e.conftest import REPO
 from tests.support.fake_llm import bash, submit
 

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from app.runners.sandbox.bubblewrap import find_bwrap
-from app.runners.sandbox.local import NOT_ISOLATED
+from app.engines.sandbox.bubblewrap import find_bwrap
+from app.engines.sandbox.local import NOT_ISOLATED
 from tests.e2e.conftest import REPO, Scene, command_config
 from tests.support.databases import _fresh_postgres_url
 

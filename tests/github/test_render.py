@@ -193,7 +193,7 @@ def test_check_run_output_on_failure_names_the_reason_and_shows_the_error():
 
 
 def test_check_run_summary_lists_the_files_that_cannot_be_committed():
-    from app.runners.changes import ChangesRefused
+    from app.engines.git.changes import ChangesRefused
 
     refused = ChangesRefused([(".Git/config", "has a name git refuses to commit"), ("big.bin", "is a 3.0 MB binary")])
     output = render.check_run_output(make_task(status="needs_attention", status_reason=str(refused)), make_run())

@@ -12,10 +12,10 @@ from typing import NamedTuple
 
 import pytest
 
-from app.runners.sandbox import SandboxResult, SandboxSpec
-from app.runners.sandbox.bubblewrap import BubblewrapSandbox, find_bwrap
-from app.runners.sandbox.docker import DockerSandbox
-from app.runners.sandbox.local import UnsafeLocalSandbox
+from app.engines.sandbox import SandboxResult, SandboxSpec
+from app.engines.sandbox.bubblewrap import BubblewrapSandbox, find_bwrap
+from app.engines.sandbox.docker import DockerSandbox
+from app.engines.sandbox.local import UnsafeLocalSandbox
 
 # Stands in for the Docker engine, which this machine lacks: records argv, then runs the container's
 # command as a local process in the bound workspace with only the `-e` environment.

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from app.runners.sandbox import SandboxSpec
+from app.engines.sandbox import SandboxSpec
 from tests.runners.conftest import run_script as run
 
 PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEdraftsmithAPPKEYmaterial\n-----END RSA PRIVATE KEY-----\n"

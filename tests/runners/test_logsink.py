@@ -10,7 +10,7 @@ from sqlalchemy import event
 
 from app.db import session_scope
 from app.models import Run, Task
-from app.runners.logsink import LogSink, read_logs
+from app.engines.logsink import LogSink, read_logs
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.github.repo_config import NetworkConfig
-from app.runners.network import RunNetwork, build_policy, model_endpoints, protected_addresses
+from app.engines.sandbox.network import RunNetwork, build_policy, model_endpoints, protected_addresses
 from app.settings import Settings
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.runners.changes import ChangesRefused, RebaseConflict
-from app.runners.private_repo import GitError, PrivateRepo
+from app.engines.git.changes import ChangesRefused, RebaseConflict
+from app.engines.git.private_repo import GitError, PrivateRepo
 
 
 def git(cwd: Path, *args: str) -> str:

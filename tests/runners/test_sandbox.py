@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from app.runners.sandbox import Egress, Forward, SandboxSpec, SandboxUnavailable, select_sandbox
-from app.runners.sandbox.etc import CA_BUNDLE
-from app.runners.sandbox.local import NOT_ISOLATED
+from app.engines.sandbox import Egress, Forward, SandboxSpec, SandboxUnavailable, select_sandbox
+from app.engines.sandbox.etc import CA_BUNDLE
+from app.engines.sandbox.local import NOT_ISOLATED
 from app.settings import Settings
 from tests.runners.conftest import docker_calls
 

@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from app.egress.policy import EgressPolicy
 from app.egress.proxy import EgressProxy
-from app.runners.sandbox import Egress, Forward
+from app.engines.sandbox import Egress, Forward
 from tests.runners.conftest import run_script
 
 # Python inside the sandbox is the system's; HTTP_PROXY is honoured only where NO_PROXY does not exempt

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.runners.sandbox.etc import HOST_FILES, generated_files
+from app.engines.sandbox.etc import HOST_FILES, generated_files
 from tests.runners.conftest import run_script
 
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "Agent", "GIT_AUTHOR_EMAIL": "agent@example.org",

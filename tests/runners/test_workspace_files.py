@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.runners.changes import git_refuses
-from app.runners.workspace_files import NOT_UTF8, blob_sha, read_workspace
+from app.engines.git.changes import git_refuses
+from app.engines.git.workspace_files import NOT_UTF8, blob_sha, read_workspace
 
 GIT_ENV = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1", "LANG": "C"}
 

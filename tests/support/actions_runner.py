@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from app.runners.runner_package import requirements
+from app.engines.actions.runner_package import requirements
 
 DRAFTSMITH = Path(sys.executable).parent / "draftsmith"
 WORKFLOW_FILE = Path(__file__).resolve().parents[2] / "workflows" / "draftsmith.yml"

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from app.db import session_scope
 from app.models import Run, Task
-from app.runners.logsink import LogSink
+from app.engines.logsink import LogSink
 from app.runtime import Runtime
 from app.settings import Settings
 from app.tasks.links import task_token

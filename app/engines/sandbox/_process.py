@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from app.runners.sandbox.base import OutputCallback, SandboxResult
+from app.engines.sandbox.base import OutputCallback, SandboxResult
 
 # Longer lines are cut into pieces so one endless line cannot exhaust memory.
 _MAX_LINE_BYTES = 64 * 1024
@@ -179,7 +179,7 @@ def prlimit_prefix(spec, *, nproc: bool = True) -> list[str]:
 
 def base_env(spec, *, home: str) -> dict[str, str]:
     """The whole environment a sandboxed command gets: a fixed minimum plus what the spec passes."""
-    from app.runners.sandbox.base import DEFAULT_PATH
+    from app.engines.sandbox.base import DEFAULT_PATH
 
     env = {"PATH": DEFAULT_PATH, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb"}
     env.update(spec.env)

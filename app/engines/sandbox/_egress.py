@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from app.runners.sandbox import relay
-from app.runners.sandbox.base import EGRESS_MOUNT, Egress
+from app.engines.sandbox import relay
+from app.engines.sandbox.base import EGRESS_MOUNT, Egress
 
 RELAY_SCRIPT = Path(relay.__file__).resolve()
 # Where the relay script appears inside the sandbox (read-only).

@@ -16,8 +16,8 @@ from app.github import gitdata
 from app.github.report import Reporter, Stage
 from app.logs import scrub
 from app.models import Artifact
-from app.runners.changes import Changes, ChangesRefused, RebaseConflict
-from app.runners.source import RepositorySource
+from app.engines.git.changes import Changes, ChangesRefused, RebaseConflict
+from app.engines.git.source import RepositorySource
 from app.tasks.service import TaskService
 from app.tasks.states import Status
 

@@ -118,7 +118,7 @@ class Sandbox(Protocol):
 
 def select_sandbox(settings) -> Sandbox:
     """The backend `settings.sandbox` names; "local" refuses to run without bubblewrap rather than degrade."""
-    from app.runners.sandbox import bubblewrap, docker, local
+    from app.engines.sandbox import bubblewrap, docker, local
 
     kind = settings.sandbox
     if kind == "local":

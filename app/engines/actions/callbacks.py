@@ -17,10 +17,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.db import session_scope
-from app.github.oidc import OIDCError, OIDCVerifier
+from app.engines.actions.oidc import OIDCError, OIDCVerifier
 from app.logs import get_logger, scrub
 from app.models import LogLine, Run, Task
-from app.runners import callback_tokens
+from app.engines.actions import callback_tokens
 
 PATH = "/api/runs/{run_id:int}/events"
 MAX_EVENTS_PER_REQUEST = 2000
@@ -139,7 +139,7 @@ def _configured(request: Request) -> RunCallbacks | None:
         found = runtime.services.get("run_callbacks")
         if found is None and runtime.github is not None:
             # Wired on first use, so a web process that only records webhooks never loads the runners.
-            from app.runners.actions_engine import wire
+            from app.engines.actions.engine import wire
 
             wire(runtime)
             found = runtime.services.get("run_callbacks")

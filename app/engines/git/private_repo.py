@@ -2,7 +2,7 @@
 
 It is fetched into with a token scoped to one repository, passed per command as a header for an exact
 URL (no config lookup can redirect it); it gives the agent its workspace as a plain copy; and after the
-agent it turns the workspace's files (read by app.runners.workspace_files, never through the agent's
+agent it turns the workspace's files (read by app.engines.git.workspace_files, never through the agent's
 `.git`) into a snapshot commit, rebases that onto a moved base, and lists the changes to commit.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.logs import scrub
-from app.runners.changes import (
+from app.engines.git.changes import (
     DEFAULT_MAX_BINARY_BYTES,
     FILE_MODES,
     GITHUB_MAX_FILE_BYTES,
@@ -28,7 +28,7 @@ from app.runners.changes import (
     RebaseConflict,
     content_problem,
 )
-from app.runners.workspace_files import read_workspace
+from app.engines.git.workspace_files import read_workspace
 
 GIT_USER_NAME = "Draftsmith"
 GIT_USER_EMAIL = "draftsmith@users.noreply.github.com"

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from app.runners.runner_package import RunnerPackageUnavailable, cached_wheel, runner_wheel, wheel_cache_dir
+from app.engines.actions.runner_package import RunnerPackageUnavailable, cached_wheel, runner_wheel, wheel_cache_dir
 
 
 async def get_runner_wheel(request: Request) -> Response:

@@ -16,13 +16,13 @@ from app.agents.prompt import build_prompt
 from app.agents.registry import get_agent
 from app.github.report import Reporter, Stage
 from app.logs import get_logger
-from app.runners import context as issue_context
-from app.runners.logsink import LogSink
-from app.runners.network import RunNetwork, build_policy, model_endpoints
-from app.runners.private_repo import PrivateRepo
-from app.runners.publish import Outcome, publish, save_artifact
-from app.runners.sandbox import SandboxSpec, select_sandbox
-from app.runners.source import RepositorySource
+from app.engines import context as issue_context
+from app.engines.logsink import LogSink
+from app.engines.sandbox.network import RunNetwork, build_policy, model_endpoints
+from app.engines.git.private_repo import PrivateRepo
+from app.engines.publish import Outcome, publish, save_artifact
+from app.engines.sandbox import SandboxSpec, select_sandbox
+from app.engines.git.source import RepositorySource
 from app.models import utcnow
 from app.tasks.service import TaskService
 from app.tasks.states import Status
@@ -144,7 +144,7 @@ async def execute_run(runtime, run_id: int) -> None:
 
 async def _start_in_actions(runtime, tasks: TaskService, report: Reporter, task_id: int, run_id: int, log) -> None:
     """Dispatch to the repository's workflow; the run then ends through its callbacks (actions_engine)."""
-    from app.runners import actions_engine
+    from app.engines.actions import engine as actions_engine
 
     try:
         refused = await actions_engine.start(runtime, tasks, report, task_id, run_id)
@@ -320,7 +320,7 @@ async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int
     for run in tasks.dead_runs(older_than):
         task = tasks.get(run.task_id)
         if task.runner == "actions":  # no worker of ours runs it: GitHub knows whether it lives
-            from app.runners import actions_engine
+            from app.engines.actions import engine as actions_engine
 
             recovered += await actions_engine.check_on(runtime, tasks, task, run)
             continue

@@ -8,9 +8,9 @@ import shutil
 import threading
 from pathlib import Path
 
-from app.runners.sandbox import _egress, etc
-from app.runners.sandbox._process import base_env, prlimit_prefix, supervise
-from app.runners.sandbox.base import (
+from app.engines.sandbox import _egress, etc
+from app.engines.sandbox._process import base_env, prlimit_prefix, supervise
+from app.engines.sandbox.base import (
     EGRESS_MOUNT,
     SANDBOX_HOME,
     WORKSPACE_MOUNT,

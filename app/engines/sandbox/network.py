@@ -11,7 +11,7 @@ from app.agents.base import BASE_URL_VARS
 from app.egress.policy import NOT_ALLOWED, EgressPolicy, Endpoint, allow_entry, authority
 from app.egress.proxy import EgressEvent, EgressProxy
 from app.github.render import Blocked
-from app.runners.sandbox import Egress, Forward
+from app.engines.sandbox import Egress, Forward
 
 # The public API each provider key is for; an operator's base URL (stored with the key) comes on top.
 PROVIDER_APIS = {

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.runners.sandbox.base import SANDBOX_HOME, WORKSPACE_MOUNT
+from app.engines.sandbox.base import SANDBOX_HOME, WORKSPACE_MOUNT
 
 # Inside the sandbox, at the path OpenSSL, curl and git look for by default on Debian.
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"

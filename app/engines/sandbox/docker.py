@@ -8,9 +8,9 @@ import threading
 import uuid
 from pathlib import Path
 
-from app.runners.sandbox import _egress, etc
-from app.runners.sandbox._process import supervise
-from app.runners.sandbox.base import (
+from app.engines.sandbox import _egress, etc
+from app.engines.sandbox._process import supervise
+from app.engines.sandbox.base import (
     DEFAULT_PATH,
     EGRESS_MOUNT,
     WORKSPACE_MOUNT,

@@ -8,9 +8,9 @@ import threading
 from pathlib import Path
 
 from app.logs import get_logger
-from app.runners.sandbox import etc
-from app.runners.sandbox._process import base_env, prlimit_prefix, supervise
-from app.runners.sandbox.base import OutputCallback, SandboxResult, SandboxSpec
+from app.engines.sandbox import etc
+from app.engines.sandbox._process import base_env, prlimit_prefix, supervise
+from app.engines.sandbox.base import OutputCallback, SandboxResult, SandboxSpec
 
 log = get_logger(component="sandbox")
 

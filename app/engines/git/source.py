@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.runners.private_repo import PrivateRepo
+from app.engines.git.private_repo import PrivateRepo
 
 READ_CONTENTS = {"contents": "read"}
 

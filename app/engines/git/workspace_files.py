@@ -2,7 +2,7 @@
 
 The agent owns everything under the workspace, its `.git` included. Git run over it would obey that
 `.git`'s config (hooks, fsmonitor, filters, alternates, url rewrites...), so the worker reads the files
-itself and hands git only bytes (app.runners.private_repo). Every open is relative to a directory
+itself and hands git only bytes (app.engines.git.private_repo). Every open is relative to a directory
 descriptor with O_NOFOLLOW, so a symlink swapped in mid-walk is refused rather than followed.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dulwich.ignore import IgnoreFilter, read_ignore_patterns
 
-from app.runners.changes import (
+from app.engines.git.changes import (
     GITHUB_MAX_FILE_BYTES,
     GITLINK_MODE,
     NAME_REFUSED,

@@ -17,17 +17,17 @@ from githubkit.exception import RequestFailed
 
 from app.agents.base import AgentResult, Usage
 from app.agents.prompt import build_prompt
-from app.github.oidc import OIDCVerifier
+from app.engines.actions.oidc import OIDCVerifier
 from app.github.report import Reporter, Stage
 from app.logs import get_logger
-from app.runners import actions, callback_tokens
-from app.runners import context as issue_context
-from app.runners.logsink import LogSink
-from app.runners.private_repo import GitError, PrivateRepo
+from app.engines.actions import callback_tokens, dispatch as actions
+from app.engines import context as issue_context
+from app.engines.logsink import LogSink
+from app.engines.git.private_repo import GitError, PrivateRepo
 from app.models import utcnow
-from app.runners.publish import Outcome, publish
-from app.runners.runner_package import RunnerPackageUnavailable, requirements, runner_wheel, wheel_cache_dir
-from app.runners.source import RepositorySource
+from app.engines.publish import Outcome, publish
+from app.engines.actions.runner_package import RunnerPackageUnavailable, requirements, runner_wheel, wheel_cache_dir
+from app.engines.git.source import RepositorySource
 from app.tasks.service import TaskService
 from app.tasks.states import Status, is_terminal
 
@@ -100,7 +100,7 @@ def install_spec(settings, base_url: str) -> dict:
 
 
 class RunEvents:
-    """What the app does with an Actions run's reports (app.web.callbacks calls these)."""
+    """What the app does with an Actions run's reports (app.engines.actions.callbacks calls these)."""
 
     def __init__(self, runtime) -> None:
         self.runtime = runtime
@@ -186,7 +186,7 @@ async def finish(runtime, tasks: TaskService, report: Reporter, run_id: int, out
     if finished is None:
         return
     await report.finished(finished.task, finished.run)
-    from app.runners.pipeline import start_successor
+    from app.engines.sandbox.pipeline import start_successor
 
     start_successor(runtime, tasks, finished.task)
 
@@ -289,7 +289,7 @@ async def cancel(runtime, gh, task, run) -> None:
 
 def wire(runtime) -> None:
     """Let the web app accept Actions callbacks (bearer credential, or OIDC tokens for our URL)."""
-    from app.web.callbacks import RunCallbacks
+    from app.engines.actions.callbacks import RunCallbacks
 
     audience = _base_url(runtime.settings)
     issuer = runtime.settings.effective_oidc_issuer

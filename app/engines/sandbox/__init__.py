@@ -1,6 +1,6 @@
 """Sandboxes that run an agent's command in its workspace, isolated from the app (see base.py)."""
 
-from app.runners.sandbox.base import (
+from app.engines.sandbox.base import (
     Egress,
     Forward,
     OutputCallback,

@@ -1,0 +1,1 @@
+"""runner: actions, the repository's own GitHub Actions runners: dispatch, callbacks, and the runner side."""
