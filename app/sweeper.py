@@ -45,7 +45,7 @@ def recover_runs(runtime) -> int:
     """Fail (or re-queue once) runs whose heartbeat went silent, and report it on GitHub. Returns how many."""
     import asyncio
 
-    from app.engines.sandbox.pipeline import recover_dead_runs, requeue_stranded_runs
+    from app.engines.lifecycle import recover_dead_runs, requeue_stranded_runs
 
     if runtime.github is None:  # nothing can be reported yet; the runs stay until the App is configured
         return 0

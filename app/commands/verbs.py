@@ -59,10 +59,10 @@ async def cancel_active(ctx, tasks, reporter, repo: str, number: int, *, comment
     if changed is not None and changed.task.status == "cancelled":
         # It never started: write the final state now (a running one is written by its worker).
         await reporter.finished(changed.task, changed.run)
-    elif active.runner == "actions" and changed is not None:
-        from app.engines.actions import engine as actions_engine
+    elif changed is not None:
+        from app.engines.registry import engine_for
 
-        await actions_engine.cancel(ctx.runtime, ctx.gh, changed.task, changed.run)
+        await engine_for(active.runner).cancel(ctx.runtime, ctx.gh, changed.task, changed.run)
     return True
 
 

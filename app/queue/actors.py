@@ -134,7 +134,7 @@ def process_delivery(delivery_id: str) -> None:
 
 def run_task(run_id: int) -> None:
     # Imported here: the runner pulls in agents and sandboxes the web process never needs.
-    from app.engines.sandbox.pipeline import execute_run
+    from app.engines.lifecycle import execute_run
 
     result = execute_run(current_runtime(), run_id)
     if inspect.isawaitable(result):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engines.sandbox.pipeline import recover_dead_runs
+from app.engines.lifecycle import recover_dead_runs
 from tests.e2e.conftest import REPO, Scene, command_config
 
 # Unusual sleep lengths name the agent's processes, so the test can look for leftovers on the host.

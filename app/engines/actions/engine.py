@@ -22,6 +22,7 @@ from app.github.report import Reporter, Stage
 from app.logs import get_logger
 from app.engines.actions import callback_tokens, dispatch as actions
 from app.engines import context as issue_context
+from app.engines import lifecycle
 from app.engines.logsink import LogSink
 from app.engines.git.private_repo import GitError, PrivateRepo
 from app.models import utcnow
@@ -36,11 +37,6 @@ WORKER = "actions"  # Run.worker for dispatched runs: no heartbeat of ours, GitH
 QUEUE_MARGIN = timedelta(minutes=30)
 # Agent options that may travel in the dispatch payload (read from the default branch's config).
 _OPTION_KEYS = ("command", "allowed_tools", "max_turns", "max_cost_usd")
-
-
-async def _reporter(runtime, tasks: TaskService, installation_id: int) -> Reporter:
-    gh = runtime.github.installation_client(installation_id)
-    return Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
 
 
 def _base_url(settings) -> str:
@@ -116,7 +112,7 @@ class RunEvents:
             return
         task = self.tasks.get(run.task_id)
         if stage in {s.value for s in Stage} and stage not in ("queued", "commit", "tests", "pull_request"):
-            report = await _reporter(self.runtime, self.tasks, task.installation_id)
+            report = await lifecycle.reporter(self.runtime, self.tasks, task.installation_id)
             await report.stage(task, run, Stage(stage))
 
     async def result(self, run_id: int, result) -> None:
@@ -124,7 +120,7 @@ class RunEvents:
         if run is None or is_terminal(run.status):
             return
         task = self.tasks.get(run.task_id)
-        report = await _reporter(self.runtime, self.tasks, task.installation_id)
+        report = await lifecycle.reporter(self.runtime, self.tasks, task.installation_id)
         usage = result.usage
         self.tasks.update_run(run_id, exit_code=result.exit_code, input_tokens=usage.input_tokens,
                               output_tokens=usage.output_tokens, cost_usd=usage.cost_usd,
@@ -181,14 +177,9 @@ def _has_commit(private: PrivateRepo, sha: str) -> bool:
 
 
 async def finish(runtime, tasks: TaskService, report: Reporter, run_id: int, outcome: Outcome) -> None:
-    finished = tasks.finish(run_id, outcome.status, reason=outcome.reason, tests_passed=outcome.tests_passed)
+    """End the run as every engine does, and close its callback window first: nothing more is accepted."""
     callback_tokens.revoke(runtime.engine, run_id)
-    if finished is None:
-        return
-    await report.finished(finished.task, finished.run)
-    from app.engines.sandbox.pipeline import start_successor
-
-    start_successor(runtime, tasks, finished.task)
+    await lifecycle.finish(runtime, tasks, report, run_id, outcome)
 
 
 async def link_workflow_run(runtime, gh, run_id: int, actions_run: dict) -> None:
@@ -277,16 +268,6 @@ async def _end(runtime, tasks: TaskService, gh, run_id: int, reason: str) -> Non
     await finish(runtime, tasks, report, run_id, Outcome(Status.FAILED, reason))
 
 
-async def cancel(runtime, gh, task, run) -> None:
-    """Cancel a dispatched run: ask GitHub to cancel the workflow run, and end ours now (no worker to notice)."""
-    tasks = TaskService(runtime.engine)
-    owner, repo = task.repo_full_name.split("/", 1)
-    if run.actions_run_id:
-        await actions.cancel_actions_run(gh, owner, repo, run.actions_run_id)
-    report = Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
-    await finish(runtime, tasks, report, run.id, Outcome(Status.CANCELLED, task.status_reason or "cancelled on request"))
-
-
 def wire(runtime) -> None:
     """Let the web app accept Actions callbacks (bearer credential, or OIDC tokens for our URL)."""
     from app.engines.actions.callbacks import RunCallbacks
@@ -298,3 +279,32 @@ def wire(runtime) -> None:
         secrets=tuple(runtime.settings.secret_values()),
     )
     get_logger().debug("actions callbacks wired", audience=audience, issuer=issuer)
+
+
+class ActionsEngine:
+    """Runs go to the repository's own workflow; its callbacks, webhooks and GitHub's API say how they end."""
+
+    name = "actions"
+
+    async def run(self, runtime, tasks: TaskService, task, run) -> None:
+        report = await lifecycle.reporter(runtime, tasks, task.installation_id)
+        try:
+            refused = await start(runtime, tasks, report, task.id, run.id)
+        except Exception as exc:
+            get_logger(task_id=task.id, run_id=run.id).exception("dispatch failed")
+            refused = Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}")
+        if refused is not None:
+            await finish(runtime, tasks, report, run.id, refused)
+
+    async def cancel(self, runtime, gh, task, run) -> None:
+        """Ask GitHub to cancel the workflow run, and end ours now: no worker of ours watches the flag."""
+        owner, repo = task.repo_full_name.split("/", 1)
+        if run.actions_run_id:
+            await actions.cancel_actions_run(gh, owner, repo, run.actions_run_id)
+        tasks = TaskService(runtime.engine)
+        report = Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
+        await finish(runtime, tasks, report, run.id,
+                     Outcome(Status.CANCELLED, task.status_reason or "cancelled on request"))
+
+    async def check_on(self, runtime, tasks: TaskService, task, run) -> bool:
+        return await check_on(runtime, tasks, task, run)

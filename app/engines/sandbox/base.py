@@ -1,15 +1,6 @@
 """The sandbox interface: what to run (SandboxSpec), how it ended (SandboxResult), and backend choice.
 
 Backends: `bubblewrap` (settings.sandbox == "local"), `unsafe-local` (no isolation) and `docker`.
-
-A Kubernetes Job backend fits the same `Sandbox` protocol: `run()` would create a Job whose pod runs
-`spec.argv` with `spec.env` (from a per-run Secret, never inlined in the manifest), the workspace on a
-volume (a PVC the worker also mounts, or an init container that clones and an exit step that uploads the
-changes), `resources.limits` from `memory_mb`, a `pids` limit via the node's podPidsLimit, no service
-account token, a NetworkPolicy denying all egress plus the relay (relay.py) as a sidecar or wrapper
-pointing at the egress proxy; it would stream the pod's log (`follow=true`) line by line
-into `on_output`, watch `cancel` and the deadline, and delete the Job with propagationPolicy=Foreground
-to stop it. Add it as a module here and one branch in `select_sandbox`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One run of a task on our own workers: workspace, agent in the sandbox, commit, draft PR, report."""
+"""One run of a task on our own workers: workspace, setup, agent and tests in the sandbox, then publish."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import threading
-from datetime import timedelta
 from pathlib import Path
 
 from app.agents.base import AgentRequest, MissingCredentials, redact
@@ -23,12 +21,10 @@ from app.engines.git.private_repo import PrivateRepo
 from app.engines.publish import Outcome, publish, save_artifact
 from app.engines.sandbox import SandboxSpec, select_sandbox
 from app.engines.git.source import RepositorySource
-from app.models import utcnow
 from app.tasks.service import TaskService
 from app.tasks.states import Status
 
 HEARTBEAT_SECONDS = 2.0
-STRANDED_AFTER = timedelta(minutes=10)
 
 
 class RunStopped(Exception):
@@ -38,10 +34,6 @@ class RunStopped(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Heartbeat:
@@ -92,80 +84,7 @@ def _binds_for(binary: str) -> list[Path]:
     return sorted({b for b in binds if b.exists()}, key=str)
 
 
-async def execute_run(runtime, run_id: int) -> None:
-    """Run one attempt end to end. Safe to call twice: a run that already started is left alone."""
-    tasks = TaskService(runtime.engine)
-    started = tasks.start_run(run_id, worker=worker_name())
-    if started is None:
-        return
-    task, run = started.task, started.run
-    log = get_logger(task_id=task.id, run_id=run.id, repo=task.repo_full_name)
-    gh = runtime.github.installation_client(task.installation_id)
-    identity = await runtime.github.identity()
-    report = Reporter.for_runtime(runtime, gh, tasks, identity)
-    if task.runner == "actions":
-        await _start_in_actions(runtime, tasks, report, task.id, run.id, log)
-        return
-    secrets = list(runtime.settings.secret_values())
-    sink = LogSink(runtime.engine, run.id, secrets=secrets)
-    # Absolute: the default data dir is relative (.draftsmith), and bwrap resolves bind sources elsewhere.
-    workspace_root = Path(runtime.settings.effective_workspace_dir).absolute() / f"run-{run.id}"
-    outcome = Outcome(Status.FAILED, "the run ended unexpectedly")
-    try:
-        with Heartbeat(tasks, run.id) as heartbeat, contextlib.ExitStack() as stack:
-            outcome = await _run(runtime, tasks, report, task.id, run.id, sink, secrets, workspace_root,
-                                 heartbeat.cancel, log, stack)
-    except RunStopped as stop:
-        reason = stop.reason
-        if stop.status is Status.CANCELLED:  # say who cancelled and from where, as request_cancel recorded
-            reason = tasks.get(task.id).status_reason or reason
-        outcome = Outcome(stop.status, reason)
-    except MissingCredentials as exc:
-        outcome = Outcome(Status.FAILED, str(exc))
-    except Exception as exc:  # anything unexpected still ends the task visibly
-        log.exception("run failed")
-        outcome = Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}")
-    finally:
-        sink.write("system", f"run finished: {outcome.status.value}" + (f" ({outcome.reason})" if outcome.reason else ""))
-        sink.close()
-        shutil.rmtree(workspace_root, ignore_errors=True)
-    usage = outcome.agent.usage if outcome.agent else None
-    finished = tasks.finish(
-        run.id, outcome.status, reason=outcome.reason,
-        exit_code=outcome.exit_code, tests_passed=outcome.tests_passed, agent_seconds=outcome.agent_seconds,
-        input_tokens=usage.input_tokens if usage else None, output_tokens=usage.output_tokens if usage else None,
-        cost_usd=usage.cost_usd if usage else None,
-    )
-    if finished is not None:
-        await report.finished(finished.task, finished.run)
-        start_successor(runtime, tasks, finished.task)
-    log.info("run ended", status=outcome.status.value)
-
-
-async def _start_in_actions(runtime, tasks: TaskService, report: Reporter, task_id: int, run_id: int, log) -> None:
-    """Dispatch to the repository's workflow; the run then ends through its callbacks (actions_engine)."""
-    from app.engines.actions import engine as actions_engine
-
-    try:
-        refused = await actions_engine.start(runtime, tasks, report, task_id, run_id)
-    except Exception as exc:
-        log.exception("dispatch failed")
-        refused = Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}")
-    if refused is not None:
-        await actions_engine.finish(runtime, tasks, report, run_id, refused)
-
-
-def start_successor(runtime, tasks: TaskService, task) -> None:
-    """With `on_busy: queue`, the next instruction on the same issue waits for this task: start it now."""
-    successor = tasks.queued_successor(task)
-    if successor is None:
-        return
-    run = tasks.latest_run(successor.id)
-    if run is not None and run.status == Status.QUEUED.value:
-        runtime.broker.get_actor("run_task").send(run.id)
-
-
-async def _run(runtime, tasks: TaskService, report: Reporter, task_id: int, run_id: int, sink: LogSink,
+async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id: int, run_id: int, sink: LogSink,
                secrets: list[str], root: Path, cancel: threading.Event, log, stack: contextlib.ExitStack) -> Outcome:
     settings = runtime.settings
     task, run = tasks.get(task_id), tasks.get_run(run_id)
@@ -310,56 +229,3 @@ def _credentials_for(runtime, task) -> dict[str, str]:
 
     store = CredentialStore(runtime.engine, load_keyring(runtime.settings))
     return store.get_env(task.installation_id, task.repo_full_name)
-
-
-async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int:
-    """Fail (or re-queue once) runs whose worker stopped beating; report it. Returns how many."""
-    tasks = TaskService(runtime.engine)
-    older_than = older_than or timedelta(seconds=runtime.settings.heartbeat_timeout_seconds)
-    recovered = 0
-    for run in tasks.dead_runs(older_than):
-        task = tasks.get(run.task_id)
-        if task.runner == "actions":  # no worker of ours runs it: GitHub knows whether it lives
-            from app.engines.actions import engine as actions_engine
-
-            recovered += await actions_engine.check_on(runtime, tasks, task, run)
-            continue
-        finished = tasks.finish(run.id, Status.FAILED, reason="the worker running this task stopped responding")
-        if finished is None:
-            continue
-        recovered += 1
-        task = finished.task
-        gh = runtime.github.installation_client(task.installation_id)
-        report = Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
-        if run.attempt == 1 and await _requeues_dead_runs(runtime, gh, task):
-            again = tasks.retry(task.id)
-            await report.requeued(again.task, again.run)
-            runtime.broker.get_actor("run_task").send(again.run.id)
-        else:
-            await report.finished(finished.task, finished.run)
-    return recovered
-
-
-async def _requeues_dead_runs(runtime, gh, task) -> bool:
-    """The repository's `requeue_dead_runs` when its config sets one, else the server's setting."""
-    from app.github.repo_config import load_repo_config
-
-    owner, repo = task.repo_full_name.split("/", 1)
-    try:
-        chosen = (await load_repo_config(gh, owner, repo, None)).config.requeue_dead_runs
-    except Exception as exc:  # GitHub unreachable: the server's setting decides rather than nothing
-        get_logger(task_id=task.id).warning("repo_config_unreadable", error_type=type(exc).__name__)
-        chosen = None
-    return runtime.settings.requeue_dead_runs if chosen is None else chosen
-
-
-def requeue_stranded_runs(runtime, older_than: timedelta | None = None) -> int:
-    """Enqueue queued runs whose message never reached a worker; starting a run twice is a no-op."""
-    tasks = TaskService(runtime.engine)
-    # Long enough that a run merely waiting behind a busy queue is not sent again and again.
-    older_than = older_than or STRANDED_AFTER
-    stranded = tasks.stranded_queued_runs(older_than)
-    for run in stranded:
-        runtime.broker.get_actor("run_task").send(run.id)
-        tasks.update_run(run.id, queued_at=utcnow())  # the next sweep waits as long again
-    return len(stranded)

@@ -1,0 +1,89 @@
+"""What every run goes through whichever engine runs it: start, finish, the next task, recovery when quiet."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+
+from app.engines.publish import Outcome
+from app.engines.registry import engine_for
+from app.github.report import Reporter
+from app.logs import get_logger
+from app.models import utcnow
+from app.tasks.service import TaskService
+
+STRANDED_AFTER = timedelta(minutes=10)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def reporter(runtime, tasks: TaskService, installation_id: int) -> Reporter:
+    gh = runtime.github.installation_client(installation_id)
+    return Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
+
+
+async def execute_run(runtime, run_id: int) -> None:
+    """Start one attempt on its task's engine. Safe to call twice: a run that already started is left alone."""
+    tasks = TaskService(runtime.engine)
+    started = tasks.start_run(run_id, worker=worker_name())
+    if started is None:
+        return
+    await engine_for(started.task.runner).run(runtime, tasks, started.task, started.run)
+
+
+async def finish(runtime, tasks: TaskService, report: Reporter, run_id: int, outcome: Outcome) -> None:
+    """Record how the run ended, report it on GitHub, and start the task queued behind this one."""
+    usage = outcome.agent.usage if outcome.agent else None
+    measured = {
+        "exit_code": outcome.exit_code, "tests_passed": outcome.tests_passed, "agent_seconds": outcome.agent_seconds,
+        "input_tokens": usage.input_tokens if usage else None, "output_tokens": usage.output_tokens if usage else None,
+        "cost_usd": usage.cost_usd if usage else None,
+    }
+    # Only what this outcome measured: an engine may have stored the rest on the run already.
+    finished = tasks.finish(run_id, outcome.status, reason=outcome.reason,
+                            **{key: value for key, value in measured.items() if value is not None})
+    if finished is None:
+        return
+    await report.finished(finished.task, finished.run)
+    start_successor(runtime, tasks, finished.task)
+
+
+def start_successor(runtime, tasks: TaskService, task) -> None:
+    """With `on_busy: queue`, the next instruction on the same issue waits for this task: start it now."""
+    from app.tasks.states import Status
+
+    successor = tasks.queued_successor(task)
+    if successor is None:
+        return
+    run = tasks.latest_run(successor.id)
+    if run is not None and run.status == Status.QUEUED.value:
+        runtime.broker.get_actor("run_task").send(run.id)
+
+
+async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int:
+    """Ask each running run's engine about runs whose heartbeat went quiet. Returns how many were ended."""
+    tasks = TaskService(runtime.engine)
+    older_than = older_than or timedelta(seconds=runtime.settings.heartbeat_timeout_seconds)
+    recovered = 0
+    for run in tasks.dead_runs(older_than):
+        task = tasks.get(run.task_id)
+        try:
+            recovered += await engine_for(task.runner).check_on(runtime, tasks, task, run)
+        except Exception as exc:  # one run's GitHub trouble must not keep the others from recovery
+            get_logger(task_id=task.id, run_id=run.id).warning("recovery_failed", error_type=type(exc).__name__)
+    return recovered
+
+
+def requeue_stranded_runs(runtime, older_than: timedelta | None = None) -> int:
+    """Enqueue queued runs whose message never reached a worker; starting a run twice is a no-op."""
+    tasks = TaskService(runtime.engine)
+    # Long enough that a run merely waiting behind a busy queue is not sent again and again.
+    older_than = older_than or STRANDED_AFTER
+    stranded = tasks.stranded_queued_runs(older_than)
+    for run in stranded:
+        runtime.broker.get_actor("run_task").send(run.id)
+        tasks.update_run(run.id, queued_at=utcnow())  # the next sweep waits as long again
+    return len(stranded)
