@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from githubkit.exception import RequestFailed
 
-from app.github import render
+from app.github import actions_api, render
 from app.logs import get_logger
 from app.models import Run, Task
 from app.tasks import links
@@ -69,6 +69,15 @@ class Reporter:
     def _split(task: Task) -> tuple[str, str]:
         owner, repo = task.repo_full_name.split("/", 1)
         return owner, repo
+
+    # -- runs on the repository's Actions runners -----------------------------------------------------
+    async def dispatch_run(self, repo_full_name: str, payload) -> actions_api.DispatchOutcome:
+        owner, repo = repo_full_name.split("/", 1)
+        return await actions_api.dispatch(self.gh, owner, repo, payload)
+
+    async def cancel_workflow_run(self, repo_full_name: str, actions_run_id: int) -> bool:
+        owner, repo = repo_full_name.split("/", 1)
+        return await actions_api.cancel_actions_run(self.gh, owner, repo, actions_run_id)
 
     # -- replies -----------------------------------------------------------------------------------
     async def reply(self, repo_full_name: str, number: int, body: str) -> int:

@@ -10,15 +10,8 @@ import yaml
 from githubkit import GitHub, TokenAuthStrategy
 
 from app.models import Run, Task
-from app.engines.actions.dispatch import (
-    DispatchPayloadTooLarge,
-    build_dispatch_payload,
-    cancel_actions_run,
-    check_workflow_installed,
-    dispatch,
-    parse_run_name,
-    run_name,
-)
+from app.engines.actions.dispatch import DispatchPayloadTooLarge, build_dispatch_payload, parse_run_name, run_name
+from app.github.actions_api import cancel_actions_run, check_workflow_installed, dispatch
 
 WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "draftsmith.yml"
 

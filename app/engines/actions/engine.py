@@ -21,6 +21,7 @@ from app.engines.actions.oidc import OIDCVerifier
 from app.github.report import Reporter, Stage
 from app.logs import get_logger
 from app.engines.actions import callback_tokens, dispatch as actions
+from app.github import actions_api
 from app.engines import context as issue_context
 from app.engines import lifecycle
 from app.engines.logsink import LogSink
@@ -54,8 +55,8 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
     base_sha = (await gh.rest.repos.async_get_branch(owner, repo, base_branch)).json()["commit"]["sha"]
     task = tasks.update(task.id, base_branch=base_branch, base_sha=task.base_sha or base_sha, head_sha=base_sha)
 
-    if not await actions.check_workflow_installed(gh, owner, repo, default_branch):
-        refused = actions.missing_workflow_outcome()
+    if not await actions_api.check_workflow_installed(gh, owner, repo, default_branch):
+        refused = actions_api.missing_workflow_outcome()
         return Outcome(Status.FAILED, f"{refused.reason} {refused.fix_hint}".strip())
 
     base_url = _base_url(runtime.settings)
@@ -73,7 +74,7 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
         time_limit_seconds=time_limit, test_command=config.test or None,
         heartbeat_seconds=heartbeat_interval(runtime.settings), install=install,
     )
-    outcome = await actions.dispatch(gh, owner, repo, payload)
+    outcome = await report.dispatch_run(task.repo_full_name, payload)
     if not outcome.ok:
         callback_tokens.revoke(runtime.engine, run.id)
         return Outcome(Status.FAILED, f"{outcome.reason} {outcome.fix_hint or ''}".strip())
@@ -218,8 +219,8 @@ async def check_on(runtime, tasks: TaskService, task, run) -> bool:
     gh = runtime.github.installation_client(task.installation_id)
     log = get_logger(task_id=task.id, run_id=run.id)
     try:
-        found = await actions.find_workflow_run(gh, owner, repo, run_id=run.id, task_id=task.id,
-                                                actions_run_id=run.actions_run_id, since=run.started_at)
+        found = await actions_api.find_workflow_run(gh, owner, repo, title=actions.run_name(run.id, task.id),
+                                                    actions_run_id=run.actions_run_id, since=run.started_at)
     except (RequestFailed, httpx.HTTPError) as exc:
         log.warning("actions_run_unknown", error_type=type(exc).__name__)
         found, unknown = None, True
@@ -232,15 +233,18 @@ async def check_on(runtime, tasks: TaskService, task, run) -> bool:
     startup = timedelta(seconds=runtime.settings.actions_startup_timeout_seconds)
     closes_at = callback_tokens.window_closes_at(runtime.engine, run.id)
     if run.runner_seen_at is None and run.started_at and now - run.started_at > startup and not unknown:
+        report = await lifecycle.reporter(runtime, tasks, task.installation_id)
         if found is not None:
             try:  # so a runner that turns up late does not work for a run that has ended
-                await actions.cancel_actions_run(gh, owner, repo, found["id"])
+                await report.cancel_workflow_run(task.repo_full_name, found["id"])
             except RequestFailed as exc:
                 log.warning("actions_run_not_cancelled", status=exc.response.status_code)
-        await _end(runtime, tasks, gh, run.id, never_started_reason(found, startup))
+        await finish(runtime, tasks, report, run.id, Outcome(Status.FAILED, never_started_reason(found, startup)))
         return True
     if closes_at is not None and now > closes_at:
-        await _end(runtime, tasks, gh, run.id, "the GitHub Actions run sent no result before its time limit ran out")
+        report = await lifecycle.reporter(runtime, tasks, task.installation_id)
+        await finish(runtime, tasks, report, run.id, Outcome(
+            Status.FAILED, "the GitHub Actions run sent no result before its time limit ran out"))
         return True
     if found is not None and run.actions_run_id != found.get("id"):
         tasks.update_run(run.id, actions_run_id=found["id"], actions_run_url=found.get("html_url"))
@@ -251,7 +255,7 @@ async def check_on(runtime, tasks: TaskService, task, run) -> bool:
 def never_started_reason(found: dict | None, startup: timedelta) -> str:
     minutes = f"{startup.total_seconds() / 60:g} min"
     if found is None:
-        return (f"the GitHub Actions run never started: no run of `{actions.WORKFLOW_PATH}` appeared within "
+        return (f"the GitHub Actions run never started: no run of `{actions_api.WORKFLOW_PATH}` appeared within "
                 f"{minutes} of the dispatch (are Actions enabled for this repository, with the workflow on "
                 f"its default branch?)")
     link = f" ([Actions run]({found['html_url']}))" if found.get("html_url") else ""
@@ -261,11 +265,6 @@ def never_started_reason(found: dict | None, startup: timedelta) -> str:
                 f"{link}")
     return (f"the GitHub Actions run never started `draftsmith actions-run` within {minutes} (a setup step may "
             f"hang, or the runner cannot reach this server), so it was cancelled{link}")
-
-
-async def _end(runtime, tasks: TaskService, gh, run_id: int, reason: str) -> None:
-    report = Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
-    await finish(runtime, tasks, report, run_id, Outcome(Status.FAILED, reason))
 
 
 def wire(runtime) -> None:
@@ -298,11 +297,10 @@ class ActionsEngine:
 
     async def cancel(self, runtime, gh, task, run) -> None:
         """Ask GitHub to cancel the workflow run, and end ours now: no worker of ours watches the flag."""
-        owner, repo = task.repo_full_name.split("/", 1)
-        if run.actions_run_id:
-            await actions.cancel_actions_run(gh, owner, repo, run.actions_run_id)
         tasks = TaskService(runtime.engine)
         report = Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
+        if run.actions_run_id:
+            await report.cancel_workflow_run(task.repo_full_name, run.actions_run_id)
         await finish(runtime, tasks, report, run.id,
                      Outcome(Status.CANCELLED, task.status_reason or "cancelled on request"))
 
