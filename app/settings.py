@@ -158,12 +158,6 @@ class Settings(BaseSettings):
         return _words(self.egress_private_ranges)
 
     @property
-    def effective_oidc_issuer(self) -> str:
-        from app.engines.actions.oidc import issuer_for
-
-        return self.actions_oidc_issuer or issuer_for(self.github_api_url)
-
-    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             url = self.database_url

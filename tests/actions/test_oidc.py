@@ -87,13 +87,20 @@ async def test_unknown_key_ids_do_not_refetch_more_often_than_allowed(issuer):
 
 def test_the_issuer_follows_the_github_the_app_talks_to():
     from app.engines.actions.oidc import GITHUB_ACTIONS_ISSUER, issuer_for
-    from app.settings import Settings
 
     assert issuer_for("https://api.github.com") == GITHUB_ACTIONS_ISSUER
     # GitHub Enterprise Server issues Actions tokens from its own host
     assert issuer_for("https://ghe.example.com/api/v3") == "https://ghe.example.com/_services/token"
-    assert Settings(GITHUB_API_URL="https://ghe.example.com/api/v3").effective_oidc_issuer == \
-        "https://ghe.example.com/_services/token"
-    assert Settings(GITHUB_API_URL="https://ghe.example.com/api/v3",
-                    DRAFTSMITH_ACTIONS_OIDC_ISSUER="https://issuer.example").effective_oidc_issuer == \
-        "https://issuer.example"
+
+
+def test_the_callbacks_check_tokens_against_the_configured_issuer(make_draftsmith, tmp_path):
+    from app.engines.actions.engine import wire
+    from tests.support.app_server import offline_github_env
+
+    env = offline_github_env(tmp_path, api_url="https://ghe.example.com/api/v3")
+    server = make_draftsmith(env, worker=False)
+    wire(server.runtime)
+    assert server.runtime.services["run_callbacks"].oidc.issuer == "https://ghe.example.com/_services/token"
+    override = make_draftsmith(env, worker=False, DRAFTSMITH_ACTIONS_OIDC_ISSUER="https://issuer.example")
+    wire(override.runtime)
+    assert override.runtime.services["run_callbacks"].oidc.issuer == "https://issuer.example"

@@ -17,7 +17,7 @@ from githubkit.exception import RequestFailed
 
 from app.agents.base import AgentResult, Usage
 from app.agents.prompt import build_prompt
-from app.engines.actions.oidc import OIDCVerifier
+from app.engines.actions.oidc import OIDCVerifier, issuer_for
 from app.github.report import Reporter, Stage
 from app.logs import get_logger
 from app.engines.actions import callback_tokens, dispatch as actions
@@ -272,7 +272,7 @@ def wire(runtime) -> None:
     from app.engines.actions.callbacks import RunCallbacks
 
     audience = _base_url(runtime.settings)
-    issuer = runtime.settings.effective_oidc_issuer
+    issuer = runtime.settings.actions_oidc_issuer or issuer_for(runtime.settings.github_api_url)
     runtime.services["run_callbacks"] = RunCallbacks(
         engine=runtime.engine, handler=RunEvents(runtime), oidc=OIDCVerifier(audience=audience, issuer=issuer),
         secrets=tuple(runtime.settings.secret_values()),
