@@ -8,8 +8,8 @@ from app.engines.sandbox.base import (
     SandboxResult,
     SandboxSpec,
     SandboxUnavailable,
-    select_sandbox,
 )
+from app.engines.sandbox.backends import select_sandbox
 
 __all__ = [
     "Egress",

@@ -1,6 +1,6 @@
 """The sandbox interface: what to run (SandboxSpec), how it ended (SandboxResult), and backend choice.
 
-Backends: `bubblewrap` (settings.sandbox == "local"), `unsafe-local` (no isolation) and `docker`.
+Backends (backends.py chooses): `bubblewrap` (settings.sandbox == "local"), `unsafe-local` (no isolation), `docker`.
 """
 
 from __future__ import annotations
@@ -105,25 +105,3 @@ class Sandbox(Protocol):
     def workspace_path(self, spec: SandboxSpec) -> str:
         """The workspace's path as the command sees it (for prompt files and `{workspace}` in commands)."""
         ...
-
-
-def select_sandbox(settings) -> Sandbox:
-    """The backend `settings.sandbox` names; "local" refuses to run without bubblewrap rather than degrade."""
-    from app.engines.sandbox import bubblewrap, docker, local
-
-    kind = settings.sandbox
-    if kind == "local":
-        binary = bubblewrap.find_bwrap()
-        if binary is None:
-            raise SandboxUnavailable(
-                "DRAFTSMITH_SANDBOX=local needs bubblewrap to isolate agents, and `bwrap` is not on PATH. "
-                "Install it (Debian/Ubuntu: `apt-get install bubblewrap`), or set "
-                "DRAFTSMITH_SANDBOX=unsafe-local to run agents WITHOUT isolation (they can then read "
-                "the app's private key, database and environment)."
-            )
-        return bubblewrap.BubblewrapSandbox(binary)
-    if kind == "unsafe-local":
-        return local.UnsafeLocalSandbox()
-    if kind == "docker":
-        return docker.DockerSandbox(image=getattr(settings, "docker_image", None) or docker.DEFAULT_IMAGE)
-    raise SandboxUnavailable(f"unknown sandbox {kind!r}; choose local, unsafe-local or docker")
