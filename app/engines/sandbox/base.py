@@ -1,4 +1,4 @@
-"""The sandbox interface: what to run (SandboxSpec), how it ended (SandboxResult), and backend choice.
+"""The sandbox interface: what to run (SandboxSpec) and how it ended (SandboxResult).
 
 Backends (backends.py chooses): `bubblewrap` (settings.sandbox == "local"), `unsafe-local` (no isolation), `docker`.
 """
