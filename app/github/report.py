@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from enum import StrEnum
 
 from githubkit.exception import RequestFailed
 
@@ -12,7 +11,7 @@ from app.logs import get_logger
 from app.models import Run, Task
 from app.tasks import links
 from app.tasks.service import TaskService
-from app.tasks.states import Status
+from app.tasks.states import Stage, Status
 
 CHECK_RUN_NAME = "Draftsmith"
 
@@ -27,16 +26,6 @@ _CONCLUSIONS = {
 # Buttons on our check run: GitHub limits label to 20, description to 40, identifier to 20 characters.
 CANCEL_ACTION = {"label": "Cancel", "description": "Stop this Draftsmith task", "identifier": "cancel"}
 RETRY_ACTION = {"label": "Retry", "description": "Run this Draftsmith task again", "identifier": "retry"}
-
-
-class Stage(StrEnum):
-    QUEUED = "queued"
-    WORKSPACE = "workspace"
-    AGENT = "agent"
-    COMMIT = "commit"
-    TESTS = "tests"
-    PULL_REQUEST = "pull_request"
-    PLAN = "plan"  # plan mode's last stage, in place of commit, tests and pull request
 
 
 class Reporter:

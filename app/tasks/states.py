@@ -15,6 +15,18 @@ class Status(StrEnum):
     NEEDS_ATTENTION = "needs_attention"
 
 
+class Stage(StrEnum):
+    """How far a run got (Run.stage), so whoever ends it, even another process, can say where it stopped."""
+
+    QUEUED = "queued"
+    WORKSPACE = "workspace"
+    AGENT = "agent"
+    COMMIT = "commit"
+    TESTS = "tests"
+    PULL_REQUEST = "pull_request"
+    PLAN = "plan"  # plan mode's last stage, in place of commit, tests and pull request
+
+
 TERMINAL = frozenset(
     {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.NEEDS_ATTENTION}
 )
