@@ -124,6 +124,8 @@ class Run(SQLModel, table=True):
     task_id: int = Field(foreign_key="tasks.id", index=True)
     attempt: int = 1
     status: str = Field(default="queued", max_length=32, index=True)
+    # app.tasks.states.Stage the run last reached; None on runs from before it was kept.
+    stage: str | None = Field(default="queued", max_length=32)
     worker: str | None = Field(default=None, max_length=255)
     queued_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None

@@ -11,7 +11,7 @@ from app.logs import get_logger
 from app.models import Run, Task
 from app.tasks import links
 from app.tasks.service import TaskService
-from app.tasks.states import Stage, Status
+from app.tasks.states import ACTIVE, Stage, Status
 
 CHECK_RUN_NAME = "Draftsmith"
 
@@ -38,8 +38,6 @@ class Reporter:
         self.identity = identity
         self.public_url = (public_url or "").rstrip("/") or None
         self.link_secret = link_secret
-        # Where the run was last seen, so a failure's checklist shows the step that failed.
-        self.last_stage: Stage | None = None
         # Set by the run as it goes: hosts its sandbox's egress proxy refused, and whether it was isolated.
         self.blocked: list[render.Blocked] = []
         self.isolated = True
@@ -129,10 +127,10 @@ class Reporter:
 
     # -- progress ----------------------------------------------------------------------------------
     async def progress(self, task: Task, run: Run, stage: Stage) -> Task:
-        """Create or edit the one progress comment of this task."""
+        """Create or edit the one progress comment of this task; an active run's stage is kept on its row."""
         owner, repo = self._split(task)
-        if task.status in ("queued", "running"):
-            self.last_stage = stage
+        if task.status in ACTIVE and run.stage != stage:
+            run = self.tasks.reach_stage(run.id, stage) or run
         body = render.progress_comment(task, run, stage.value, task_url=self.task_url(task), blocked=self.blocked,
                                        isolated=self.isolated)
         if task.progress_comment_id is not None:
@@ -147,7 +145,7 @@ class Reporter:
         return self.tasks.update(task.id, progress_comment_id=resp.json()["id"])
 
     async def stage(self, task: Task, run: Run, stage: Stage) -> None:
-        """A run moved to `stage`: progress comment and check run follow."""
+        """A run moved to `stage`: it is recorded on the run, and the progress comment and check run follow."""
         task = await self.progress(task, run, stage)
         if task.check_run_id is None:
             return
@@ -170,9 +168,12 @@ class Reporter:
                 "status": "queued", "output": render.check_run_output(task, run), "actions": [CANCEL_ACTION]})
 
     async def finished(self, task: Task, run: Run) -> None:
-        """Write a final state back everywhere it shows: never leave a stale 'working' comment."""
+        """Write a final state back everywhere it shows: never leave a stale 'working' comment.
+
+        `run` is as the task service ended it: its stage says where it stopped, whoever reached it.
+        """
         status = Status(task.status)
-        stage = self.last_stage or Stage.QUEUED
+        stage = Stage(run.stage) if run.stage else Stage.QUEUED
         if status is Status.SUCCEEDED:
             stage = Stage.PLAN if task.mode == "plan" else Stage.PULL_REQUEST
         task = await self.progress(task, run, stage)

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from app.db import session_scope
 from app.models import Run, Task, utcnow
-from app.tasks.states import ACTIVE, IllegalTransition, Status, is_terminal, transition
+from app.tasks.states import ACTIVE, IllegalTransition, Stage, Status, is_terminal, transition
 
 _ACTIVE_VALUES = [s.value for s in ACTIVE]
 
@@ -187,6 +187,17 @@ class TaskService:
             run.heartbeat_at = utcnow()
             run.runner_seen_at = run.runner_seen_at or run.heartbeat_at
             session.add(run)
+
+    def reach_stage(self, run_id: int, stage: Stage) -> Run | None:
+        """Record the stage a queued or running run reached; None (and nothing written) once it has ended,
+        so a late report cannot move a finished run."""
+        with session_scope(self.engine) as session:
+            run = session.get(Run, run_id)
+            if run is None or is_terminal(run.status):
+                return None
+            run.stage = Stage(stage).value
+            session.add(run)
+            return run
 
     def finish(
         self, run_id: int, status: Status, *, reason: str | None = None, **run_fields

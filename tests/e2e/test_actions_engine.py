@@ -94,7 +94,7 @@ def test_a_workflow_run_that_ends_without_reporting_ends_the_task(scene, fakehub
     number = fakehub.open_issue(REPO, "Fix typo in README", "")
     fakehub.assign(REPO, number, scene.bot)
     _dispatched(scene, fakehub)
-    scene.wait_for(lambda: scene.runs(scene.tasks()[0].id)[0].worker == "actions", what="the dispatch to finish")
+    scene.wait_for(lambda: scene.runs(scene.tasks()[0].id)[0].stage == "agent", what="the dispatch to finish")
     [workflow_run] = scene.wait_for(lambda: list(fakehub.state.workflow_runs.values()), what="the workflow run")
     httpx.post(f"{fakehub.api_url}/_fakehub/workflow-runs/{workflow_run.id}",
                json={"status": "completed", "conclusion": "failure"}).raise_for_status()
@@ -102,7 +102,11 @@ def test_a_workflow_run_that_ends_without_reporting_ends_the_task(scene, fakehub
     assert task.status == "failed" and "without reporting" in task.status_reason
     [check] = scene.check_runs()
     assert check.conclusion == "failure"
-    assert "Failed" in [c for c in scene.bot_comments(number) if "draftsmith:progress" in c.body][0].body
+    [progress] = [c for c in scene.bot_comments(number) if "draftsmith:progress" in c.body]
+    assert "Failed" in progress.body
+    # It ended in another process than the one that dispatched it: the stage comes from the run's row.
+    assert "- [x] Setting up workspace\n- [ ] **Agent working** ❌" in progress.body
+    assert "**Agent working** ❌" in check.output["text"]
 
 
 def test_cancel_cancels_the_actions_run_through_the_api(scene, fakehub, draftsmith):

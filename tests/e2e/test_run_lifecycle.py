@@ -176,16 +176,9 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-@pytest.mark.parametrize(("server", "repository"), [(False, None), (True, None), (False, True), (True, False)],
-                         ids=["marked-failed", "requeued-once", "requeued-by-repo-config", "kept-failed-by-repo-config"])
-def test_a_worker_killed_mid_run_leaves_nothing_stuck_running(make_scene, fakehub, server, repository):
-    requeue = server if repository is None else repository  # the repository's config wins when it says
-    scene = make_scene(DRAFTSMITH_HEARTBEAT_TIMEOUT="3", DRAFTSMITH_SWEEP_INTERVAL="0.5",
-                       DRAFTSMITH_REQUEUE_DEAD_RUNS=str(server).lower())
-    scene.app.stop_worker()  # the work happens in worker processes this test can kill
-    # The first attempt is still sleeping when its worker dies; a re-queued second one finishes.
-    extra = {} if repository is None else {"requeue_dead_runs": repository}
-    scene.repo(command_config(f"echo agent-started; sleep {MARKER} & sleep 4; sed -i 's/tpyo/typo/' README.md", **extra))
+def _kill_worker_mid_agent_then_sweep(scene: Scene, fakehub, *, runs_expected: int) -> tuple[int, object]:
+    """Assign the issue to a worker process, kill it while the agent runs, and let a sweeping worker end
+    the run. Returns the issue number and the settled task."""
     number = fakehub.open_issue(REPO, "Fix typo in README")
     doomed = _worker_process(scene.app.settings, sweep=False)
     try:
@@ -211,11 +204,25 @@ def test_a_worker_killed_mid_run_leaves_nothing_stuck_running(make_scene, fakehu
             [task] = scene.tasks()
             runs = scene.runs(task.id)
             settled = task.status not in ("queued", "running") and runs[-1].status not in ("queued", "running")
-            return task if settled and len(runs) == (2 if requeue else 1) else None
+            return task if settled and len(runs) == runs_expected else None
 
         task = scene.wait_for(ended, 40, "the dead run to be ended")
     finally:
         _stop(survivor)
+    return number, task
+
+
+@pytest.mark.parametrize(("server", "repository"), [(False, None), (True, None), (False, True), (True, False)],
+                         ids=["marked-failed", "requeued-once", "requeued-by-repo-config", "kept-failed-by-repo-config"])
+def test_a_worker_killed_mid_run_leaves_nothing_stuck_running(make_scene, fakehub, server, repository):
+    requeue = server if repository is None else repository  # the repository's config wins when it says
+    scene = make_scene(DRAFTSMITH_HEARTBEAT_TIMEOUT="3", DRAFTSMITH_SWEEP_INTERVAL="0.5",
+                       DRAFTSMITH_REQUEUE_DEAD_RUNS=str(server).lower())
+    scene.app.stop_worker()  # the work happens in worker processes this test can kill
+    # The first attempt is still sleeping when its worker dies; a re-queued second one finishes.
+    extra = {} if repository is None else {"requeue_dead_runs": repository}
+    scene.repo(command_config(f"echo agent-started; sleep {MARKER} & sleep 4; sed -i 's/tpyo/typo/' README.md", **extra))
+    number, task = _kill_worker_mid_agent_then_sweep(scene, fakehub, runs_expected=2 if requeue else 1)
     runs = scene.runs(task.id)
     assert runs[0].status == "failed" and "stopped responding" in runs[0].error
     check = _check(scene)
@@ -230,6 +237,28 @@ def test_a_worker_killed_mid_run_leaves_nothing_stuck_running(make_scene, fakehu
         assert (check.status, check.conclusion) == ("completed", "failure")
         assert "Failed" in progress.body and "stopped responding" in progress.body
         assert "stopped responding" in check.output["title"]
+
+
+# How far the run got, as the progress comment and the check run list it: the agent was working when it died.
+DIED_IN_THE_AGENT = """- [x] Queued
+- [x] Setting up workspace
+- [ ] **Agent working** ❌
+- [ ] Committing changes
+- [ ] Running tests
+- [ ] Pull request"""
+
+
+def test_a_run_the_sweeper_ends_after_its_agent_started_shows_the_stage_it_died_in(make_scene, fakehub):
+    scene = make_scene(DRAFTSMITH_HEARTBEAT_TIMEOUT="3", DRAFTSMITH_SWEEP_INTERVAL="0.5",
+                       DRAFTSMITH_REQUEUE_DEAD_RUNS="false")
+    scene.app.stop_worker()  # the work happens in worker processes this test can kill
+    scene.repo(command_config(f"echo agent-started; sleep {MARKER}"))
+    # (the sweeper runs in another process than the worker that reached the agent: only the run row knows)
+    number, task = _kill_worker_mid_agent_then_sweep(scene, fakehub, runs_expected=1)
+    assert task.status == "failed"
+    [progress] = [c for c in scene.bot_comments(number) if "Draftsmith" in c.body]
+    assert DIED_IN_THE_AGENT in progress.body
+    assert DIED_IN_THE_AGENT in _check(scene).output["text"]
 
 
 def test_recovery_leaves_runs_with_a_live_heartbeat_alone(scene, fakehub):

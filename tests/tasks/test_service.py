@@ -4,7 +4,7 @@ import pytest
 
 from app.models import Run
 from app.tasks.service import TaskService
-from app.tasks.states import IllegalTransition, Status
+from app.tasks.states import IllegalTransition, Stage, Status
 
 
 def _new(service: TaskService, number: int = 7, **extra):
@@ -40,6 +40,19 @@ def test_finishing_records_the_outcome_and_frees_the_issue(engine):
     assert done.run.exit_code == 2 and done.run.ended_at is not None
     assert service.active_task_for("octo/demo", 7) is None
     assert service.finish(created.run.id, Status.SUCCEEDED) is None  # already ended: nothing changes
+
+
+def test_a_run_keeps_the_stage_it_reached_until_it_ends_and_a_retry_starts_queued(engine):
+    service = TaskService(engine)
+    created = _new(service)
+    assert created.run.stage == "queued"
+    service.start_run(created.run.id, worker="w")
+    service.reach_stage(created.run.id, Stage.AGENT)
+    done = service.finish(created.run.id, Status.FAILED, reason="worker died")
+    assert done.run.stage == "agent"  # what the reporter renders the end from
+    assert service.reach_stage(created.run.id, Stage.COMMIT) is None  # a late report moves nothing
+    assert service.get_run(created.run.id).stage == "agent"
+    assert service.retry(created.task.id).run.stage == "queued"
 
 
 def test_cancelling_a_queued_task_ends_it_at_once(engine):
