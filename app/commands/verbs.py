@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 
 from app.commands.grammar import Command
 from app.github import render
-from app.handlers import _intake
-from app.handlers._intake import Trigger
+from app.tasks import intake
+from app.tasks.intake import Trigger
 
 VerbHandler = Callable[..., Awaitable[None]]
 _VERBS: dict[str, VerbHandler] = {}
@@ -30,7 +30,7 @@ async def execute(ctx, cmd: Command, *, number: int, is_pull_request: bool, titl
 @command("run")
 @command("plan")
 async def run_or_plan(ctx, cmd: Command, *, number, is_pull_request, title, comment_id, loaded) -> None:
-    await _intake.start_task(ctx, Trigger(
+    await intake.start_task(ctx, Trigger(
         number=number, kind="mention" if cmd.via_mention else "command", instruction=cmd.instruction,
         mode=cmd.verb, agent=cmd.agent, model=cmd.model, base=cmd.base, is_pull_request=is_pull_request,
         title=title, comment_id=comment_id,
@@ -40,8 +40,8 @@ async def run_or_plan(ctx, cmd: Command, *, number, is_pull_request, title, comm
 @command("cancel")
 async def cancel(ctx, cmd: Command, *, number, comment_id, loaded, **_) -> None:
     identity = await ctx.identity()
-    tasks, reporter = _intake.services(ctx, identity)
-    if not await _intake.may_ask(ctx, reporter, loaded, number):
+    tasks, reporter = intake.services(ctx, identity)
+    if not await intake.may_ask(ctx, reporter, loaded, number):
         return
     repo = ctx.event.repo_full_name
     await cancel_active(ctx, tasks, reporter, repo, number, comment_id=comment_id,
@@ -69,8 +69,8 @@ async def cancel_active(ctx, tasks, reporter, repo: str, number: int, *, comment
 @command("retry")
 async def retry(ctx, cmd: Command, *, number, comment_id, loaded, **_) -> None:
     identity = await ctx.identity()
-    tasks, reporter = _intake.services(ctx, identity)
-    if not await _intake.may_ask(ctx, reporter, loaded, number):
+    tasks, reporter = intake.services(ctx, identity)
+    if not await intake.may_ask(ctx, reporter, loaded, number):
         return
     repo = ctx.event.repo_full_name
     await retry_latest(ctx, tasks, reporter, repo, number, comment_id=comment_id, agent=cmd.agent, model=cmd.model,
@@ -91,13 +91,13 @@ async def retry_latest(ctx, tasks, reporter, repo: str, number: int, *, comment_
     again = tasks.retry(latest.id)
     task = await reporter.acknowledge(again.task, again.run, comment_id=comment_id)
     await reporter.requeued(task, again.run)
-    _intake.enqueue_run(ctx, again.run.id)
+    intake.enqueue_run(ctx, again.run.id)
 
 
 @command("status")
 async def status(ctx, cmd: Command, *, number, **_) -> None:
     identity = await ctx.identity()
-    tasks, reporter = _intake.services(ctx, identity)
+    tasks, reporter = intake.services(ctx, identity)
     repo = ctx.event.repo_full_name
     latest = tasks.latest_task_for(repo, number)
     run = tasks.latest_run(latest.id) if latest else None
@@ -109,7 +109,7 @@ async def help_(ctx, cmd: Command, *, number, loaded, **_) -> None:
     from app.agents.registry import all_agents
 
     identity = await ctx.identity()
-    _, reporter = _intake.services(ctx, identity)
+    _, reporter = intake.services(ctx, identity)
     agents = []
     for agent in all_agents():
         availability = agent.availability()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app.events.router import Router
-from app.handlers import _intake
-from app.handlers._intake import Trigger
+from app.tasks import intake
+from app.tasks.intake import Trigger
 
 router = Router()
 
@@ -22,7 +22,7 @@ async def start_task_on_assignment(ctx) -> None:
     assignee = ctx.event.payload.get("assignee") or {}
     if identity is None or (assignee.get("login") or "").lower() != identity.bot_login.lower():
         return
-    await _intake.start_task(ctx, _issue_trigger(ctx.event.payload["issue"], "assignment"))
+    await intake.start_task(ctx, _issue_trigger(ctx.event.payload["issue"], "assignment"))
 
 
 @router.register("issues", action="unassigned")
@@ -31,11 +31,11 @@ async def cancel_task_on_unassignment(ctx) -> None:
     assignee = ctx.event.payload.get("assignee") or {}
     if identity is None or (assignee.get("login") or "").lower() != identity.bot_login.lower():
         return
-    if _intake.sender_is_ignored(ctx, identity):
+    if intake.sender_is_ignored(ctx, identity):
         return
     from app.commands.verbs import cancel_active
 
-    tasks, reporter = _intake.services(ctx, identity)
+    tasks, reporter = intake.services(ctx, identity)
     number = ctx.event.payload["issue"]["number"]
     if tasks.active_task_for(ctx.event.repo_full_name, number) is None:
         return  # unassigning after the work is done is not a request to undo anything
@@ -49,8 +49,8 @@ async def start_task_on_trigger_label(ctx) -> None:
     if identity is None or ctx.gh is None:
         return
     label = (ctx.event.payload.get("label") or {}).get("name")
-    loaded = await _intake.load_config(ctx)
+    loaded = await intake.load_config(ctx)
     wanted = loaded.config.trigger_label
     if not wanted or not label or label.lower() != wanted.lower():
         return
-    await _intake.start_task(ctx, _issue_trigger(ctx.event.payload["issue"], "label"), loaded=loaded)
+    await intake.start_task(ctx, _issue_trigger(ctx.event.payload["issue"], "label"), loaded=loaded)

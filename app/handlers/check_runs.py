@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.commands.verbs import cancel_active, retry_latest
 from app.events.router import Router
-from app.handlers import _intake
+from app.tasks import intake
 from app.tasks.service import TaskService
 
 router = Router()
@@ -25,9 +25,9 @@ async def act_on_check_run_button(ctx) -> None:
     identity, task = await _our_task(ctx)
     if task is None:
         return
-    loaded = await _intake.load_config(ctx)
-    tasks, reporter = _intake.services(ctx, identity)
-    if not await _intake.may_ask(ctx, reporter, loaded, task.issue_number):
+    loaded = await intake.load_config(ctx)
+    tasks, reporter = intake.services(ctx, identity)
+    if not await intake.may_ask(ctx, reporter, loaded, task.issue_number):
         return
     identifier = (ctx.event.payload.get("requested_action") or {}).get("identifier")
     if identifier == "cancel":
@@ -43,9 +43,9 @@ async def retry_on_rerun(ctx) -> None:
     identity, task = await _our_task(ctx)
     if task is None:
         return
-    loaded = await _intake.load_config(ctx)
-    tasks, reporter = _intake.services(ctx, identity)
-    if not await _intake.may_ask(ctx, reporter, loaded, task.issue_number):
+    loaded = await intake.load_config(ctx)
+    tasks, reporter = intake.services(ctx, identity)
+    if not await intake.may_ask(ctx, reporter, loaded, task.issue_number):
         return
     await retry_latest(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None,
                        prefix=loaded.config.command_prefix)

@@ -6,7 +6,7 @@ from app.commands import verbs
 from app.commands.grammar import Command, CommandError, parse
 from app.events.router import Router
 from app.github import render
-from app.handlers import _intake
+from app.tasks import intake
 
 router = Router()
 
@@ -22,10 +22,10 @@ async def act_on_commands_in_comment(ctx) -> None:
     # Cheap checks first: most comments mention neither the prefix nor the bot.
     if "/" not in body and "@" not in body:
         return
-    if _intake.sender_is_ignored(ctx, identity):
+    if intake.sender_is_ignored(ctx, identity):
         return
-    loaded = await _intake.load_config(ctx)
-    if _intake.sender_is_ignored(ctx, identity, loaded):
+    loaded = await intake.load_config(ctx)
+    if intake.sender_is_ignored(ctx, identity, loaded):
         return
     is_pr = "pull_request" in issue and issue["pull_request"] is not None
     found = parse(body, app_slug=identity.slug, prefix=loaded.config.command_prefix, on_pull_request=is_pr)
@@ -34,7 +34,7 @@ async def act_on_commands_in_comment(ctx) -> None:
     number = issue["number"]
     for item in found:
         if isinstance(item, CommandError):
-            _, reporter = _intake.services(ctx, identity)
+            _, reporter = intake.services(ctx, identity)
             await reporter.reply(ctx.event.repo_full_name, number,
                                  render.command_error_reply(item, loaded.config.command_prefix))
             continue

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from app.events.router import Router
-from app.handlers import _intake
-from app.handlers._intake import Trigger
+from app.tasks import intake
+from app.tasks.intake import Trigger
 from app.tasks.service import TaskService
 
 router = Router()
@@ -61,7 +61,7 @@ def _review_instruction(review: dict, comments: list[dict]) -> str:
 
 async def _start(ctx, instruction: str, *, review_comment_id: int | None = None) -> None:
     pr = ctx.event.payload["pull_request"]
-    await _intake.start_task(ctx, Trigger(
+    await intake.start_task(ctx, Trigger(
         number=pr["number"], kind="review", instruction=instruction.strip(), is_pull_request=True,
         title=pr.get("title") or "", review_comment_id=review_comment_id,
     ))
