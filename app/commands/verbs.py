@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from app.commands.grammar import Command
 from app.github import render
 from app.tasks import intake
 from app.tasks.intake import Trigger
+
+if TYPE_CHECKING:  # app.handlers imports this module (comments, check_runs)
+    from app.handlers.context import Context
 
 VerbHandler = Callable[..., Awaitable[None]]
 _VERBS: dict[str, VerbHandler] = {}
@@ -21,34 +25,32 @@ def command(verb: str) -> Callable[[VerbHandler], VerbHandler]:
     return decorator
 
 
-async def execute(ctx, cmd: Command, *, number: int, is_pull_request: bool, title: str, comment_id: int | None,
-                  loaded) -> None:
+async def execute(ctx: Context, cmd: Command, *, number: int, is_pull_request: bool, title: str,
+                  comment_id: int | None) -> None:
     await _VERBS[cmd.verb](ctx, cmd, number=number, is_pull_request=is_pull_request, title=title,
-                           comment_id=comment_id, loaded=loaded)
+                           comment_id=comment_id)
 
 
 @command("run")
 @command("plan")
-async def run_or_plan(ctx, cmd: Command, *, number, is_pull_request, title, comment_id, loaded) -> None:
+async def run_or_plan(ctx: Context, cmd: Command, *, number, is_pull_request, title, comment_id) -> None:
     await intake.start_task(ctx, Trigger(
         number=number, kind="mention" if cmd.via_mention else "command", instruction=cmd.instruction,
         mode=cmd.verb, agent=cmd.agent, model=cmd.model, base=cmd.base, is_pull_request=is_pull_request,
         title=title, comment_id=comment_id,
-    ), loaded=loaded)
+    ))
 
 
 @command("cancel")
-async def cancel(ctx, cmd: Command, *, number, comment_id, loaded, **_) -> None:
-    identity = await ctx.identity()
-    tasks, reporter = intake.services(ctx, identity)
-    if not await intake.may_ask(ctx, reporter, loaded, number):
+async def cancel(ctx: Context, cmd: Command, *, number, comment_id, **_) -> None:
+    if await ctx.authorise(number) is None:
         return
-    repo = ctx.event.repo_full_name
-    await cancel_active(ctx, tasks, reporter, repo, number, comment_id=comment_id,
+    await cancel_active(ctx, ctx.repository.full_name, number, comment_id=comment_id,
                         reason=f"cancelled by @{ctx.event.sender_login}")
 
 
-async def cancel_active(ctx, tasks, reporter, repo: str, number: int, *, comment_id: int | None, reason: str) -> bool:
+async def cancel_active(ctx: Context, repo: str, number: int, *, comment_id: int | None, reason: str) -> bool:
+    tasks, reporter = ctx.tasks, ctx.report
     active = tasks.active_task_for(repo, number)
     if active is None:
         await reporter.reply(repo, number, render.nothing_to_cancel())
@@ -67,18 +69,17 @@ async def cancel_active(ctx, tasks, reporter, repo: str, number: int, *, comment
 
 
 @command("retry")
-async def retry(ctx, cmd: Command, *, number, comment_id, loaded, **_) -> None:
-    identity = await ctx.identity()
-    tasks, reporter = intake.services(ctx, identity)
-    if not await intake.may_ask(ctx, reporter, loaded, number):
+async def retry(ctx: Context, cmd: Command, *, number, comment_id, **_) -> None:
+    loaded = await ctx.authorise(number)
+    if loaded is None:
         return
-    repo = ctx.event.repo_full_name
-    await retry_latest(ctx, tasks, reporter, repo, number, comment_id=comment_id, agent=cmd.agent, model=cmd.model,
-                       prefix=loaded.config.command_prefix)
+    await retry_latest(ctx, ctx.repository.full_name, number, comment_id=comment_id, agent=cmd.agent,
+                       model=cmd.model, prefix=loaded.config.command_prefix)
 
 
-async def retry_latest(ctx, tasks, reporter, repo: str, number: int, *, comment_id: int | None,
+async def retry_latest(ctx: Context, repo: str, number: int, *, comment_id: int | None,
                        agent: str | None = None, model: str | None = None, prefix: str = "/agent") -> None:
+    tasks, reporter = ctx.tasks, ctx.report
     latest = tasks.latest_task_for(repo, number)
     if latest is None:
         await reporter.reply(repo, number, render.nothing_to_retry())
@@ -95,23 +96,23 @@ async def retry_latest(ctx, tasks, reporter, repo: str, number: int, *, comment_
 
 
 @command("status")
-async def status(ctx, cmd: Command, *, number, **_) -> None:
-    identity = await ctx.identity()
-    tasks, reporter = intake.services(ctx, identity)
-    repo = ctx.event.repo_full_name
-    latest = tasks.latest_task_for(repo, number)
-    run = tasks.latest_run(latest.id) if latest else None
-    await reporter.reply(repo, number, render.status_reply(latest, run, reporter.task_url(latest) if latest else None))
+async def status(ctx: Context, cmd: Command, *, number, **_) -> None:
+    await ctx.identity()
+    repo = ctx.repository.full_name
+    latest = ctx.tasks.latest_task_for(repo, number)
+    run = ctx.tasks.latest_run(latest.id) if latest else None
+    await ctx.report.reply(repo, number, render.status_reply(latest, run, ctx.report.task_url(latest) if latest else None))
 
 
 @command("help")
-async def help_(ctx, cmd: Command, *, number, loaded, **_) -> None:
+async def help_(ctx: Context, cmd: Command, *, number, **_) -> None:
     from app.agents.registry import all_agents
 
     identity = await ctx.identity()
-    _, reporter = intake.services(ctx, identity)
+    loaded = await ctx.config.load()
     agents = []
     for agent in all_agents():
         availability = agent.availability()
         agents.append((agent.name, availability.available, availability.reason))
-    await reporter.reply(ctx.event.repo_full_name, number, render.help_text(loaded.config, agents, slug=identity.slug))
+    await ctx.report.reply(ctx.repository.full_name, number,
+                           render.help_text(loaded.config, agents, slug=identity.slug))

@@ -4,48 +4,39 @@ from __future__ import annotations
 
 from app.commands.verbs import cancel_active, retry_latest
 from app.events.router import Router
-from app.tasks import intake
-from app.tasks.service import TaskService
+from app.handlers.context import Context
+from app.models import Task
 
 router = Router()
 
 
-async def _our_task(ctx):
+async def _our_task(ctx: Context) -> Task | None:
     identity = await ctx.identity()
     check_run = ctx.event.payload["check_run"]
     app = check_run.get("app") or {}
     if identity is None or ctx.gh is None or (app.get("id") not in (None, identity.id)):
-        return None, None
-    task = TaskService(ctx.engine).task_for_check_run(check_run["id"])
-    return identity, task
+        return None
+    return ctx.tasks.task_for_check_run(check_run["id"])
 
 
 @router.register("check_run", action="requested_action")
-async def act_on_check_run_button(ctx) -> None:
-    identity, task = await _our_task(ctx)
-    if task is None:
-        return
-    loaded = await intake.load_config(ctx)
-    tasks, reporter = intake.services(ctx, identity)
-    if not await intake.may_ask(ctx, reporter, loaded, task.issue_number):
+async def act_on_check_run_button(ctx: Context) -> None:
+    task = await _our_task(ctx)
+    if task is None or (loaded := await ctx.authorise(task.issue_number)) is None:
         return
     identifier = (ctx.event.payload.get("requested_action") or {}).get("identifier")
     if identifier == "cancel":
-        await cancel_active(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None,
+        await cancel_active(ctx, task.repo_full_name, task.issue_number, comment_id=None,
                             reason=f"cancelled by @{ctx.event.sender_login} from the check run")
     elif identifier == "retry":
-        await retry_latest(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None,
-                       prefix=loaded.config.command_prefix)
+        await retry_latest(ctx, task.repo_full_name, task.issue_number, comment_id=None,
+                           prefix=loaded.config.command_prefix)
 
 
 @router.register("check_run", action="rerequested")
-async def retry_on_rerun(ctx) -> None:
-    identity, task = await _our_task(ctx)
-    if task is None:
+async def retry_on_rerun(ctx: Context) -> None:
+    task = await _our_task(ctx)
+    if task is None or (loaded := await ctx.authorise(task.issue_number)) is None:
         return
-    loaded = await intake.load_config(ctx)
-    tasks, reporter = intake.services(ctx, identity)
-    if not await intake.may_ask(ctx, reporter, loaded, task.issue_number):
-        return
-    await retry_latest(ctx, tasks, reporter, task.repo_full_name, task.issue_number, comment_id=None,
+    await retry_latest(ctx, task.repo_full_name, task.issue_number, comment_id=None,
                        prefix=loaded.config.command_prefix)
