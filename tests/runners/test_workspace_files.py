@@ -130,3 +130,25 @@ def test_refusals_agree_with_git_itself(tmp_path_factory, components):
                            env=env, capture_output=True)
     subprocess.run(["git", "read-tree", "--empty"], env=env, check=True)
     assert git_refuses(path) == (added.returncode != 0), (path, added.stderr)
+
+
+def test_a_malformed_gitignore_line_is_skipped_and_the_others_still_apply(tmp_path):
+    tree = tmp_path / "ws"
+    write(tree, {".gitignore": "*.log\ntrailing\\\n[unclosed\n*.tmp\r\n", "a.log": "x", "b.tmp": "x", "c.txt": "x",
+                 "trailing\\": "x", "[unclosed": "x"})
+
+    picked = read_workspace(tree, {})
+
+    assert "a.log" not in picked.entries and "c.txt" in picked.entries
+    assert set(picked.entries) == staged_by_git(tree, tmp_path)
+
+
+def test_a_symlinked_gitignore_is_not_followed(tmp_path):
+    tree = tmp_path / "ws"
+    write(tree, {"patterns": "*.txt\n", "a.txt": "x"})
+    os.symlink("patterns", tree / ".gitignore")
+
+    picked = read_workspace(tree, {})
+
+    assert "a.txt" in picked.entries
+    assert set(picked.entries) == staged_by_git(tree, tmp_path)

@@ -9,14 +9,14 @@ descriptor with O_NOFOLLOW, so a symlink swapped in mid-walk is refused rather t
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dulwich.ignore import IgnoreFilter, read_ignore_patterns
+from pathspec import GitIgnoreSpec
+from pathspec.patterns.gitignore.spec import GitIgnorePatternError, GitIgnoreSpecPattern
 
 from app.engines.git.changes import (
     GITHUB_MAX_FILE_BYTES,
@@ -74,18 +74,18 @@ def _parents(path: str) -> list[str]:
 class _Ignores:
     """The .gitignore files from the root down to one directory; the deepest one that decides wins."""
 
-    def __init__(self, stack: tuple[tuple[str, IgnoreFilter], ...] = ()) -> None:
+    def __init__(self, stack: tuple[tuple[str, GitIgnoreSpec], ...] = ()) -> None:
         self.stack = stack
 
-    def below(self, directory: str, patterns: list[bytes]) -> _Ignores:
+    def below(self, directory: str, patterns: list[GitIgnoreSpecPattern]) -> _Ignores:
         if not patterns:
             return self
-        return _Ignores((*self.stack, (directory, IgnoreFilter(patterns))))
+        return _Ignores((*self.stack, (directory, GitIgnoreSpec(patterns))))
 
     def ignored(self, path: str, is_dir: bool) -> bool:
         for base, rules in reversed(self.stack):
             relative = path[len(base) + 1:] if base else path
-            verdict = rules.is_ignored(relative + ("/" if is_dir else ""))
+            verdict = rules.check_file(relative + ("/" if is_dir else "")).include
             if verdict is not None:
                 return verdict
         return False
@@ -208,7 +208,7 @@ def _add(out: WorkspaceFiles, tracked: _Tracked, path: str, mode: str, content: 
         out.entries[path] = Entry(mode, sha, content)
 
 
-def _read_ignore_file(fd: int) -> list[bytes]:
+def _read_ignore_file(fd: int) -> list[GitIgnoreSpecPattern]:
     """The patterns of this directory's .gitignore; like git since 2.32, a symlinked one is not followed."""
     try:
         handle = os.open(".gitignore", _FILE_FLAGS, dir_fd=fd)
@@ -221,4 +221,20 @@ def _read_ignore_file(fd: int) -> list[bytes]:
             data = stream.read(1024 * 1024)
     finally:
         os.close(handle)
-    return list(read_ignore_patterns(io.BytesIO(data)))
+    return _patterns(data)
+
+
+def _patterns(data: bytes) -> list[GitIgnoreSpecPattern]:
+    """The file's patterns, one per line as git splits them, leaving out the malformed ones as git does.
+
+    pathspec refuses a whole file over one bad line (a dangling backslash, say); the agent writes
+    this file, so one bad line must not fail the run. Names that are not UTF-8 stay surrogate-escaped,
+    as os.scandir gives them, so a pattern naming one still matches it.
+    """
+    patterns = []
+    for line in data.decode("utf-8", "surrogateescape").split("\n"):
+        try:
+            patterns.append(GitIgnoreSpecPattern(line))
+        except GitIgnorePatternError:
+            continue
+    return [pattern for pattern in patterns if pattern.include is not None]
