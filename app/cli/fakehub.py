@@ -9,6 +9,12 @@ from typing import Annotated
 import typer
 
 SETTINGS = ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET", "GITHUB_API_URL")
+# What the fakehub extra installs (pyproject.toml); the app itself needs neither.
+EXTRA_PACKAGES = ("dulwich", "openapi_core")
+MISSING_EXTRA = (
+    "draftsmith fakehub needs the fakehub extra ({missing} is not installed): "
+    "pip install 'draftsmith[fakehub]', or `uv sync` in a checkout (the dev group includes it)."
+)
 
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
@@ -28,9 +34,15 @@ def fakehub(
     """Run a fake GitHub (REST, webhooks, git over HTTP) until Ctrl-C; `draftsmith serve --env-file PATH` then talks to it."""
     import uvicorn
 
-    from app.fakehub.hub import FakeHub
-    from app.fakehub.server import create_fakehub
-    from app.fakehub.spec import load
+    try:
+        from app.fakehub.hub import FakeHub
+        from app.fakehub.server import create_fakehub
+        from app.fakehub.spec import load
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in EXTRA_PACKAGES:
+            raise
+        typer.echo(MISSING_EXTRA.format(missing=exc.name.split(".")[0].replace("_", "-")), err=True)
+        raise typer.Exit(2) from None
 
     started = time.monotonic()
     typer.echo("Loading GitHub's OpenAPI description (npm @octokit/openapi, installed on first use)...")

@@ -8,9 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+from importlib import metadata
 
 import httpx
 import jwt
+import pytest
+from packaging.requirements import Requirement
 
 from app.settings import load_settings
 
@@ -54,3 +57,26 @@ def test_fakehub_command_writes_settings_and_serves_until_interrupted(tmp_path, 
         output, _ = process.communicate(timeout=20)
     assert "GITHUB_WEBHOOK_SECRET" in output and str(env_file) in output
     assert settings.github_webhook_secret.get_secret_value() not in output
+
+
+# Run as `draftsmith fakehub` would be where the extra is missing: None in sys.modules is Python's own
+# way to make an import fail (ModuleNotFoundError), exactly as when the package was never installed.
+WITHOUT = "import sys; sys.modules[{name!r}] = None; sys.argv = ['draftsmith', 'fakehub']; from app.cli import main; main()"
+
+
+@pytest.mark.parametrize("package, shown", [("dulwich", "dulwich"), ("openapi_core", "openapi-core")])
+def test_fakehub_without_the_extra_says_how_to_install_it(tmp_path, package, shown):
+    ran = subprocess.run([sys.executable, "-c", WITHOUT.format(name=package)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+
+    assert ran.returncode == 2
+    assert f"({shown} is not installed)" in ran.stderr and "pip install 'draftsmith[fakehub]'" in ran.stderr
+    assert "Traceback" not in ran.stderr and list(tmp_path.iterdir()) == []  # nothing written, nothing served
+
+
+def test_the_app_requires_neither_of_the_fakes_packages_but_the_extra_does():
+    requirements = [Requirement(line) for line in metadata.requires("draftsmith")]
+    fake_only = {"dulwich", "openapi-core"}
+
+    assert not [r.name for r in requirements if r.name in fake_only and r.marker is None]
+    assert {r.name for r in requirements if r.marker and r.marker.evaluate({"extra": "fakehub"})} >= fake_only
