@@ -8,120 +8,99 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+ENV_PREFIX = "DRAFTSMITH_"
+
+
 class Settings(BaseSettings):
-    """Field names stay pythonic; the environment names (first alias) are a public contract."""
+    """Field names stay pythonic; the environment names are a public contract (README's table, tested).
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, case_sensitive=False)
+    A setting is DRAFTSMITH_<FIELD NAME> unless its field names another variable: GitHub's and the
+    database's and Redis's conventional names, and four that keep the names they shipped with.
+    """
 
-    github_app_id: int | None = Field(None, validation_alias=AliasChoices("GITHUB_APP_ID", "github_app_id"))
-    github_private_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("GITHUB_PRIVATE_KEY", "github_private_key")
-    )
-    github_private_key_path: Path | None = Field(
-        None, validation_alias=AliasChoices("GITHUB_PRIVATE_KEY_PATH", "github_private_key_path")
-    )
-    github_webhook_secret: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("GITHUB_WEBHOOK_SECRET", "github_webhook_secret")
-    )
-    github_api_url: str = Field(
-        "https://api.github.com", validation_alias=AliasChoices("GITHUB_API_URL", "github_api_url")
-    )
-    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
-    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True,
+                                      case_sensitive=False)
 
-    host: str = Field("127.0.0.1", validation_alias=AliasChoices("DRAFTSMITH_HOST", "host"))
-    port: int = Field(3000, validation_alias=AliasChoices("DRAFTSMITH_PORT", "port"))
-    log_format: Literal["console", "json"] = Field(
-        "console", validation_alias=AliasChoices("DRAFTSMITH_LOG_FORMAT", "log_format")
-    )
-    log_level: str = Field("info", validation_alias=AliasChoices("DRAFTSMITH_LOG_LEVEL", "log_level"))
+    github_app_id: int | None = Field(None, validation_alias="GITHUB_APP_ID")
+    github_private_key: SecretStr | None = Field(None, validation_alias="GITHUB_PRIVATE_KEY")
+    github_private_key_path: Path | None = Field(None, validation_alias="GITHUB_PRIVATE_KEY_PATH")
+    github_webhook_secret: SecretStr | None = Field(None, validation_alias="GITHUB_WEBHOOK_SECRET")
+    github_api_url: str = Field("https://api.github.com", validation_alias="GITHUB_API_URL")
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "info"
     # Where the embedded default keeps its SQLite file, Redis data and password, workspaces and generated keys.
-    data_dir: Path = Field(Path(".draftsmith"), validation_alias=AliasChoices("DRAFTSMITH_DATA_DIR", "data_dir"))
+    data_dir: Path = Path(".draftsmith")
     # The URL GitHub users (details links) and Actions runners (callbacks) reach this app at.
-    public_url: str | None = Field(None, validation_alias=AliasChoices("DRAFTSMITH_PUBLIC_URL", "public_url"))
+    public_url: str | None = None
 
-    web_processes: int = Field(1, validation_alias=AliasChoices("DRAFTSMITH_WEB_PROCESSES", "web_processes"))
-    worker_processes: int = Field(
-        1, validation_alias=AliasChoices("DRAFTSMITH_WORKER_PROCESSES", "worker_processes")
-    )
-    worker_threads: int = Field(4, validation_alias=AliasChoices("DRAFTSMITH_WORKER_THREADS", "worker_threads"))
+    web_processes: int = 1
+    worker_processes: int = 1
+    worker_threads: int = 4
     # Nice value `serve` adds to the workers it runs beside its web processes: GitHub waits on a
     # webhook's answer, while processing can lag a burst by seconds. 0 shares the CPU evenly.
-    worker_niceness: int = Field(
-        10, ge=0, le=19, validation_alias=AliasChoices("DRAFTSMITH_WORKER_NICENESS", "worker_niceness")
-    )
+    worker_niceness: int = Field(10, ge=0, le=19)
 
     # Sandbox backend for agent runs: bubblewrap (local), docker, or no isolation at all (unsafe-local).
-    sandbox: Literal["local", "unsafe-local", "docker"] = Field(
-        "local", validation_alias=AliasChoices("DRAFTSMITH_SANDBOX", "sandbox")
-    )
+    sandbox: Literal["local", "unsafe-local", "docker"] = "local"
     # Image the docker sandbox runs agents in; it must hold the agent CLIs the repositories use.
-    docker_image: str | None = Field(
-        None, validation_alias=AliasChoices("DRAFTSMITH_DOCKER_IMAGE", "docker_image")
-    )
+    docker_image: str | None = None
     # Hosts every sandbox may reach besides the model API and the repository's network.allow, in the same
     # syntax; IP and CIDR entries here may name loopback or private addresses (a local registry mirror).
-    egress_allow: str = Field("", validation_alias=AliasChoices("DRAFTSMITH_EGRESS_ALLOW", "egress_allow"))
+    egress_allow: str = ""
     # Private ranges (CIDRs) that allowed names may resolve to, e.g. an internal package index.
-    egress_private_ranges: str = Field(
-        "", validation_alias=AliasChoices("DRAFTSMITH_EGRESS_PRIVATE_RANGES", "egress_private_ranges")
-    )
+    egress_private_ranges: str = ""
     # A PEM file of CA certificates sandboxes trust besides the system's (a TLS-inspecting proxy, a private CA).
-    sandbox_ca_file: Path | None = Field(
-        None, validation_alias=AliasChoices("DRAFTSMITH_SANDBOX_CA_FILE", "sandbox_ca_file")
-    )
-    workspace_dir: Path | None = Field(
-        None, validation_alias=AliasChoices("DRAFTSMITH_WORKSPACE_DIR", "workspace_dir")
-    )
-    encryption_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("DRAFTSMITH_ENCRYPTION_KEY", "encryption_key")
-    )
+    sandbox_ca_file: Path | None = None
+    workspace_dir: Path | None = None
+    encryption_key: SecretStr | None = None
 
     # Per-installation limits; over them a trigger gets a reply that says when the limit resets.
-    max_concurrent_tasks: int = Field(
-        5, validation_alias=AliasChoices("DRAFTSMITH_MAX_CONCURRENT_TASKS", "max_concurrent_tasks")
-    )
-    max_tasks_per_day: int = Field(
-        200, validation_alias=AliasChoices("DRAFTSMITH_MAX_TASKS_PER_DAY", "max_tasks_per_day")
-    )
-    daily_cost_cap_usd: float | None = Field(
-        None, validation_alias=AliasChoices("DRAFTSMITH_DAILY_COST_CAP_USD", "daily_cost_cap_usd")
-    )
+    max_concurrent_tasks: int = 5
+    max_tasks_per_day: int = 200
+    daily_cost_cap_usd: float | None = None
     # The server's cap on one run's time, over any repository's max_runtime_minutes (operators' budget).
-    run_time_limit_seconds: float | None = Field(
-        None, validation_alias=AliasChoices("DRAFTSMITH_RUN_TIME_LIMIT", "run_time_limit_seconds")
-    )
+    run_time_limit_seconds: float | None = Field(None, validation_alias="DRAFTSMITH_RUN_TIME_LIMIT")
     # A run whose heartbeat is older than this is considered dead (its worker crashed).
-    heartbeat_timeout_seconds: int = Field(
-        60, validation_alias=AliasChoices("DRAFTSMITH_HEARTBEAT_TIMEOUT", "heartbeat_timeout_seconds")
-    )
-    requeue_dead_runs: bool = Field(
-        False, validation_alias=AliasChoices("DRAFTSMITH_REQUEUE_DEAD_RUNS", "requeue_dead_runs")
-    )
+    heartbeat_timeout_seconds: int = Field(60, validation_alias="DRAFTSMITH_HEARTBEAT_TIMEOUT")
+    requeue_dead_runs: bool = False
     # How often serve/worker look for deliveries never processed and runs never finished.
-    sweep_interval_seconds: float = Field(
-        15.0, validation_alias=AliasChoices("DRAFTSMITH_SWEEP_INTERVAL", "sweep_interval_seconds")
-    )
+    sweep_interval_seconds: float = Field(15.0, validation_alias="DRAFTSMITH_SWEEP_INTERVAL")
 
     # An Actions run that has not called back this long after its dispatch never started (GitHub still
     # queues it, or no workflow run appeared); until then GitHub's word that it is queued keeps it alive.
-    actions_startup_timeout_seconds: float = Field(
-        900, gt=0, validation_alias=AliasChoices("DRAFTSMITH_ACTIONS_STARTUP_TIMEOUT", "actions_startup_timeout_seconds")
-    )
+    actions_startup_timeout_seconds: float = Field(900, gt=0, validation_alias="DRAFTSMITH_ACTIONS_STARTUP_TIMEOUT")
     # Issuer of the Actions OIDC tokens runners call back with; by default GitHub.com's, or
     # https://HOST/_services/token when GITHUB_API_URL names a GitHub Enterprise Server.
-    actions_oidc_issuer: str | None = Field(
-        None, validation_alias=AliasChoices("DRAFTSMITH_ACTIONS_OIDC_ISSUER", "actions_oidc_issuer")
-    )
+    actions_oidc_issuer: str | None = None
     # What Actions runners install instead of this server's own wheel: a requirement pinned to one commit
     # (`draftsmith @ git+https://github.com/OWNER/draftsmith@<40-hex sha>`) or to a hash (`--hash=sha256:`).
-    runner_package: str | None = Field(
-        None, validation_alias=AliasChoices("DRAFTSMITH_RUNNER_PACKAGE", "runner_package")
-    )
+    runner_package: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _by_environment_name(cls, data):
+        """Take DRAFTSMITH_<FIELD> as a keyword too (`Settings(DRAFTSMITH_PORT=0)`), as the aliased names are.
+
+        env_prefix applies only to the environment and .env files; callers (tests, launchers) pass
+        settings under the names users know.
+        """
+        if not isinstance(data, dict):
+            return data
+        for key in [k for k in data if isinstance(k, str) and k.upper().startswith(ENV_PREFIX)]:
+            name = key[len(ENV_PREFIX):].lower()
+            field = cls.model_fields.get(name)
+            if field is not None and field.validation_alias is None:
+                data[name] = data.pop(key)  # given by the caller, so it wins over the environment's
+        return data
 
     @field_validator("runner_package")
     @classmethod
