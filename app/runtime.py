@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     import dramatiq
     from sqlalchemy.engine import Engine
 
+    from app.egress.proxy import Resolve
+    from app.engines.actions.callbacks import RunCallbacks
     from app.github.client import AppIdentity, GitHubApp
     from app.queue.outcomes import OutcomeWriter
 
@@ -36,14 +38,17 @@ class Runtime:
         broker: dramatiq.Broker | None = None,
         github: GitHubApp | None = _UNSET,
         metrics: Metrics | None = None,
-        services: dict[str, Any] | None = None,
         *,
         redis_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        # Filled in by owners of later services (task service, reporter) so handlers reach them via Context.
-        self.services: dict[str, Any] = services if services is not None else {}
+        # Set by whoever wires them: the Actions engine (app.engines.actions.engine.wire) and tests.
+        self.run_callbacks: RunCallbacks | None = None
+        # How runs' egress proxies resolve names; None is getaddrinfo (tests map names to loopback).
+        self.egress_resolver: Resolve | None = None
+        # (repository, login) -> (monotonic time, permission), for app.handlers.context.Context.permission.
+        self.permission_cache: dict[tuple[str, str], tuple[float, str]] = {}
         # The Redis the broker uses (serve passes the embedded one's URL); None with a given broker.
         self.redis_url = redis_url if broker is None else None
         self._engine = engine

@@ -159,9 +159,9 @@ class Context:
         return permission
 
     @property
-    def _permission_cache(self) -> dict:
+    def _permission_cache(self) -> dict[tuple[str, str], tuple[float, str]]:
         # Kept on the runtime (one per process), not at module level, so nothing outlives its process setup.
-        return self.runtime.services.setdefault("permission_cache", {})
+        return self.runtime.permission_cache
 
     async def may_ask(self, loaded: LoadedConfig, number: int) -> bool:
         """Whether the sender has write access (or what the config requires); otherwise one polite reply."""

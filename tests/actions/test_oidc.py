@@ -100,7 +100,7 @@ def test_the_callbacks_check_tokens_against_the_configured_issuer(make_draftsmit
     env = offline_github_env(tmp_path, api_url="https://ghe.example.com/api/v3")
     server = make_draftsmith(env, worker=False)
     wire(server.runtime)
-    assert server.runtime.services["run_callbacks"].oidc.issuer == "https://ghe.example.com/_services/token"
+    assert server.runtime.run_callbacks.oidc.issuer == "https://ghe.example.com/_services/token"
     override = make_draftsmith(env, worker=False, DRAFTSMITH_ACTIONS_OIDC_ISSUER="https://issuer.example")
     wire(override.runtime)
-    assert override.runtime.services["run_callbacks"].oidc.issuer == "https://issuer.example"
+    assert override.runtime.run_callbacks.oidc.issuer == "https://issuer.example"

@@ -100,7 +100,7 @@ def test_an_agent_reaches_only_the_allowed_host_and_everyone_sees_what_was_block
     app = make_draftsmith(fakehub.env(), database_url=_fresh_postgres_url(postgres_server),
                           DRAFTSMITH_EGRESS_ALLOW=f"127.0.0.1:{allowed_server.port}")
     fakehub.webhook_url = app.webhook_url
-    app.runtime.services["egress_resolver"] = lambda host, port: (
+    app.runtime.egress_resolver = lambda host, port: (
         ["127.0.0.1"] if host == "public-looking.example" else [info[4][0] for info in socket.getaddrinfo(host, port)])
     scene = Scene(fakehub, app)
     # The embedded PostgreSQL listens on a unix socket only: its directory must not be visible inside.
@@ -174,7 +174,7 @@ def test_an_unisolated_run_says_so_in_its_log_and_check_run(fakehub, make_drafts
 def test_a_malformed_network_allow_entry_gets_a_comment_naming_its_line_and_the_rest_apply(fakehub, make_draftsmith):
     app = make_draftsmith(fakehub.env())
     fakehub.webhook_url = app.webhook_url
-    app.runtime.services["egress_resolver"] = lambda host, port: []  # offline: every name resolves to nothing
+    app.runtime.egress_resolver = lambda host, port: []  # offline: every name resolves to nothing
     scene = Scene(fakehub, app)
     # Through the proxy, an allowed name that does not resolve is a 502; a name not allowed is a 403.
     probe = ("for h in pypi.org other.example; do curl -s -o /dev/null -w \"$h %{http_code}\\n\" "

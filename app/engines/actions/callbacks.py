@@ -117,7 +117,7 @@ class _Refused(Exception):
 
 def make_routes(callbacks: RunCallbacks | None = None) -> list[Route]:
     """The callback route bound to `callbacks`; when None it finds them at request time in
-    `app.state.run_callbacks` or the Runtime's `services["run_callbacks"]` (set by whoever wires the app)."""
+    `app.state.run_callbacks` or the Runtime's `run_callbacks` (set by whoever wires the app)."""
 
     async def post_run_events(request: Request) -> JSONResponse:
         cb = callbacks or _configured(request)
@@ -136,13 +136,13 @@ def _configured(request: Request) -> RunCallbacks | None:
     found = getattr(state, "run_callbacks", None)
     runtime = getattr(state, "runtime", None)
     if found is None and runtime is not None:
-        found = runtime.services.get("run_callbacks")
+        found = runtime.run_callbacks
         if found is None and runtime.github is not None:
             # Wired on first use, so a web process that only records webhooks never loads the runners.
             from app.engines.actions.engine import wire
 
             wire(runtime)
-            found = runtime.services.get("run_callbacks")
+            found = runtime.run_callbacks
     return found
 
 

@@ -273,7 +273,7 @@ def wire(runtime) -> None:
 
     audience = _base_url(runtime.settings)
     issuer = runtime.settings.actions_oidc_issuer or issuer_for(runtime.settings.github_api_url)
-    runtime.services["run_callbacks"] = RunCallbacks(
+    runtime.run_callbacks = RunCallbacks(
         engine=runtime.engine, handler=RunEvents(runtime), oidc=OIDCVerifier(audience=audience, issuer=issuer),
         secrets=tuple(runtime.settings.secret_values()),
     )

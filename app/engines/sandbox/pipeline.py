@@ -124,7 +124,7 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
     endpoints = model_endpoints(agent.required_credentials(task.model or config.model), credentials)
     network = stack.enter_context(RunNetwork(
         root / "egress", build_policy(settings, config.network, endpoints, runtime.redis_url),
-        log=lambda text: sink.write("system", text), resolve=runtime.services.get("egress_resolver")))
+        log=lambda text: sink.write("system", text), resolve=runtime.egress_resolver))
     extra_ca = settings.sandbox_ca_file.read_text() if settings.sandbox_ca_file else None
     limit_text = repo_ctx.time_limit_text
     deadline = asyncio.get_running_loop().time() + repo_ctx.time_limit_seconds
