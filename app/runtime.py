@@ -1,8 +1,9 @@
-"""Runtime: what one process builds once from Settings (database, broker, GitHub App) and passes down."""
+"""Runtime: what one process shares (settings, database, broker, GitHub App), handed to it where it starts."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,24 +19,26 @@ if TYPE_CHECKING:
     from app.github.client import AppIdentity, GitHubApp
     from app.queue.outcomes import OutcomeWriter
 
-# "Not given": build it from the settings on first use. Distinct from None (github=None means no App).
+# "Not given": build the GitHub App from the settings on first use. Distinct from None (no App).
 _UNSET: Any = object()
 
 
 class Runtime:
-    """The process's engine, broker and GitHub App, each built on first use.
+    """The process's settings, database engine, broker and GitHub App, passed down to whatever needs them.
 
-    Lazily, because a web process that only records deliveries never touches most of them: the
-    SQLAlchemy/SQLModel engine, dramatiq's RedisBroker and githubkit together cost a web process
-    ~50 MB of imports, more than everything it does need (issue 2 caps two web processes at 150 MB).
-    Workers touch all three at start-up, so for them nothing changes.
+    The entry point that starts the process builds the broker, with our actors declared on it
+    (app.queue.worker.build_runtime; tests' fixtures pass a StubBroker), and this Runtime closes it.
+    A web process passes how to build it instead (app.web.app), and the engine and GitHub App are
+    built on first use: a web process that only records deliveries never touches them, and the
+    SQLAlchemy/SQLModel engine, redis-py with dramatiq's RedisBroker and githubkit together cost a web
+    process ~50 MB of imports, more than everything it does need (issue 2 caps two web processes at 150 MB).
     """
 
     def __init__(
         self,
         settings: Settings,
         engine: Engine | None = None,
-        broker: dramatiq.Broker | None = None,
+        broker: dramatiq.Broker | Callable[[], dramatiq.Broker] | None = None,
         github: GitHubApp | None = _UNSET,
         metrics: Metrics | None = None,
         *,
@@ -49,39 +52,16 @@ class Runtime:
         self.egress_resolver: Resolve | None = None
         # (repository, login) -> (monotonic time, permission), for app.handlers.context.Context.permission.
         self.permission_cache: dict[tuple[str, str], tuple[float, str]] = {}
-        # The Redis the broker uses (serve passes the embedded one's URL); None with a given broker.
-        self.redis_url = redis_url if broker is None else None
+        # The Redis this process's broker uses (serve passes the embedded one's URL); None with a stub broker.
+        self.redis_url = redis_url
         self._engine = engine
         self._broker = broker
         self._github = github
         self._outcomes: OutcomeWriter | None = None
         self._owns_engine = engine is None
-        self._owns_broker = broker is None
         # The web app's threads and a test's in-process worker may reach for the same part at once.
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        broker: dramatiq.Broker | None = None,
-        redis_url: str | None = None,
-        engine: Engine | None = None,
-        github: GitHubApp | None = _UNSET,
-    ) -> Runtime:
-        """The process's runtime. `redis_url` overrides settings (the embedded Redis's URL).
-
-        Nothing connects here; the engine, broker and GitHub App are built when first used.
-        """
-        url = None
-        if broker is None:
-            url = redis_url or settings.redis_url
-            if not url:
-                raise ValueError("no Redis URL: start the embedded Redis first and pass its URL")
-        runtime = cls(settings, engine=engine, broker=broker, github=github, redis_url=url)
-        runtime.metrics.watch(runtime._queue_depths, runtime._delivery_counts)
-        return runtime
+        self.metrics.watch(self._queue_depths, self._delivery_counts)
 
     @property
     def engine(self) -> Engine:
@@ -95,15 +75,12 @@ class Runtime:
 
     @property
     def broker(self) -> dramatiq.Broker:
-        if self._broker is None:
+        if callable(self._broker):  # a web process's: built on first use by what its entry point gave
             with self._lock:
-                if self._broker is None:
-                    from app.queue.actors import declare_actors
-                    from app.queue.broker import make_broker
-
-                    broker = make_broker(self.redis_url, heartbeat_timeout_ms=self.settings.heartbeat_timeout_seconds * 1000)
-                    declare_actors(broker)
-                    self._broker = broker
+                if callable(self._broker):
+                    self._broker = self._broker()
+        if self._broker is None:
+            raise RuntimeError("this process was started without a broker")
         return self._broker
 
     @property
@@ -156,7 +133,7 @@ class Runtime:
     def close(self) -> None:
         if self._outcomes is not None:
             self._outcomes.close()
-        if self._owns_broker and self._broker is not None:
+        if self._broker is not None and not callable(self._broker):
             self._broker.close()
         if self._owns_engine and self._engine is not None:
             self._engine.dispose()

@@ -20,7 +20,7 @@ def sweep(runtime, *, stale_after: float | None = None, grace: float = 5.0) -> i
 
     Safe to run from many processes at once: process_deliveries skips deliveries already handled.
     """
-    from app.queue.actors import DELIVERIES_QUEUE, declare_actors
+    from app.queue.actors import DELIVERIES_QUEUE
     from app.queue.broker import enqueue_many, messages_waiting
     from app.queue.dispatch import message_batches
 
@@ -34,7 +34,7 @@ def sweep(runtime, *, stale_after: float | None = None, grace: float = 5.0) -> i
     ids = deliveries.unprocessed(runtime.engine, now=utcnow(), stale_after=stale, grace=timedelta(seconds=grace))
     if not ids:
         return 0
-    actor = declare_actors(runtime.broker).process_deliveries
+    actor = runtime.broker.get_actor("process_deliveries")
     enqueue_many(runtime.broker, [actor.message(batch) for batch in message_batches(ids)])
     deliveries.mark_enqueued(runtime.engine, ids)
     log.info("swept_deliveries", count=len(ids))
@@ -102,14 +102,14 @@ def run_sweeper(settings, *, stop: threading.Event | None = None) -> None:
     import signal
 
     from app.logs import configure_logging
-    from app.runtime import Runtime
+    from app.queue.worker import build_runtime
 
     configure_logging(settings.log_format, settings.log_level, settings.secret_values())
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-    runtime = Runtime.from_settings(settings)
+    runtime = build_runtime(settings)
     try:
         while not stop.is_set():
             _sweep_all(runtime)

@@ -1,4 +1,4 @@
-"""dramatiq actors (thin, take ids, safe to run twice), declared on a given broker; one Runtime bound per process."""
+"""dramatiq actors (thin, take ids, safe to run twice), declared on the broker a process starts with, running with its Runtime."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import inspect
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,20 +27,7 @@ DELIVERIES_QUEUE = "default"
 # Agent runs take minutes; on their own queue they never sit in front of webhook processing.
 RUNS_QUEUE = "runs"
 
-_runtime: Runtime | None = None
 _loops = threading.local()
-
-
-def bind_runtime(runtime: Runtime | None) -> None:
-    """Give this process's actors their Runtime; called once when a worker starts."""
-    global _runtime
-    _runtime = runtime
-
-
-def current_runtime() -> Runtime:
-    if _runtime is None:
-        raise RuntimeError("no Runtime bound: call app.queue.actors.bind_runtime() when the worker starts")
-    return _runtime
 
 
 def _run(coro):
@@ -123,20 +110,20 @@ async def _handle_one(runtime: Runtime, row, router: Router, stored: list) -> st
     return outcome
 
 
-def process_deliveries(delivery_ids: list[str]) -> None:
-    _run(handle_deliveries(current_runtime(), delivery_ids))
+def process_deliveries(runtime: Runtime, delivery_ids: list[str]) -> None:
+    _run(handle_deliveries(runtime, delivery_ids))
 
 
-def process_delivery(delivery_id: str) -> None:
+def process_delivery(runtime: Runtime, delivery_id: str) -> None:
     """One delivery per message: what versions before batched messages enqueued (still in Redis after an upgrade)."""
-    process_deliveries([delivery_id])
+    process_deliveries(runtime, [delivery_id])
 
 
-def run_task(run_id: int) -> None:
+def run_task(runtime: Runtime, run_id: int) -> None:
     # Imported here: the runner pulls in agents and sandboxes the web process never needs.
     from app.engines.lifecycle import execute_run
 
-    result = execute_run(current_runtime(), run_id)
+    result = execute_run(runtime, run_id)
     if inspect.isawaitable(result):
         _run(result)
 
@@ -148,29 +135,35 @@ class Actors:
     run_task: dramatiq.Actor
 
 
-def declare_actors(broker: dramatiq.Broker) -> Actors:
-    """Declare our actors on `broker` (idempotent: a broker keeps the first declaration)."""
-    existing = getattr(broker, "_draftsmith_actors", None)
-    if existing is not None:
-        return existing
-    actors = Actors(
+def declare_actors(broker: dramatiq.Broker, runtime: Runtime | None = None) -> Actors:
+    """Declare our actors on `broker`, running with `runtime`; where a process starts, once per broker.
+
+    Without `runtime`, a broker that only enqueues: its actors refuse to run.
+    """
+
+    def bound(fn: Callable[..., None]) -> Callable[..., None]:
+        def actor(*args) -> None:  # dramatiq calls it with the message's arguments
+            if runtime is None:
+                raise RuntimeError(f"{fn.__name__} was declared without a Runtime: this broker only enqueues")
+            fn(runtime, *args)
+
+        actor.__name__ = actor.__qualname__ = fn.__name__
+        return actor
+
+    return Actors(
         # Failures are stored on the delivery (status failed, scrubbed error) rather than retried:
         # GitHub calls already retry transient errors, and the sweeper re-enqueues anything a crash
         # left unfinished.
         process_deliveries=dramatiq.actor(
-            process_deliveries, broker=broker, actor_name="process_deliveries",
+            bound(process_deliveries), broker=broker, actor_name="process_deliveries",
             queue_name=DELIVERIES_QUEUE, max_retries=0, time_limit=10 * 60 * 1000,
         ),
         process_delivery=dramatiq.actor(
-            process_delivery, broker=broker, actor_name="process_delivery",
+            bound(process_delivery), broker=broker, actor_name="process_delivery",
             queue_name=DELIVERIES_QUEUE, max_retries=0, time_limit=10 * 60 * 1000,
         ),
         run_task=dramatiq.actor(
-            run_task, broker=broker, actor_name="run_task",
+            bound(run_task), broker=broker, actor_name="run_task",
             queue_name=RUNS_QUEUE, max_retries=0, time_limit=6 * 60 * 60 * 1000,
         ),
     )
-    broker._draftsmith_actors = actors  # type: ignore[attr-defined]
-    return actors
-
-

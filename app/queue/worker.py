@@ -8,22 +8,36 @@ import threading
 
 import dramatiq
 
-from app.queue.actors import bind_runtime, declare_actors
+from app.queue.actors import declare_actors
+from app.queue.broker import make_broker
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
 from app.sweeper import Sweeper
 
 
+def build_runtime(settings: Settings, *, redis_url: str | None = None, **parts) -> Runtime:
+    """The Runtime of a process that runs or sends our actors: a RedisBroker for `redis_url` (default
+    settings.redis_url; serve passes the embedded Redis's), our actors declared on it running with
+    this Runtime. `parts` go to Runtime (engine, github). Nothing connects yet.
+    """
+    url = redis_url or settings.redis_url
+    if not url:
+        raise ValueError("no Redis URL: start the embedded Redis first and pass its URL")
+    broker = make_broker(url, heartbeat_timeout_ms=settings.heartbeat_timeout_seconds * 1000)
+    runtime = Runtime(settings, broker=broker, redis_url=url, **parts)
+    declare_actors(broker, runtime)
+    return runtime
+
+
 def start_worker(
     runtime: Runtime, *, threads: int | None = None, poll_ms: int = 250, queues: set[str] | None = None
 ) -> dramatiq.Worker:
-    """Bind `runtime` for this process's actors and start consuming; the caller stops the worker.
+    """Consume `runtime.broker`'s queues with the actors declared on it; the caller stops the worker.
 
     `poll_ms` caps how long an idle consumer sleeps between polls (dramatiq's worker_timeout),
     which bounds how late an idle worker notices a new message.
     """
-    declare_actors(runtime.broker)
-    bind_runtime(runtime)
+    runtime.broker.get_actor("process_deliveries")  # ActorNotFound, not an idle worker, when none were declared
     worker = dramatiq.Worker(
         runtime.broker,
         worker_threads=threads or runtime.settings.worker_threads,
@@ -56,7 +70,7 @@ def run_worker(
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-    runtime = Runtime.from_settings(settings, redis_url=redis_url)
+    runtime = build_runtime(settings, redis_url=redis_url)
     runtime.outcomes.start()  # before renicing: a thread starts at the priority of the one starting it
     if niceness:
         os.nice(niceness)  # this thread only (Linux); dramatiq's threads, started next, inherit it
@@ -68,7 +82,6 @@ def run_worker(
         if sweeper is not None:
             sweeper.stop()
         worker.stop(timeout=30_000)
-        bind_runtime(None)
         runtime.close()
 
 

@@ -153,13 +153,35 @@ def _delivery_enqueuer(rt) -> Callable[[Sequence[str]], None]:
         return dispatch.DeliveryEnqueuer(rt.redis_url, heartbeat_timeout_ms=rt.settings.heartbeat_timeout_seconds * 1000)
 
     def through_broker(ids: Sequence[str]) -> None:
-        from app.queue.actors import declare_actors
         from app.queue.broker import enqueue_many
 
-        actor = declare_actors(rt.broker).process_deliveries
+        actor = rt.broker.get_actor("process_deliveries")
         enqueue_many(rt.broker, [actor.message(batch) for batch in dispatch.message_batches(ids)])
 
     return through_broker
+
+
+def _web_runtime(settings: Settings):
+    """A web process's Runtime. Its broker is built when something first needs it (/readyz, /metrics, an
+    Actions callback, a Redis the direct enqueuer cannot reach): redis-py and dramatiq's RedisBroker
+    cost a web process ~22 MB, and recording and enqueueing webhooks needs neither (app.queue.dispatch).
+    """
+    from app.runtime import Runtime
+
+    url = settings.redis_url
+    if not url:
+        raise ValueError("no Redis URL: start the embedded Redis first and pass its URL")
+
+    def connect_broker():
+        from app.queue.actors import declare_actors
+        from app.queue.broker import make_broker
+
+        broker = make_broker(url, heartbeat_timeout_ms=settings.heartbeat_timeout_seconds * 1000)
+        declare_actors(broker, runtime)
+        return broker
+
+    runtime = Runtime(settings, broker=connect_broker, redis_url=url)
+    return runtime
 
 
 def create_app(
@@ -177,10 +199,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         from app.recorder import recorder_for, store_for
-        from app.runtime import Runtime
 
         own = runtime is None
-        rt = runtime or Runtime.from_settings(settings)
+        rt = runtime or _web_runtime(settings)
         store = store_for(rt.settings.effective_database_url, lambda: rt.engine)
         recorder = recorder_for(store, _delivery_enqueuer(rt)).start()
         secret = rt.settings.github_webhook_secret

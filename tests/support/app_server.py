@@ -24,8 +24,7 @@ from app.db import make_engine
 from app.migrate import upgrade
 from app.models import Delivery
 from app.queue.broker import queue_depths
-from app.queue.worker import start_worker
-from app.runtime import Runtime
+from app.queue.worker import build_runtime, start_worker
 from app.settings import Settings
 from app.web.app import create_app
 from tests.support.webhooks import encode, signed_headers
@@ -61,7 +60,7 @@ class DraftsmithServer:
     def __init__(self, settings: Settings, *, worker: bool = True, worker_threads: int = 2) -> None:
         self.settings = settings
         self.worker_threads = worker_threads
-        self.runtime = Runtime.from_settings(settings)
+        self.runtime = build_runtime(settings)
         self.engine = self.runtime.engine
         # The port is chosen with the settings (see build_settings) so the public URL, used in check run
         # links and Actions callbacks, points here.
@@ -178,9 +177,6 @@ class DraftsmithServer:
             self._server.should_exit = True
             self._thread.join(15)
             self._server = None
-        from app.queue.actors import bind_runtime
-
-        bind_runtime(None)
         self.runtime.close()
 
 
