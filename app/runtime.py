@@ -46,7 +46,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        # Set by whoever wires them: the Actions engine (app.engines.actions.engine.wire) and tests.
+        # Set by whoever wires them: the Actions callbacks (app.engines.actions.callbacks.wire) and tests.
         self.run_callbacks: RunCallbacks | None = None
         # How runs' egress proxies resolve names; None is getaddrinfo (tests map names to loopback).
         self.egress_resolver: Resolve | None = None

@@ -94,7 +94,7 @@ def test_the_issuer_follows_the_github_the_app_talks_to():
 
 
 def test_the_callbacks_check_tokens_against_the_configured_issuer(make_draftsmith, tmp_path):
-    from app.engines.actions.engine import wire
+    from app.engines.actions.callbacks import wire
     from tests.support.app_server import offline_github_env
 
     env = offline_github_env(tmp_path, api_url="https://ghe.example.com/api/v3")

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.db import session_scope
-from app.engines.actions.oidc import OIDCError, OIDCVerifier
+from app.engines.actions.oidc import OIDCError, OIDCVerifier, issuer_for
 from app.logs import get_logger, scrub
 from app.models import LogLine, Run, Task
 from app.engines.actions import callback_tokens
@@ -139,8 +139,6 @@ def _configured(request: Request) -> RunCallbacks | None:
         found = runtime.run_callbacks
         if found is None and runtime.github is not None:
             # Wired on first use, so a web process that only records webhooks never loads the runners.
-            from app.engines.actions.engine import wire
-
             wire(runtime)
             found = runtime.run_callbacks
     return found
@@ -264,3 +262,16 @@ def _append_lines(cb: RunCallbacks, run_id: int, lines: list[tuple[str, str]], s
             seq += 1
             session.add(LogLine(run_id=run_id, seq=seq, stream=stream, text=scrub(text, secrets)))
         return len(kept)
+
+
+def wire(runtime) -> None:
+    """Let the web app accept Actions callbacks (bearer credential, or OIDC tokens for our URL)."""
+    from app.engines.actions.engine import RunEvents, public_base_url
+
+    audience = public_base_url(runtime.settings)
+    issuer = runtime.settings.actions_oidc_issuer or issuer_for(runtime.settings.github_api_url)
+    runtime.run_callbacks = RunCallbacks(
+        engine=runtime.engine, handler=RunEvents(runtime), oidc=OIDCVerifier(audience=audience, issuer=issuer),
+        secrets=tuple(runtime.settings.secret_values()),
+    )
+    log.debug("actions callbacks wired", audience=audience, issuer=issuer)

@@ -17,7 +17,6 @@ from githubkit.exception import RequestFailed
 
 from app.agents.base import AgentResult, Usage
 from app.agents.prompt import build_prompt
-from app.engines.actions.oidc import OIDCVerifier, issuer_for
 from app.github.report import Reporter, Stage
 from app.logs import get_logger
 from app.engines.actions import callback_tokens, dispatch as actions
@@ -40,7 +39,7 @@ QUEUE_MARGIN = timedelta(minutes=30)
 _OPTION_KEYS = ("command", "allowed_tools", "max_turns", "max_cost_usd")
 
 
-def _base_url(settings) -> str:
+def public_base_url(settings) -> str:
     return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
 
 
@@ -59,7 +58,7 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
         refused = actions_api.missing_workflow_outcome()
         return Outcome(Status.FAILED, f"{refused.reason} {refused.fix_hint}".strip())
 
-    base_url = _base_url(runtime.settings)
+    base_url = public_base_url(runtime.settings)
     try:
         install = await asyncio.to_thread(install_spec, runtime.settings, base_url)
     except RunnerPackageUnavailable as exc:
@@ -265,19 +264,6 @@ def never_started_reason(found: dict | None, startup: timedelta) -> str:
                 f"{link}")
     return (f"the GitHub Actions run never started `draftsmith actions-run` within {minutes} (a setup step may "
             f"hang, or the runner cannot reach this server), so it was cancelled{link}")
-
-
-def wire(runtime) -> None:
-    """Let the web app accept Actions callbacks (bearer credential, or OIDC tokens for our URL)."""
-    from app.engines.actions.callbacks import RunCallbacks
-
-    audience = _base_url(runtime.settings)
-    issuer = runtime.settings.actions_oidc_issuer or issuer_for(runtime.settings.github_api_url)
-    runtime.run_callbacks = RunCallbacks(
-        engine=runtime.engine, handler=RunEvents(runtime), oidc=OIDCVerifier(audience=audience, issuer=issuer),
-        secrets=tuple(runtime.settings.secret_values()),
-    )
-    get_logger().debug("actions callbacks wired", audience=audience, issuer=issuer)
 
 
 class ActionsEngine:
