@@ -36,7 +36,7 @@ class Delivery(SQLModel, table=True):
 
 
 class DeliveryPayload(SQLModel, table=True):
-    """A delivery's body, as GitHub sent it (LZ4-compressed: app.payloads), apart from the delivery's own row.
+    """A delivery's body, as GitHub sent it (LZ4-compressed: app.deliveries.records), apart from the delivery's own row.
 
     Workers update a delivery's row when they store its outcome. With the body (13 KB typically) in
     that row, SQLite rewrote all of it, overflow pages and all, under the write lock the web
@@ -54,7 +54,7 @@ class DeliveryPayload(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=Column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True))
-    payload_lz4: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # app.payloads.pack(body)
+    payload_lz4: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # app.deliveries.records.pack(body)
 
 
 class Installation(SQLModel, table=True):

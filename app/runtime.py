@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from app.egress.proxy import Resolve
     from app.engines.actions.callbacks import RunCallbacks
     from app.github.client import AppIdentity, GitHubApp
-    from app.queue.outcomes import OutcomeWriter
+    from app.deliveries.outcomes import OutcomeWriter
 
 # "Not given": build the GitHub App from the settings on first use. Distinct from None (no App).
 _UNSET: Any = object()
@@ -85,12 +85,12 @@ class Runtime:
 
     @property
     def outcomes(self) -> OutcomeWriter:
-        """Where delivery outcomes are stored from (a thread, started on first use; app.queue.outcomes)."""
+        """Where delivery outcomes are stored from (a thread, started on first use; app.deliveries.outcomes)."""
         if self._outcomes is None:
             engine = self.engine  # not under the lock: building the engine takes it too
             with self._lock:
                 if self._outcomes is None:
-                    from app.queue.outcomes import OutcomeWriter
+                    from app.deliveries.outcomes import OutcomeWriter
 
                     self._outcomes = OutcomeWriter(engine).start()
         return self._outcomes
@@ -119,10 +119,10 @@ class Runtime:
         return queue_depths(self.broker)
 
     def _delivery_counts(self):
-        from app import deliveries
+        from app.deliveries.stores import sql
         from app.models import utcnow
 
-        return deliveries.counts_since(self.engine, utcnow() - timedelta(hours=24))
+        return sql.counts_since(self.engine, utcnow() - timedelta(hours=24))
 
     async def identity(self) -> AppIdentity | None:
         """The App's slug and bot login, read from `GET /app` on first use and kept."""

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import dramatiq
 import orjson
 
-from app import deliveries
+from app.deliveries.records import unpack
+from app.deliveries.stores import sql
 from app.events.event import Event
 from app.logs import scrub
-from app.payloads import unpack
 
 if TYPE_CHECKING:
     from app.events.router import Router
@@ -53,7 +53,7 @@ async def handle_deliveries(runtime: Runtime, delivery_ids: Sequence[str], route
 
     One message carries every delivery a web process recorded in a few milliseconds, so a burst
     costs the worker one queue message and one read per batch rather than per delivery, and the
-    process's outcome writer (app.queue.outcomes) stores the outcomes of all its threads together.
+    process's outcome writer (app.deliveries.outcomes) stores the outcomes of all its threads together.
     Up to DRAFTSMITH_WORKER_THREADS deliveries are handled at once, so deliveries that make the
     bot call GitHub do not wait for each other any more than they did one per message.
     """
@@ -63,7 +63,7 @@ async def handle_deliveries(runtime: Runtime, delivery_ids: Sequence[str], route
     # The lookup runs inline, not in asyncio.to_thread: this loop belongs to one worker thread, a
     # short blocking read stalls nothing else, and a hand-off to the executor's thread cost more CPU
     # than the query itself.
-    rows = deliveries.waiting(runtime.engine, delivery_ids)
+    rows = sql.waiting(runtime.engine, delivery_ids)
     outcomes: dict[str, str] = {}
     stored: list = []  # Futures: this message is acknowledged only once every outcome is stored
     if len(rows) == 1:  # the common case at low load: no task, no semaphore
@@ -100,9 +100,9 @@ async def _handle_one(runtime: Runtime, row, router: Router, stored: list) -> st
     except Exception as exc:
         error = scrub("".join(traceback.format_exception(exc))[-8000:], runtime.settings.secret_values())
         ctx.log.error("delivery_failed", error_type=type(exc).__name__, error=scrub(str(exc), runtime.settings.secret_values())[:500])
-        outcome, stored_error = deliveries.FAILED, error
+        outcome, stored_error = sql.FAILED, error
     else:
-        outcome, stored_error = (deliveries.PROCESSED if ran else deliveries.IGNORED), None
+        outcome, stored_error = (sql.PROCESSED if ran else sql.IGNORED), None
         ctx.log.info("delivery_" + outcome, handlers=ran)
     urgent = time.monotonic() - started >= URGENT_AFTER_SECONDS
     stored.append(runtime.outcomes.submit([(row.id, outcome, stored_error)], urgent=urgent))

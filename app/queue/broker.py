@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
-from app.queue.dispatch import NAMESPACE
+from app.deliveries.enqueuers import NAMESPACE
 from app.queue.middleware import LogContext
 
 DEFAULT_QUEUE = "default"
@@ -43,7 +43,7 @@ def enqueue_many(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message]) 
     This mirrors RedisBroker.enqueue (fresh redis_message_id, middleware hooks, the dispatch
     script) but sends every script call in one pipeline, by EVALSHA: calling the registered
     Script on a pipeline would make redis-py send a SCRIPT EXISTS round trip first, every time.
-    Other brokers enqueue one by one. (Web processes use app.queue.dispatch, which needs neither.)
+    Other brokers enqueue one by one. (Web processes use app.deliveries.enqueuers, which needs neither.)
     """
     if not messages:
         return

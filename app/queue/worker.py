@@ -8,11 +8,11 @@ import threading
 
 import dramatiq
 
+from app.deliveries.sweeper import Sweeper
 from app.queue.actors import declare_actors
 from app.queue.broker import make_broker
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
-from app.sweeper import Sweeper
 
 
 def build_runtime(settings: Settings, *, redis_url: str | None = None, **parts) -> Runtime:
@@ -59,9 +59,9 @@ def run_worker(
 ) -> None:
     """Consume until SIGINT/SIGTERM (or `stop` is set): what `draftsmith worker` and `serve` run.
 
-    With `sweep`, this process also re-enqueues deliveries left unprocessed (see app.sweeper).
+    With `sweep`, this process also re-enqueues deliveries left unprocessed (see app.deliveries.sweeper).
     `niceness` lowers the priority of every thread but the outcome writer, which keeps the
-    process's own (see app.queue.outcomes for why); agents inherit it from the threads that run them.
+    process's own (see app.deliveries.outcomes for why); agents inherit it from the threads that run them.
     """
     from app.logs import configure_logging
 

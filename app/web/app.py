@@ -147,7 +147,7 @@ def _delivery_enqueuer(rt) -> Callable[[Sequence[str]], None]:
     The direct path keeps redis-py and dramatiq out of web processes (and saves a round trip);
     a Runtime handed a broker of its own (tests, other brokers) or a TLS/unix Redis uses the broker.
     """
-    from app.queue import dispatch
+    from app.deliveries import enqueuers as dispatch
 
     if dispatch.supports(rt.redis_url):
         return dispatch.DeliveryEnqueuer(rt.redis_url, heartbeat_timeout_ms=rt.settings.heartbeat_timeout_seconds * 1000)
@@ -164,7 +164,7 @@ def _delivery_enqueuer(rt) -> Callable[[Sequence[str]], None]:
 def _web_runtime(settings: Settings):
     """A web process's Runtime. Its broker is built when something first needs it (/readyz, /metrics, an
     Actions callback, a Redis the direct enqueuer cannot reach): redis-py and dramatiq's RedisBroker
-    cost a web process ~22 MB, and recording and enqueueing webhooks needs neither (app.queue.dispatch).
+    cost a web process ~22 MB, and recording and enqueueing webhooks needs neither (app.deliveries.enqueuers).
     """
     from app.runtime import Runtime
 
@@ -198,7 +198,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        from app.recorder import recorder_for, store_for
+        from app.deliveries.recorder import recorder_for, store_for
 
         own = runtime is None
         rt = runtime or _web_runtime(settings)

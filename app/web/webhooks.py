@@ -9,8 +9,8 @@ import time
 
 import msgspec
 
+from app.deliveries.recorder import NewDelivery
 from app.logs import get_logger
-from app.recorder import NewDelivery
 
 PATH = "/api/github/webhooks"
 # GitHub caps payloads at 25 MB and drops bigger ones; anything larger is not from GitHub.

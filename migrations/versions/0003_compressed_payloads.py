@@ -1,4 +1,4 @@
-"""delivery bodies stored LZ4-compressed (app.payloads): ~40% fewer WAL bytes per delivery on SQLite
+"""delivery bodies stored LZ4-compressed (app.deliveries.records): ~40% fewer WAL bytes per delivery on SQLite
 
 Revision ID: 0003
 Revises: 0002
@@ -7,7 +7,7 @@ Create Date: 2026-11-22 09:00:00
 from alembic import op
 import sqlalchemy as sa
 
-from app.payloads import pack, unpack
+from app.deliveries.records import pack, unpack
 
 
 revision = '0003'

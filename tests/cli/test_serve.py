@@ -190,7 +190,7 @@ def test_worker_processes_a_delivery_recorded_while_the_queue_was_down(start_ser
     from app.db import make_engine, session_scope
     from app.migrate import upgrade
     from app.models import Delivery, DeliveryPayload, utcnow
-    from app.payloads import pack
+    from app.deliveries.records import pack
 
     # Given: a delivery recorded a minute ago but never enqueued (Redis was down when it arrived)
     database_url = f"sqlite:///{tmp_path / 'shared.db'}"

@@ -9,8 +9,8 @@ from sqlmodel import SQLModel
 
 import app.models  # noqa: F401
 from app.db import SQLITE_PAGE_SIZE, make_engine
+from app.deliveries.records import unpack
 from app.migrate import alembic_config, upgrade
-from app.payloads import unpack
 
 
 def test_migrations_build_exactly_the_schema_the_models_describe(engine):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from app.sweeper import Sweeper
+from app.deliveries.sweeper import Sweeper
 from tests.e2e.conftest import REPO, Scene
 from tests.support.actions_runner import WORKFLOW, play_runner
 

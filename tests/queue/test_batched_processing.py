@@ -12,11 +12,11 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import text
 
-from app import deliveries
+from app.deliveries.recorder import NewDelivery, store_for
+from app.deliveries.stores import sql
 from app.events.router import Router
 from app.queue.actors import DELIVERIES_QUEUE, handle_deliveries
 from app.queue.broker import NAMESPACE
-from app.recorder import NewDelivery, store_for
 from app.runtime import Runtime
 from app.settings import Settings
 from tests.support.webhooks import encode, example, signed_headers
@@ -96,7 +96,7 @@ def test_one_failing_delivery_fails_alone_and_finished_ones_are_not_handled_agai
     # Given five recorded deliveries, one of which was already processed, and a handler that fails on one
     ids = [f"d{n}" for n in range(5)]
     _record(database_url, engine, ids)
-    deliveries.finish(engine, [("d0", deliveries.PROCESSED, None)])
+    sql.finish(engine, [("d0", sql.PROCESSED, None)])
     handled: list[str] = []
     router = Router()
 
@@ -165,7 +165,7 @@ def test_finding_a_batch_reads_only_its_rows_however_many_wait(tmp_path):
     engine.dispose()  # new connections, each counting
 
     # When a worker looks up one message's worth of them
-    found = deliveries.waiting(engine, [f"w{n:05d}" for n in range(0, 3200, 100)])
+    found = sql.waiting(engine, [f"w{n:05d}" for n in range(0, 3200, 100)])
 
     # Then it got those 32, and visited about as many rows, not every waiting one
     assert [row.id for row in found] == [f"w{n:05d}" for n in range(0, 3200, 100)]

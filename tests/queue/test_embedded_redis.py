@@ -8,9 +8,9 @@ import stat
 import redis as redis_lib
 import structlog
 
+from app.deliveries.enqueuers import QUEUE_NAME, DeliveryEnqueuer
 from app.logs import configure_logging, get_logger
 from app.queue.broker import make_broker, messages_waiting
-from app.queue.dispatch import QUEUE_NAME, DeliveryEnqueuer
 from app.queue.embedded_redis import PASSWORD_FILE, EmbeddedRedis
 from app.settings import Settings
 from tests.support.redis import unauthenticated_reply

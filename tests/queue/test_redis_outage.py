@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 
+from app.deliveries.sweeper import sweep
 from app.queue.embedded_redis import EmbeddedRedis
-from app.sweeper import sweep
 from tests.support.webhooks import example
 
 

@@ -13,11 +13,11 @@ import uuid
 import redis as redis_lib
 from sqlmodel import Session
 
-from app import deliveries
+from app.deliveries.stores import sql
+from app.deliveries.sweeper import sweep
 from app.models import Installation
 from app.queue.actors import DELIVERIES_QUEUE
 from app.queue.broker import NAMESPACE
-from app.sweeper import sweep
 from tests.support.webhooks import example
 
 
@@ -100,7 +100,7 @@ def test_the_sweeper_sends_nothing_twice_while_a_backlog_drains_and_a_lost_messa
     waiting = f"{NAMESPACE}:{DELIVERIES_QUEUE}"
     _wait(lambda: queue.llen(waiting) >= 1, 30, "never enqueued")
     time.sleep(0.2)  # the enqueuer's linger: both ids sent
-    deliveries.mark_not_enqueued(app.engine, [refused])
+    sql.mark_not_enqueued(app.engine, [refused])
     messages = queue.llen(waiting)
 
     # When the sweeper runs with the queued one long past the heartbeat timeout (stale_after=0)

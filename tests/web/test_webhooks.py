@@ -9,8 +9,8 @@ import uuid
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from app.deliveries.records import unpack
 from app.models import Delivery, DeliveryPayload, Installation
-from app.payloads import unpack
 from app.web.webhooks import MAX_BODY_BYTES
 from tests.support.webhooks import encode, example
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from app import deliveries
+from app.deliveries.stores import sql
 from app.logs import get_logger
 from app.models import utcnow
 
@@ -22,7 +22,7 @@ def sweep(runtime, *, stale_after: float | None = None, grace: float = 5.0) -> i
     """
     from app.queue.actors import DELIVERIES_QUEUE
     from app.queue.broker import enqueue_many, messages_waiting
-    from app.queue.dispatch import message_batches
+    from app.deliveries.enqueuers import message_batches
 
     stale: timedelta | None = timedelta(
         seconds=runtime.settings.heartbeat_timeout_seconds if stale_after is None else stale_after)
@@ -31,12 +31,12 @@ def sweep(runtime, *, stale_after: float | None = None, grace: float = 5.0) -> i
         # timeout is most likely waiting in it, not lost, and sending it again would only queue a
         # duplicate. Deliveries never enqueued are still swept now; stale ones once the backlog is gone.
         stale = None
-    ids = deliveries.unprocessed(runtime.engine, now=utcnow(), stale_after=stale, grace=timedelta(seconds=grace))
+    ids = sql.unprocessed(runtime.engine, now=utcnow(), stale_after=stale, grace=timedelta(seconds=grace))
     if not ids:
         return 0
     actor = runtime.broker.get_actor("process_deliveries")
     enqueue_many(runtime.broker, [actor.message(batch) for batch in message_batches(ids)])
-    deliveries.mark_enqueued(runtime.engine, ids)
+    sql.mark_enqueued(runtime.engine, ids)
     log.info("swept_deliveries", count=len(ids))
     return len(ids)
 
@@ -98,7 +98,7 @@ class Sweeper:
 
 
 def run_sweeper(settings, *, stop: threading.Event | None = None) -> None:
-    """Sweep every settings.sweep_interval_seconds until SIGINT/SIGTERM (what `python -m app.sweeper` runs)."""
+    """Sweep every settings.sweep_interval_seconds until SIGINT/SIGTERM (what `python -m app.deliveries.sweeper` runs)."""
     import signal
 
     from app.logs import configure_logging

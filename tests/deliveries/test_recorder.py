@@ -10,10 +10,10 @@ import time
 import pytest
 from sqlalchemy import text
 
-from app import deliveries
 from app.db import make_engine
-from app.payloads import unpack
-from app.recorder import LoopRecorder, NewDelivery, ThreadRecorder, recorder_for, sqlite_path, store_for
+from app.deliveries.recorder import LoopRecorder, NewDelivery, ThreadRecorder, recorder_for, sqlite_path, store_for
+from app.deliveries.records import unpack
+from app.deliveries.stores import sql
 
 
 def _delivery(delivery_id: str, copy: int = 1) -> NewDelivery:
@@ -78,7 +78,7 @@ def test_a_burst_is_recorded_once_each_and_every_new_delivery_enqueued(database_
     assert sorted(enqueued.ids) == sorted(f"d-{i}" for i in range(40))  # each once, redeliveries not again
     # and each delivery reads back its own body, the first copy's
     ids = [f"d-{i}" for i in range(40)]
-    assert {row.id: unpack(row.payload_lz4) for row in deliveries.waiting(engine, ids)} == {
+    assert {row.id: unpack(row.payload_lz4) for row in sql.waiting(engine, ids)} == {
         i: _delivery(i).body for i in ids}
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import redis as redis_lib
 
+from app.deliveries.enqueuers import IDS_PER_MESSAGE, DeliveryEnqueuer, supports
 from app.queue.actors import declare_actors
 from app.queue.broker import make_broker
-from app.queue.dispatch import IDS_PER_MESSAGE, DeliveryEnqueuer, supports
 
 
 def _consume(broker, expected: int) -> list:

@@ -12,7 +12,7 @@ import time
 import pytest
 from sqlalchemy import event, text
 
-from app.queue.outcomes import OutcomeWriter
+from app.deliveries.outcomes import OutcomeWriter
 from tests.queue.test_batched_processing import _record
 from tests.queue.test_worker_crash import _wait, _worker_process
 

@@ -5,7 +5,7 @@ both cost a web process ~22 MB of imports, and redis-py sends a `SCRIPT EXISTS` 
 every pipeline that runs a script. This speaks RESP2 on one socket, runs dramatiq's own
 `dispatch.lua` by its SHA1 (loading it once when Redis answers NOSCRIPT, e.g. after a restart) and
 encodes messages exactly as dramatiq's Message.encode() with the JSON encoder and RedisBroker.enqueue
-do, so dramatiq's workers consume them like any other (tests/queue/test_dispatch.py checks both).
+do, so dramatiq's workers consume them like any other (tests/deliveries/test_enqueuers.py checks both).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from app import deliveries
+from app.deliveries.stores import sql
 from app.logs import get_logger
 
 log = get_logger(component="outcomes")
@@ -82,7 +82,7 @@ class OutcomeWriter:
                 return
             batch, stopping = self._gather(first)
             try:
-                deliveries.finish(self.engine, [o for s in batch for o in s.outcomes])
+                sql.finish(self.engine, [o for s in batch for o in s.outcomes])
             except Exception as exc:  # the messages fail; the sweeper hands their deliveries out again
                 log.warning("outcomes_not_stored", count=len(batch), error_type=type(exc).__name__)
                 for submission in batch:

@@ -1,4 +1,4 @@
-"""The durable delivery log: record verified deliveries, mark outcomes, find the unfinished (group commit: app.recorder)."""
+"""The durable delivery log: record verified deliveries, mark outcomes, find the unfinished (group commit: app.deliveries.recorder)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+from app.deliveries.recorder import RECEIVED, NewDelivery, Recorded  # noqa: F401  (Recorded: re-exported)
+from app.deliveries.records import pack
 from app.models import Delivery, DeliveryPayload, utcnow
-from app.payloads import pack
-from app.recorder import RECEIVED, NewDelivery, Recorded  # noqa: F401  (Recorded: re-exported)
 
 PROCESSED, IGNORED, FAILED = "processed", "ignored", "failed"
 
@@ -145,7 +145,7 @@ _WAITING_BY_DIALECT = {
 
 def waiting(engine: Engine, delivery_ids: Sequence[str]) -> list[Row]:
     """Those of these deliveries still waiting to be processed: id, event, action, installation_id and
-    payload_lz4 (app.payloads.unpack gives the body), in the order asked (unknown and finished ones left out).
+    payload_lz4 (app.deliveries.records.unpack gives the body), in the order asked (unknown and finished ones left out).
 
     A read, not a claim: on SQLite every write takes the one write lock the web processes commit
     under, and a worker waiting for a CPU while it holds that lock stalls ingress (bench/README.md).

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from app.deliveries.records import pack
 from app.logs import get_logger
-from app.payloads import pack
 
-# app.deliveries.RECEIVED; not imported from there, which would load SQLAlchemy into every web process.
+# app.deliveries.stores.sql.RECEIVED; not imported from there, which would load SQLAlchemy into every web process.
 RECEIVED = "received"
 
 log = get_logger(component="recorder")
@@ -193,12 +193,12 @@ class EngineDeliveryStore:
         self.engine = engine
 
     def insert(self, deliveries: Sequence[NewDelivery]) -> set[str]:
-        from app.deliveries import record_batch
+        from app.deliveries.stores.sql import record_batch
 
         return record_batch(self.engine, deliveries)
 
     def mark_not_enqueued(self, ids: Sequence[str]) -> None:
-        from app.deliveries import mark_not_enqueued
+        from app.deliveries.stores.sql import mark_not_enqueued
 
         mark_not_enqueued(self.engine, ids)
 
