@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import dramatiq
 import orjson
 
+from app.deliveries import records
 from app.deliveries.records import unpack
 from app.deliveries.stores import sql
 from app.events.event import Event
@@ -100,9 +101,9 @@ async def _handle_one(runtime: Runtime, row, router: Router, stored: list) -> st
     except Exception as exc:
         error = scrub("".join(traceback.format_exception(exc))[-8000:], runtime.settings.secret_values())
         ctx.log.error("delivery_failed", error_type=type(exc).__name__, error=scrub(str(exc), runtime.settings.secret_values())[:500])
-        outcome, stored_error = sql.FAILED, error
+        outcome, stored_error = records.FAILED, error
     else:
-        outcome, stored_error = (sql.PROCESSED if ran else sql.IGNORED), None
+        outcome, stored_error = (records.PROCESSED if ran else records.IGNORED), None
         ctx.log.info("delivery_" + outcome, handlers=ran)
     urgent = time.monotonic() - started >= URGENT_AFTER_SECONDS
     stored.append(runtime.outcomes.submit([(row.id, outcome, stored_error)], urgent=urgent))

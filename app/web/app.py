@@ -198,7 +198,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        from app.deliveries.recorder import recorder_for, store_for
+        from app.deliveries.recorder import recorder_for
+        from app.deliveries.stores import store_for
 
         own = runtime is None
         rt = runtime or _web_runtime(settings)

@@ -9,7 +9,7 @@ import time
 
 import msgspec
 
-from app.deliveries.recorder import NewDelivery
+from app.deliveries.records import NewDelivery
 from app.logs import get_logger
 
 PATH = "/api/github/webhooks"

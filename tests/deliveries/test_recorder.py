@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 
 from app.db import make_engine
-from app.deliveries.recorder import LoopRecorder, NewDelivery, ThreadRecorder, recorder_for, sqlite_path, store_for
-from app.deliveries.records import unpack
-from app.deliveries.stores import sql
+from app.deliveries.recorder import LoopRecorder, ThreadRecorder, recorder_for
+from app.deliveries.records import NewDelivery, unpack
+from app.deliveries.stores import sql, sqlite_path, store_for
 
 
 def _delivery(delivery_id: str, copy: int = 1) -> NewDelivery:

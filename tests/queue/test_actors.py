@@ -10,7 +10,8 @@ from dramatiq.brokers.stub import StubBroker
 from sqlmodel import Session
 
 from app.db import make_engine
-from app.deliveries.recorder import NewDelivery, store_for
+from app.deliveries.records import NewDelivery
+from app.deliveries.stores import store_for
 from app.migrate import upgrade
 from app.models import Delivery
 from app.queue.actors import DELIVERIES_QUEUE, declare_actors

@@ -12,8 +12,8 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import text
 
-from app.deliveries.recorder import NewDelivery, store_for
-from app.deliveries.stores import sql
+from app.deliveries.records import PROCESSED, NewDelivery
+from app.deliveries.stores import sql, store_for
 from app.events.router import Router
 from app.queue.actors import DELIVERIES_QUEUE, handle_deliveries
 from app.queue.broker import NAMESPACE
@@ -96,7 +96,7 @@ def test_one_failing_delivery_fails_alone_and_finished_ones_are_not_handled_agai
     # Given five recorded deliveries, one of which was already processed, and a handler that fails on one
     ids = [f"d{n}" for n in range(5)]
     _record(database_url, engine, ids)
-    sql.finish(engine, [("d0", sql.PROCESSED, None)])
+    sql.finish(engine, [("d0", PROCESSED, None)])
     handled: list[str] = []
     router = Router()
 

@@ -1,8 +1,7 @@
-"""The durable delivery log: record verified deliveries, mark outcomes, find the unfinished (group commit: app.deliveries.recorder)."""
+"""The SQL store: the delivery log through SQLAlchemy (record, read what waits, store outcomes, find the unfinished)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -10,13 +9,10 @@ from sqlalchemy import bindparam, func, insert, or_, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 
-from app.deliveries.recorder import RECEIVED, NewDelivery, Recorded  # noqa: F401  (Recorded: re-exported)
-from app.deliveries.records import pack
+from app.deliveries.records import RECEIVED, NewDelivery, pack
+from app.deliveries.stores import lock_busy_when_locked, retry_while_busy
 from app.models import Delivery, DeliveryPayload, utcnow
-
-PROCESSED, IGNORED, FAILED = "processed", "ignored", "failed"
 
 
 def _insert_ignoring_duplicates(engine: Engine, table):
@@ -81,29 +77,38 @@ def record_batch(engine: Engine, deliveries: Sequence[NewDelivery]) -> set[str]:
 
 
 def _sqlite_write_with_fast_retry(engine: Engine, write, timeout: float = 30.0):
-    """Run `write(conn)` in one transaction under SQLite's single write lock, retrying every ~0.5 ms
-    while another process holds it.
+    """Run `write(conn)` in one transaction under SQLite's single write lock, retrying while another
+    process holds it (app.deliveries.stores.retry_while_busy)."""
 
-    SQLite's own busy handler backs off to 100 ms sleeps, which with two web processes and the
-    workers sharing one file turned brief lock waits into a p99 of hundreds of milliseconds.
-    """
-    deadline = time.monotonic() + timeout
+    def attempt():
+        with lock_busy_when_locked(), conn.begin():
+            return write(conn)
+
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA busy_timeout=0")
         conn.commit()
         try:
-            while True:
-                try:
-                    with conn.begin():
-                        return write(conn)
-                except OperationalError as exc:
-                    if "locked" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.0005)
+            return retry_while_busy(attempt, timeout)
         finally:
             conn.rollback()
             conn.exec_driver_sql("PRAGMA busy_timeout=30000")
             conn.commit()
+
+
+class SQLDeliveryStore:
+    """Writes deliveries through a SQLAlchemy engine (PostgreSQL, or SQLite in memory)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def insert(self, deliveries: Sequence[NewDelivery]) -> set[str]:
+        return record_batch(self.engine, deliveries)
+
+    def mark_not_enqueued(self, ids: Sequence[str]) -> None:
+        mark_not_enqueued(self.engine, ids)
+
+    def close(self) -> None:
+        pass
 
 
 def mark_not_enqueued(engine: Engine, ids: Sequence[str]) -> None:

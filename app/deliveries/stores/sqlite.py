@@ -1,0 +1,125 @@
+"""The SQLite store: deliveries written through one plain sqlite3 connection, never waiting for the write lock."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from app.deliveries.records import RECEIVED, NewDelivery, pack
+from app.deliveries.stores import lock_busy_when_locked, retry_while_busy
+
+
+def sqlite_timestamp(moment: datetime) -> str:
+    # How SQLAlchemy stores a UTC DateTime in SQLite, so the ORM and the sweeper's comparisons read ours.
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class SQLiteDeliveryStore:
+    """Writes deliveries through one plain sqlite3 connection of its own (no SQLAlchemy in the hot path).
+
+    The connection never waits in SQLite's busy handler, which backs off to 100 ms sleeps: while
+    another process (the other web process, a worker) holds the single write lock, `try_insert`
+    says so at once and the caller retries within a fraction of a millisecond. synchronous=NORMAL
+    in WAL mode: a commit survives the process crashing the instant after (the WAL is in the OS
+    page cache); only a power loss or kernel crash can take the last few commits back.
+
+    It never checkpoints on its own commits. Copying the WAL into the database file ends in an
+    fsync, and doing it from the web processes cost ingress a fifth of its throughput and most of
+    its p99 at saturation (bench/README.md). Workers checkpoint instead: their SQLAlchemy
+    connections keep SQLite's auto-checkpoint. A thread here checkpoints only when the WAL has
+    outgrown `checkpoint_above_bytes`, which happens only while no worker writes, so the WAL stays
+    bounded even then.
+    """
+
+    INSERT = (
+        "INSERT INTO deliveries (id, event, action, installation_id, received_at, status, attempts, enqueued_at,"
+        " payload_id) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (id) DO NOTHING"
+    )
+    # Only for a delivery the row insert found new: a redelivery's body is already stored.
+    INSERT_PAYLOAD = "INSERT INTO delivery_payloads (id, payload_lz4) VALUES (?, ?)"
+    # The transaction holds SQLite's write lock from BEGIN IMMEDIATE, so nobody else can take this
+    # number before our insert does.
+    NEXT_PAYLOAD_ID = "SELECT coalesce(max(id), 0) + 1 FROM delivery_payloads"
+
+    def __init__(self, path: str, *, lock_timeout: float = 30.0, checkpoint_interval: float = 1.0,
+                 checkpoint_above_bytes: int = 256 * 1024 * 1024) -> None:
+        self.path = path
+        self.lock_timeout = lock_timeout
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=0", "wal_autocheckpoint=0"):
+            self.conn.execute(f"PRAGMA {pragma}")
+        # Commits (on the event loop) and the enqueuer thread's rare mark_not_enqueued share the connection.
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_when_large, args=(checkpoint_interval, checkpoint_above_bytes),
+            name="wal-checkpoint", daemon=True,
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_when_large(self, interval: float, above_bytes: int) -> None:
+        conn = None
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    if os.path.getsize(self.path + "-wal") <= above_bytes:
+                        continue
+                except OSError:
+                    continue
+                try:
+                    conn = conn or sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # blocks no reader or writer
+                except sqlite3.Error:
+                    pass  # another process is checkpointing; the next round catches up
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def try_insert(self, deliveries: Sequence[NewDelivery]) -> set[str]:
+        """Insert in one transaction; the ids that were new. Raises LockBusy at once, without waiting,
+        while another connection holds the write lock."""
+        with self._lock:
+            with lock_busy_when_locked():
+                # IMMEDIATE takes the write lock up front: busy then means "retry", never a half-done transaction.
+                self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                new = self._insert_rows(deliveries)
+                self.conn.execute("COMMIT")
+                return new
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+
+    def insert(self, deliveries: Sequence[NewDelivery]) -> set[str]:
+        return retry_while_busy(lambda: self.try_insert(deliveries), self.lock_timeout)
+
+    def _insert_rows(self, deliveries: Sequence[NewDelivery]) -> set[str]:
+        # Set enqueued_at optimistically: we enqueue right after commit and clear it only if that
+        # fails, so the common path costs one write. The sweeper re-enqueues anything left behind.
+        now = sqlite_timestamp(datetime.now(UTC))
+        new: set[str] = set()
+        execute = self.conn.execute
+        payload_id = execute(self.NEXT_PAYLOAD_ID).fetchone()[0]
+        for d in deliveries:
+            cursor = execute(self.INSERT, (d.id, d.event, d.action, d.installation_id, now, RECEIVED, now, payload_id))
+            if cursor.rowcount == 1:  # 0: already stored (a redelivery, or the same id twice in this batch)
+                execute(self.INSERT_PAYLOAD, (payload_id, pack(d.body)))
+                payload_id += 1
+                new.add(d.id)
+        return new
+
+    def mark_not_enqueued(self, ids: Sequence[str]) -> None:
+        def update() -> None:
+            with self._lock, lock_busy_when_locked():
+                self.conn.executemany("UPDATE deliveries SET enqueued_at = NULL WHERE id = ?", [(i,) for i in ids])
+
+        retry_while_busy(update, self.lock_timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._checkpointer.join(5)
+        self.conn.close()
