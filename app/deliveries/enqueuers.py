@@ -1,11 +1,10 @@
-"""Enqueue process_deliveries messages for dramatiq's RedisBroker from a web process: one pipelined EVALSHA per batch.
+"""Enqueuers: hand recorded delivery ids to the workers as process_deliveries messages, directly or through dramatiq.
 
-Web processes only ever enqueue one kind of message, so they skip redis-py and dramatiq altogether:
-both cost a web process ~22 MB of imports, and redis-py sends a `SCRIPT EXISTS` round trip before
-every pipeline that runs a script. This speaks RESP2 on one socket, runs dramatiq's own
-`dispatch.lua` by its SHA1 (loading it once when Redis answers NOSCRIPT, e.g. after a restart) and
-encodes messages exactly as dramatiq's Message.encode() with the JSON encoder and RedisBroker.enqueue
-do, so dramatiq's workers consume them like any other (tests/deliveries/test_enqueuers.py checks both).
+Two behind one protocol. RedisEnqueuer is the web processes' fast path: it speaks RESP2 on one socket
+and runs dramatiq's own `dispatch.lua` by its SHA1, encoding messages exactly as dramatiq's
+Message.encode() and RedisBroker.enqueue do, so a web process imports neither redis-py nor dramatiq
+(tests/deliveries/test_enqueuers.py checks that dramatiq consumes them). BrokerEnqueuer goes through
+the process's dramatiq broker: for brokers other than a plain TCP Redis, and for the sweeper.
 """
 
 from __future__ import annotations
@@ -16,8 +15,9 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 # Must match app.queue.broker.NAMESPACE and the actor declared in app.queue.actors (tested).
@@ -30,6 +30,43 @@ QUEUE_NAME = "default"
 IDS_PER_MESSAGE = 32
 # dramatiq's RedisBroker default; only used by maintenance, which enqueueing never runs.
 DEAD_MESSAGE_TTL_MS = 86_400_000 * 7
+
+if TYPE_CHECKING:
+    import dramatiq
+
+    from app.runtime import Runtime
+
+
+class Enqueuer(Protocol):
+    def enqueue(self, delivery_ids: Sequence[str]) -> None:
+        """Enqueue process_deliveries messages for these ids (each once); raises if they may not all be queued."""
+
+    def close(self) -> None: ...
+
+
+def enqueuer_for(runtime: Runtime) -> Enqueuer:
+    """Straight to Redis when the runtime's Redis is a plain TCP URL, else through its broker (a Runtime
+    handed a broker of its own, as tests do, or a TLS or unix-socket Redis)."""
+    if supports(runtime.redis_url):
+        return RedisEnqueuer(runtime.redis_url, heartbeat_timeout_ms=runtime.settings.heartbeat_timeout_seconds * 1000)
+    return BrokerEnqueuer(lambda: runtime.broker)
+
+
+class BrokerEnqueuer:
+    """Enqueues through a dramatiq broker, built on first use (`broker` is called each time)."""
+
+    def __init__(self, broker: Callable[[], dramatiq.Broker]) -> None:
+        self.broker = broker
+
+    def enqueue(self, delivery_ids: Sequence[str]) -> None:
+        from app.queue.broker import enqueue_many
+
+        broker = self.broker()
+        actor = broker.get_actor(ACTOR_NAME)  # declared by whoever built the broker
+        enqueue_many(broker, [actor.message(batch) for batch in message_batches(delivery_ids)])
+
+    def close(self) -> None:
+        pass
 
 
 class RedisReplyError(Exception):
@@ -82,7 +119,7 @@ def _command(*parts: bytes | str | int) -> bytes:
     return b"".join(out)
 
 
-class DeliveryEnqueuer:
+class RedisEnqueuer:
     """Enqueues process_deliveries(ids) messages in one round trip per batch; not thread-safe (one recorder thread)."""
 
     def __init__(self, redis_url: str, *, heartbeat_timeout_ms: int = 60_000, connect_timeout: float = 2.0) -> None:
@@ -101,9 +138,6 @@ class DeliveryEnqueuer:
         self.broker_id = str(uuid.uuid4())
         self._sock: socket.socket | None = None
         self._reader = None
-
-    def __call__(self, delivery_ids: Sequence[str]) -> None:
-        self.enqueue(delivery_ids)
 
     def enqueue(self, delivery_ids: Sequence[str]) -> None:
         """Enqueue the ids in messages of IDS_PER_MESSAGE; raises (and drops the connection) if Redis did not take them all."""

@@ -7,8 +7,9 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
+from app.deliveries.enqueuers import Enqueuer
 from app.deliveries.records import NewDelivery, Recorded
 from app.deliveries.stores import DeliveryStore, LockBusy
 from app.deliveries.stores.sqlite import SQLiteDeliveryStore
@@ -17,12 +18,12 @@ from app.logs import get_logger
 log = get_logger(component="recorder")
 
 
-def recorder_for(store: DeliveryStore, enqueue: Callable[[Sequence[str]], None]) -> DeliveryRecorder:
+def recorder_for(store: DeliveryStore, enqueuer: Enqueuer) -> DeliveryRecorder:
     """A SQLite file commits on the event loop (a commit there is a few tens of microseconds a row and
     never waits); a database across the network commits on a thread of its own."""
     if isinstance(store, SQLiteDeliveryStore):
-        return LoopRecorder(store, enqueue)
-    return ThreadRecorder(store, enqueue)
+        return LoopRecorder(store, enqueuer)
+    return ThreadRecorder(store, enqueuer)
 
 
 class DeliveryRecorder:
@@ -41,10 +42,10 @@ class DeliveryRecorder:
     Subclasses decide where the commit runs (`_start_committing`, `_submit`, `_stop_committing`).
     """
 
-    def __init__(self, store: DeliveryStore, enqueue: Callable[[Sequence[str]], None], *, max_batch: int = 256,
+    def __init__(self, store: DeliveryStore, enqueuer: Enqueuer, *, max_batch: int = 256,
                  enqueue_linger: float = 0.02) -> None:
         self.store = store
-        self.enqueue = enqueue
+        self.enqueuer = enqueuer
         self.max_batch = max_batch
         # The enqueuer waits this long after the first new id for others to join it. Nobody waits on
         # it (the 202 is already sent; GitHub's own delivery takes far longer), and at a steady 1000
@@ -108,7 +109,7 @@ class DeliveryRecorder:
         for batches in _batches(self._to_enqueue, self.max_batch, linger=self.enqueue_linger):
             ids = [delivery_id for batch in batches for delivery_id in batch]
             try:
-                self.enqueue(ids)
+                self.enqueuer.enqueue(ids)
             except Exception as exc:
                 # Recorded is what matters: the sweeper enqueues these once Redis is back.
                 log.warning("enqueue_failed", count=len(ids), error_type=type(exc).__name__)

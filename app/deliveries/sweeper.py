@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from app.deliveries.enqueuers import BrokerEnqueuer
 from app.deliveries.stores import sql
 from app.logs import get_logger
 from app.models import utcnow
@@ -21,8 +22,7 @@ def sweep(runtime, *, stale_after: float | None = None, grace: float = 5.0) -> i
     Safe to run from many processes at once: process_deliveries skips deliveries already handled.
     """
     from app.queue.actors import DELIVERIES_QUEUE
-    from app.queue.broker import enqueue_many, messages_waiting
-    from app.deliveries.enqueuers import message_batches
+    from app.queue.broker import messages_waiting
 
     stale: timedelta | None = timedelta(
         seconds=runtime.settings.heartbeat_timeout_seconds if stale_after is None else stale_after)
@@ -34,8 +34,7 @@ def sweep(runtime, *, stale_after: float | None = None, grace: float = 5.0) -> i
     ids = sql.unprocessed(runtime.engine, now=utcnow(), stale_after=stale, grace=timedelta(seconds=grace))
     if not ids:
         return 0
-    actor = runtime.broker.get_actor("process_deliveries")
-    enqueue_many(runtime.broker, [actor.message(batch) for batch in message_batches(ids)])
+    BrokerEnqueuer(lambda: runtime.broker).enqueue(ids)
     sql.mark_enqueued(runtime.engine, ids)
     log.info("swept_deliveries", count=len(ids))
     return len(ids)

@@ -141,26 +141,6 @@ async def _index(request: Request) -> Response:
     return HTMLResponse(status_page(request.app.state.runtime.settings))
 
 
-def _delivery_enqueuer(rt) -> Callable[[Sequence[str]], None]:
-    """How this web process enqueues process_deliveries(ids): straight to Redis, or through the broker.
-
-    The direct path keeps redis-py and dramatiq out of web processes (and saves a round trip);
-    a Runtime handed a broker of its own (tests, other brokers) or a TLS/unix Redis uses the broker.
-    """
-    from app.deliveries import enqueuers as dispatch
-
-    if dispatch.supports(rt.redis_url):
-        return dispatch.DeliveryEnqueuer(rt.redis_url, heartbeat_timeout_ms=rt.settings.heartbeat_timeout_seconds * 1000)
-
-    def through_broker(ids: Sequence[str]) -> None:
-        from app.queue.broker import enqueue_many
-
-        actor = rt.broker.get_actor("process_deliveries")
-        enqueue_many(rt.broker, [actor.message(batch) for batch in dispatch.message_batches(ids)])
-
-    return through_broker
-
-
 def _web_runtime(settings: Settings):
     """A web process's Runtime. Its broker is built when something first needs it (/readyz, /metrics, an
     Actions callback, a Redis the direct enqueuer cannot reach): redis-py and dramatiq's RedisBroker
@@ -198,13 +178,15 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        from app.deliveries.enqueuers import enqueuer_for
         from app.deliveries.recorder import recorder_for
         from app.deliveries.stores import store_for
 
         own = runtime is None
         rt = runtime or _web_runtime(settings)
         store = store_for(rt.settings.effective_database_url, lambda: rt.engine)
-        recorder = recorder_for(store, _delivery_enqueuer(rt)).start()
+        enqueuer = enqueuer_for(rt)
+        recorder = recorder_for(store, enqueuer).start()
         secret = rt.settings.github_webhook_secret
         app.state.runtime = rt
         app.state.recorder = recorder
@@ -213,9 +195,7 @@ def create_app(
             yield
         finally:
             recorder.close()
-            close_enqueuer = getattr(recorder.enqueue, "close", None)
-            if close_enqueuer is not None:
-                close_enqueuer()
+            enqueuer.close()
             if own:
                 rt.close()
 

@@ -1,10 +1,11 @@
-"""Web processes enqueue without dramatiq: what they put in Redis is what dramatiq's own workers consume."""
+"""Both enqueuers put in Redis what dramatiq's own workers consume; the direct one needs no dramatiq to do it."""
 
 from __future__ import annotations
 
+import pytest
 import redis as redis_lib
 
-from app.deliveries.enqueuers import IDS_PER_MESSAGE, DeliveryEnqueuer, supports
+from app.deliveries.enqueuers import IDS_PER_MESSAGE, BrokerEnqueuer, RedisEnqueuer, supports
 from app.queue.actors import declare_actors
 from app.queue.broker import make_broker
 
@@ -23,10 +24,11 @@ def _consume(broker, expected: int) -> list:
     return messages
 
 
-def test_enqueued_deliveries_are_read_by_dramatiq_as_process_deliveries_messages(redis_url):
+@pytest.mark.parametrize("kind", ["direct", "broker"])
+def test_enqueued_deliveries_are_read_by_dramatiq_as_process_deliveries_messages(redis_url, kind):
     broker = make_broker(redis_url)
     actor = declare_actors(broker).process_deliveries
-    enqueuer = DeliveryEnqueuer(redis_url)
+    enqueuer = RedisEnqueuer(redis_url) if kind == "direct" else BrokerEnqueuer(lambda: broker)
     ids = ["d-1", "d-\"2\"-ünïcode"] + [f"burst-{n}" for n in range(IDS_PER_MESSAGE)]
     try:
         enqueuer.enqueue(ids + ["d-1"])  # the same id twice in a batch travels once
@@ -47,7 +49,7 @@ def test_enqueueing_survives_redis_forgetting_the_script_and_dropping_the_connec
     # Given an enqueuer that has already loaded dramatiq's script on its connection
     broker = make_broker(redis_url)
     declare_actors(broker)
-    enqueuer = DeliveryEnqueuer(redis_url)
+    enqueuer = RedisEnqueuer(redis_url)
     admin = redis_lib.Redis.from_url(redis_url)
     try:
         enqueuer.enqueue(["before"])

@@ -29,11 +29,14 @@ class Enqueued:
         self.fail = fail
         self.called = threading.Event()
 
-    def __call__(self, ids) -> None:
+    def enqueue(self, ids) -> None:
         self.called.set()
         if self.fail:
             raise ConnectionRefusedError("Redis is down")
         self.ids.extend(ids)
+
+    def close(self) -> None:
+        pass
 
 
 @pytest.fixture

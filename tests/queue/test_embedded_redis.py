@@ -8,7 +8,7 @@ import stat
 import redis as redis_lib
 import structlog
 
-from app.deliveries.enqueuers import QUEUE_NAME, DeliveryEnqueuer
+from app.deliveries.enqueuers import QUEUE_NAME, RedisEnqueuer
 from app.logs import configure_logging, get_logger
 from app.queue.broker import make_broker, messages_waiting
 from app.queue.embedded_redis import PASSWORD_FILE, EmbeddedRedis
@@ -31,7 +31,7 @@ def test_the_password_file_is_private_and_survives_a_restart_with_the_queued_job
     directory = tmp_path / "redis"
     # Given a delivery queued in an embedded Redis that is then stopped
     with EmbeddedRedis(directory) as first:
-        enqueuer = DeliveryEnqueuer(first.url)
+        enqueuer = RedisEnqueuer(first.url)
         enqueuer.enqueue(["queued-before-the-restart"])
         enqueuer.close()
     password_file = directory / PASSWORD_FILE
