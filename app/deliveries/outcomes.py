@@ -30,14 +30,10 @@ class _Submission:
 class OutcomeWriter:
     """Stores (delivery id, status, error) outcomes for every thread of a worker process.
 
-    Two reasons for a thread of its own:
-    - On SQLite each write takes the one write lock the web processes commit under. The threads
-      that handle deliveries run at DRAFTSMITH_WORKER_NICENESS; one of them preempted while it held
-      that lock made both web processes wait as long as a nice-10 thread waits for a CPU beside
-      busy nice-0 ones (the p99 of ingress while workers drain a burst, bench/README.md). This
-      thread is started before the worker lowers its other threads' priority (app.queue.worker), so
-      the lock is held by a thread that gets a CPU as readily as the web processes do.
-    - One writer for all threads means one write per LINGER_SECONDS, however many threads.
+    A thread of its own, for two reasons. On SQLite a write holds the lock the web processes commit
+    under, and a niced thread preempted while holding it makes them wait; this one is started before
+    the worker lowers its other threads' priority (app.queue.worker). And one writer for all threads
+    means one write per LINGER_SECONDS, however many threads.
 
     Outcomes wait up to LINGER_SECONDS for company, unless one is `urgent` (a delivery whose
     handlers took long enough to have called GitHub: its outcome is stored at once, so a crash

@@ -29,15 +29,11 @@ def recorder_for(store: DeliveryStore, enqueuer: Enqueuer) -> DeliveryRecorder:
 class DeliveryRecorder:
     """Group commit: deliveries arriving together are recorded in one transaction, then enqueued together.
 
-    Each request hands its delivery over and awaits its own future. While one batch commits, the
-    next requests gather and go together in the following one, so under load the cost of a commit
-    (an fsync on PostgreSQL, a WAL append on SQLite) is shared by many deliveries. The futures
-    resolve as soon as their batch is committed: a 202 means recorded, which is what makes a
-    delivery safe. The new ids then go to an enqueuer thread, which sends whatever has gathered in
-    one pipelined Redis round trip, so Redis never sits in a request's latency or holds up the next
-    commit. If the enqueue fails, the ids are marked never enqueued; if the process dies first, they
-    stay marked enqueued and the sweeper re-sends them once that mark is older than the heartbeat
-    timeout. Either way nothing recorded is lost.
+    `record()` resolves once its batch is committed, so a 202 means recorded; while one batch
+    commits, the next requests gather for the following one. The new ids then go to an enqueuer
+    thread, so Redis is never in a request's latency. A failed enqueue marks the ids never
+    enqueued; a process that dies first leaves them marked, and the sweeper re-sends them once the
+    mark is older than the heartbeat timeout. Either way nothing recorded is lost.
 
     Subclasses decide where the commit runs (`_start_committing`, `_submit`, `_stop_committing`).
     """
@@ -47,36 +43,33 @@ class DeliveryRecorder:
         self.store = store
         self.enqueuer = enqueuer
         self.max_batch = max_batch
-        # The enqueuer waits this long after the first new id for others to join it. Nobody waits on
-        # it (the 202 is already sent; GitHub's own delivery takes far longer), and at a steady 1000
-        # deliveries/s it turns a queue message, a thread wake-up and a worker write per delivery
-        # into one per ten. Each worker write takes the SQLite write lock the web processes commit
-        # under, and those writes, not the worker's CPU, were most of what the worker cost ingress.
+        # Ids wait this long for company after the 202: fewer messages, so fewer worker writes under
+        # the write lock ingress commits under.
         self.enqueue_linger = enqueue_linger
         self._to_enqueue: queue.SimpleQueue = queue.SimpleQueue()
-        self._enqueuer: threading.Thread | None = None
+        self._enqueue_thread: threading.Thread | None = None
         self._closed = False
 
     def start(self) -> DeliveryRecorder:
-        self._enqueuer = threading.Thread(target=self._run_enqueuer, name="delivery-enqueuer", daemon=True)
-        self._enqueuer.start()
+        self._enqueue_thread = threading.Thread(target=self._run_enqueuer, name="delivery-enqueuer", daemon=True)
+        self._enqueue_thread.start()
         self._start_committing()
         return self
 
     def close(self, timeout: float = 10.0) -> None:
-        if self._enqueuer is None:
+        if self._enqueue_thread is None:
             return
         self._closed = True
         deadline = time.monotonic() + timeout
         self._stop_committing(timeout)
         self._to_enqueue.put(None)  # after every commit: the enqueuer sends what they gave it, then ends
-        self._enqueuer.join(max(0.0, deadline - time.monotonic()))
-        self._enqueuer = None
+        self._enqueue_thread.join(max(0.0, deadline - time.monotonic()))
+        self._enqueue_thread = None
         self.store.close()
 
     def record(self, delivery: NewDelivery) -> asyncio.Future:
         """A future resolved with Recorded once the delivery is committed."""
-        if self._enqueuer is None or self._closed:
+        if self._enqueue_thread is None or self._closed:
             raise RuntimeError("delivery recorder is not running")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -121,12 +114,8 @@ class DeliveryRecorder:
 
 class LoopRecorder(DeliveryRecorder):
     """Commits on the event loop's own thread: everything that arrived in one turn of the loop goes in
-    one transaction.
-
-    A thread of its own cost more than the commit: every batch crossed threads twice, and the
-    web process's threads queued for the GIL and a CPU at each crossing (ingress gained ~17%
-    without it, workers paused; bench/README.md). A busy write lock is retried a moment later
-    on the loop's timer, so the loop never waits for it.
+    one transaction. A SQLite commit costs less than handing it to a thread; a busy write lock is
+    retried on the loop's timer, so the loop never waits for it.
     """
 
     store: SQLiteDeliveryStore

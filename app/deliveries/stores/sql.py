@@ -128,8 +128,8 @@ def _autocommit(engine: Engine):
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
-# Plain SQL, built once: the worker runs these for every message, and building, cache-keying and
-# compiling the equivalent ORM statements (plus Delivery objects) was ~80% of its bookkeeping CPU.
+# Plain SQL, built once: the worker runs these for every message, and the ORM's statement building
+# was most of its bookkeeping CPU.
 _FINISH = text(
     "UPDATE deliveries SET status = :status, error = :error, processed_at = :now, attempts = attempts + 1"
     " WHERE id IN :ids"
@@ -152,10 +152,8 @@ def waiting(engine: Engine, delivery_ids: Sequence[str]) -> list[Row]:
     """Those of these deliveries still waiting to be processed: id, event, action, installation_id and
     payload_lz4 (app.deliveries.records.unpack gives the body), in the order asked (unknown and finished ones left out).
 
-    A read, not a claim: on SQLite every write takes the one write lock the web processes commit
-    under, and a worker waiting for a CPU while it holds that lock stalls ingress (bench/README.md).
-    The workers write once per batch of outcomes instead (`finish`). A second copy of a message
-    still finds nothing to do once the first has finished.
+    A read, not a claim: on SQLite a write takes the lock ingress commits under, so workers write only
+    their outcomes, in batches (`finish`). A second copy of a message finds nothing once the first finished.
     """
     if not delivery_ids:
         return []

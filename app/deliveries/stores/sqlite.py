@@ -20,18 +20,13 @@ def sqlite_timestamp(moment: datetime) -> str:
 class SQLiteDeliveryStore:
     """Writes deliveries through one plain sqlite3 connection of its own (no SQLAlchemy in the hot path).
 
-    The connection never waits in SQLite's busy handler, which backs off to 100 ms sleeps: while
-    another process (the other web process, a worker) holds the single write lock, `try_insert`
-    says so at once and the caller retries within a fraction of a millisecond. synchronous=NORMAL
-    in WAL mode: a commit survives the process crashing the instant after (the WAL is in the OS
-    page cache); only a power loss or kernel crash can take the last few commits back.
+    `try_insert` raises LockBusy at once while another connection holds the write lock, for the
+    caller to retry. synchronous=NORMAL in WAL mode: a commit survives the process crashing (the WAL
+    is in the OS page cache); only a power loss or kernel crash can take the last few back.
 
-    It never checkpoints on its own commits. Copying the WAL into the database file ends in an
-    fsync, and doing it from the web processes cost ingress a fifth of its throughput and most of
-    its p99 at saturation (bench/README.md). Workers checkpoint instead: their SQLAlchemy
-    connections keep SQLite's auto-checkpoint. A thread here checkpoints only when the WAL has
-    outgrown `checkpoint_above_bytes`, which happens only while no worker writes, so the WAL stays
-    bounded even then.
+    It never checkpoints on its commits (a checkpoint ends in an fsync); the workers' connections
+    do. A thread here checkpoints only once the WAL outgrows `checkpoint_above_bytes`, as it does
+    while no worker writes.
     """
 
     INSERT = (
