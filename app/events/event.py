@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from app.events import signature
 
@@ -15,28 +16,79 @@ class SignatureError(ValueError):
 
 
 class PayloadError(ValueError):
-    """The delivery is signed but its body is not a JSON object."""
+    """The delivery is signed but is not a webhook delivery: its body is not a JSON object."""
 
 
-@dataclass(frozen=True)
+class MissingHeaderError(PayloadError):
+    """The delivery is signed but has no X-GitHub-Event or X-GitHub-Delivery header."""
+
+
+class _Envelope(msgspec.Struct):
+    # The two fields ingress needs. msgspec still checks that the whole body is well-formed JSON but
+    # builds nothing for the rest of it; the payload is parsed in full only when asked for.
+    action: object = None
+    installation: object = None
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+
+
 class Event:
-    # `name` is the X-GitHub-Event header, a plain string rather than an enum: GitHub adds events
-    # without notice and an unknown one must still be recorded, not rejected (as gidgethub does).
-    name: str
-    delivery_id: str
-    payload: dict[str, Any] = field(repr=False)
+    """A webhook delivery: its event name, delivery id and payload.
+
+    `name` is the X-GitHub-Event header, a plain string rather than an enum: GitHub adds events without
+    notice and an unknown one must still be recorded, not rejected (as gidgethub does). An event built
+    from HTTP keeps its `body` and parses `payload` from it on first use.
+    """
+
+    __slots__ = ("name", "delivery_id", "action", "installation_id", "body", "_payload")
+
+    def __init__(self, name: str, delivery_id: str, payload: dict[str, Any]) -> None:
+        self.name = name
+        self.delivery_id = delivery_id
+        self.body: bytes | None = None
+        self._payload: dict[str, Any] | None = payload
+        self.action = _action(payload.get("action"))
+        self.installation_id = _installation_id(payload.get("installation"))
+
+    @classmethod
+    def from_http(cls, headers: Mapping[str, str], body: bytes, secret: str | bytes) -> Event:
+        """Verify and parse a delivery: SignatureError, then MissingHeaderError or PayloadError.
+
+        `headers` is any mapping of header names to values (a plain dict of any case will do).
+        """
+        if not signature.verify(body, secret, _header(headers, "x-hub-signature-256")):
+            raise SignatureError("missing or invalid X-Hub-Signature-256")
+        return cls.from_verified(headers, body)
+
+    @classmethod
+    def from_verified(cls, headers: Mapping[str, str], body: bytes) -> Event:
+        """Parse a delivery whose signature was checked elsewhere."""
+        name = _header(headers, "x-github-event")
+        delivery_id = _header(headers, "x-github-delivery")
+        if not name or not delivery_id:
+            raise MissingHeaderError("missing X-GitHub-Event or X-GitHub-Delivery header")
+        try:
+            envelope = _ENVELOPE.decode(body)  # a body that is not a JSON object fails here too
+            body.decode("utf-8")  # msgspec does not check the UTF-8 of strings it skips; JSON must be UTF-8
+        except msgspec.ValidationError:
+            raise PayloadError("body is not a JSON object") from None
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise PayloadError(f"body is not JSON: {exc}") from None
+        event = cls.__new__(cls)
+        event.name = name
+        event.delivery_id = delivery_id
+        event.body = body
+        event._payload = None
+        event.action = _action(envelope.action)
+        event.installation_id = _installation_id(envelope.installation)
+        return event
 
     @property
-    def action(self) -> str | None:
-        action = self.payload.get("action")
-        return action if isinstance(action, str) else None
-
-    @property
-    def installation_id(self) -> int | None:
-        installation = self.payload.get("installation")
-        if isinstance(installation, dict) and isinstance(installation.get("id"), int):
-            return installation["id"]
-        return None
+    def payload(self) -> dict[str, Any]:
+        if self._payload is None:
+            self._payload = json.loads(self.body)
+        return self._payload
 
     @property
     def repo_full_name(self) -> str | None:
@@ -53,30 +105,24 @@ class Event:
         sender = self.payload.get("sender")
         return sender.get("type") if isinstance(sender, dict) else None
 
-    @classmethod
-    def from_http(cls, headers: Mapping[str, str], body: bytes, secret: str) -> Event:
-        """Verify and parse a delivery. `headers` must be case-insensitive or lower-cased."""
-        if not signature.verify(body, secret, _header(headers, "x-hub-signature-256")):
-            raise SignatureError("missing or invalid X-Hub-Signature-256")
-        return cls.from_verified(headers, body)
+    def __repr__(self) -> str:
+        return f"Event(name={self.name!r}, delivery_id={self.delivery_id!r}, action={self.action!r})"
 
-    @classmethod
-    def from_verified(cls, headers: Mapping[str, str], body: bytes) -> Event:
-        try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PayloadError(f"body is not JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise PayloadError("body is not a JSON object")
-        name = _header(headers, "x-github-event") or ""
-        delivery_id = _header(headers, "x-github-delivery") or ""
-        if not name or not delivery_id:
-            raise PayloadError("missing X-GitHub-Event or X-GitHub-Delivery header")
-        return cls(name=name, delivery_id=delivery_id, payload=payload)
+
+def _action(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _installation_id(installation: object) -> int | None:
+    if isinstance(installation, dict) and isinstance(installation.get("id"), int):
+        return installation["id"]
+    return None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """`name` (lower-case) from `headers`: found at once when the mapping is case-insensitive or
+    lower-cased, else by comparing each name."""
     value = headers.get(name)
     if value is None:
-        value = headers.get(name.title())
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
     return value

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
+_PREFIX = b"sha256="
 
-def sign(body: bytes, secret: str) -> str:
+
+def sign(body: bytes, secret: str | bytes) -> str:
     """The X-Hub-Signature-256 header value GitHub would send for `body`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return "sha256=" + _digest(body, secret).hex()
 
 
-def verify(body: bytes, secret: str, header: str | None) -> bool:
-    """True if `header` is the valid signature of `body`; compared in constant time."""
-    if not header or not header.startswith("sha256="):
+def verify(body: bytes, secret: str | bytes, header: str | bytes | None) -> bool:
+    """True if `header` is the valid signature of `body`; compared in constant time.
+
+    `header` may be the bytes an ASGI server hands over or a str; one that is not ASCII is simply wrong.
+    """
+    if not header:
         return False
-    return hmac.compare_digest(sign(body, secret), header)
+    if isinstance(header, str):
+        try:
+            header = header.encode("ascii")
+        except UnicodeEncodeError:  # hmac.compare_digest refuses non-ASCII str; it cannot match anyway
+            return False
+    if not header.startswith(_PREFIX):
+        return False
+    return hmac.compare_digest(_PREFIX + _digest(body, secret).hex().encode(), header)
+
+
+def _digest(body: bytes, secret: str | bytes) -> bytes:
+    # hmac.digest is OpenSSL's one-shot HMAC, without building an HMAC object.
+    return hmac.digest(secret.encode() if isinstance(secret, str) else secret, body, "sha256")

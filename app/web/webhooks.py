@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 
-import msgspec
-
 from app.deliveries.records import NewDelivery
+from app.events.event import Event, MissingHeaderError, PayloadError, SignatureError
 from app.logs import get_logger
 
 PATH = "/api/github/webhooks"
@@ -20,18 +17,8 @@ MAX_BODY_BYTES = 25 * 1024 * 1024
 log = get_logger(component="webhooks")
 
 _JSON_HEADERS = b"application/json"
-
-
-class _Envelope(msgspec.Struct):
-    """The two fields ingress routes on. msgspec still checks that the whole body is well-formed JSON,
-    but builds nothing for the rest of it: 6 us for a 13 KB payload where orjson.loads, building every
-    dict and string, took 18 us (the worker parses the body in full)."""
-
-    action: object = None
-    installation: object = None
-
-
-_ENVELOPE = msgspec.json.Decoder(_Envelope)
+# The headers Event.from_http reads, as the ASGI scope spells them (lower-case bytes) and as str.
+_EVENT_HEADERS = {name.encode(): name for name in ("x-github-event", "x-github-delivery", "x-hub-signature-256")}
 
 
 def _json(body: dict) -> bytes:
@@ -41,13 +28,6 @@ def _json(body: dict) -> bytes:
 def _accepted_body(delivery_id: str, duplicate: bool) -> bytes:
     # The answer to every accepted delivery, built without a JSON encoder pass (the hot path).
     return b'{"delivery":%s,"duplicate":%s}' % (json.dumps(delivery_id).encode(), b"true" if duplicate else b"false")
-
-
-def _verify(body: bytes, secret: bytes, header: bytes | None) -> bool:
-    # app.events.signature.verify, on the bytes the ASGI scope already holds (no str round trips).
-    if not header or not header.startswith(b"sha256="):
-        return False
-    return hmac.compare_digest(b"sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest().encode(), header)
 
 
 async def _read_capped(receive, declared: bytes | None) -> bytes | None:
@@ -79,10 +59,10 @@ async def _read_capped(receive, declared: bytes | None) -> bytes | None:
 
 
 class WebhookEndpoint:
-    """The webhook route as a bare ASGI callable: Starlette's Request/Response objects and route wrappers
-    cost more CPU than verifying, parsing and recording a delivery (py-spy under load), so the app hands
-    POST /api/github/webhooks straight here. Reads `app.state` (runtime, recorder, webhook_secret),
-    which the app's lifespan sets.
+    """The webhook route as a bare ASGI callable, since Starlette's Request and Response cost more than
+    the work (bench/README.md): the app hands POST /api/github/webhooks straight here. Verifying and
+    parsing is Event.from_http's. Reads `app.state` (runtime, recorder, webhook_secret), which the
+    app's lifespan sets.
     """
 
     def __init__(self, state) -> None:
@@ -109,65 +89,62 @@ class WebhookEndpoint:
     async def __call__(self, scope, receive, send) -> None:
         started = time.perf_counter()
         state = self.state
-        event_b = delivery_b = signature_b = length_b = None
+        headers: dict[str, str] = {}
+        length_b = None
         for name, value in scope["headers"]:
-            if name == b"x-github-event":
-                event_b = value
-            elif name == b"x-github-delivery":
-                delivery_b = value
-            elif name == b"x-hub-signature-256":
-                signature_b = value
+            key = _EVENT_HEADERS.get(name)
+            if key is not None:
+                headers[key] = value.decode("latin-1")
             elif name == b"content-length":
                 length_b = value
-        event = event_b.decode("latin-1") if event_b is not None else ""
-        delivery_id = delivery_b.decode("latin-1") if delivery_b is not None else ""
+        event_name = headers.get("x-github-event", "")
+        delivery_id = headers.get("x-github-delivery", "")
         secret: str | None = state.webhook_secret
         if secret is None:
-            return await self._answer(send, 503, "not_configured", event, "",
+            return await self._answer(send, 503, "not_configured", event_name, "",
                                       _json({"error": "GITHUB_WEBHOOK_SECRET is not configured"}), started)
 
         body = await _read_capped(receive, length_b)
         if body is None:
-            log.warning("webhook_too_large", delivery_id=delivery_id, gh_event=event)
-            return await self._answer(send, 413, "too_large", event, "", _json({"error": "payload over 25 MiB"}), started)
+            log.warning("webhook_too_large", delivery_id=delivery_id, gh_event=event_name)
+            return await self._answer(send, 413, "too_large", event_name, "", _json({"error": "payload over 25 MiB"}),
+                                      started)
 
         if self._secret is None or self._secret[0] is not secret:
             self._secret = (secret, secret.encode())
-        if not _verify(body, self._secret[1], signature_b):
-            # Never log the body: it is unverified input.
-            log.warning("webhook_signature_invalid", delivery_id=delivery_id, gh_event=event,
-                        has_signature=signature_b is not None)
-            return await self._answer(send, 401, "bad_signature", event, "", _json({"error": "invalid signature"}), started)
-
-        if not event or not delivery_id:
-            return await self._answer(send, 400, "bad_request", event, "",
-                                      _json({"error": "missing X-GitHub-Event or X-GitHub-Delivery"}), started)
         try:
-            envelope = _ENVELOPE.decode(body)  # a body that is not a JSON object fails here too
-            body.decode("utf-8")  # msgspec does not check the UTF-8 of strings it skips; JSON must be UTF-8
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            return await self._answer(send, 400, "not_json", event, "", _json({"error": "body is not a JSON object"}), started)
+            event = Event.from_http(headers, body, self._secret[1])
+        except SignatureError:
+            # Never log the body: it is unverified input.
+            log.warning("webhook_signature_invalid", delivery_id=delivery_id, gh_event=event_name,
+                        has_signature="x-hub-signature-256" in headers)
+            return await self._answer(send, 401, "bad_signature", event_name, "", _json({"error": "invalid signature"}),
+                                      started)
+        except MissingHeaderError:
+            return await self._answer(send, 400, "bad_request", event_name, "",
+                                      _json({"error": "missing X-GitHub-Event or X-GitHub-Delivery"}), started)
+        except PayloadError:
+            return await self._answer(send, 400, "not_json", event_name, "", _json({"error": "body is not a JSON object"}),
+                                      started)
 
         # Route on the header and the raw action: a strict typed parse rejects many real payloads.
-        action = envelope.action if isinstance(envelope.action, str) else ""
-        if event == "ping":
-            return await self._answer(send, 200, "ping", event, action, _json({"msg": "pong"}), started)
+        action = event.action or ""
+        if event.name == "ping":
+            return await self._answer(send, 200, "ping", event.name, action, _json({"msg": "pong"}), started)
 
-        installation = envelope.installation
-        installation_id = installation.get("id") if isinstance(installation, dict) else None
         delivery = NewDelivery(
             id=delivery_id[:64],
-            event=event[:64],
+            event=event.name[:64],
             action=action[:64] or None,
-            installation_id=installation_id if isinstance(installation_id, int) else None,
+            installation_id=event.installation_id,
             body=body,
         )
         try:
             recorded = await state.recorder.record(delivery)
         except Exception as exc:
             # Not recorded, so not accepted: a 5xx makes GitHub show the delivery as failed, ready to redeliver.
-            log.error("webhook_not_recorded", delivery_id=delivery_id, gh_event=event, error_type=type(exc).__name__)
-            return await self._answer(send, 503, "not_recorded", event, action,
+            log.error("webhook_not_recorded", delivery_id=delivery_id, gh_event=event.name, error_type=type(exc).__name__)
+            return await self._answer(send, 503, "not_recorded", event.name, action,
                                       _json({"error": "could not record delivery"}), started)
         outcome = "accepted" if recorded.new else "duplicate"
-        await self._answer(send, 202, outcome, event, action, _accepted_body(delivery_id, not recorded.new), started)
+        await self._answer(send, 202, outcome, event.name, action, _accepted_body(delivery_id, not recorded.new), started)
