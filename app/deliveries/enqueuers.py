@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
-# Must match app.queue.broker.NAMESPACE and the actor declared in app.queue.actors (tested).
-NAMESPACE = "draftsmith"
+from app.queue.names import NAMESPACE
+
+# Must match the actor declared in app.queue.actors (tested).
 ACTOR_NAME = "process_deliveries"
 QUEUE_NAME = "default"
 # Deliveries per message. A burst becomes a few messages instead of one per delivery (each cost the

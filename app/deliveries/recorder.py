@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 
 from app.deliveries.enqueuers import Enqueuer
 from app.deliveries.records import NewDelivery, Recorded
-from app.deliveries.stores import DeliveryStore, LockBusy
-from app.deliveries.stores.sqlite import SQLiteDeliveryStore
+from app.deliveries.stores import DeliveryStore
+from app.deliveries.stores.sqlite import LockBusy, SQLiteDeliveryStore
 from app.logs import get_logger
 
 log = get_logger(component="recorder")

@@ -13,8 +13,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
-from app.deliveries.enqueuers import NAMESPACE
 from app.queue.middleware import LogContext
+from app.queue.names import NAMESPACE
 
 DEFAULT_QUEUE = "default"
 

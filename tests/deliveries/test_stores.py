@@ -9,9 +9,9 @@ import time
 import pytest
 
 from app.deliveries.records import NewDelivery
-from app.deliveries.stores import LockBusy, lock_busy_when_locked, retry_while_busy, sqlite_path, store_for
+from app.deliveries.stores import sqlite_path, store_for
 from app.deliveries.stores.sql import SQLDeliveryStore
-from app.deliveries.stores.sqlite import SQLiteDeliveryStore
+from app.deliveries.stores.sqlite import LockBusy, SQLiteDeliveryStore, lock_busy_when_locked, retry_while_busy
 
 
 def _delivery(delivery_id: str) -> NewDelivery:

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from app.deliveries.records import RECEIVED, NewDelivery, pack
-from app.deliveries.stores import lock_busy_when_locked, retry_while_busy
+from app.deliveries.stores.sqlite import lock_busy_when_locked, retry_while_busy
 from app.models import Delivery, DeliveryPayload, utcnow
 
 
@@ -78,7 +78,7 @@ def record_batch(engine: Engine, deliveries: Sequence[NewDelivery]) -> set[str]:
 
 def _sqlite_write_with_fast_retry(engine: Engine, write, timeout: float = 30.0):
     """Run `write(conn)` in one transaction under SQLite's single write lock, retrying while another
-    process holds it (app.deliveries.stores.retry_while_busy)."""
+    process holds it (app.deliveries.stores.sqlite.retry_while_busy)."""
 
     def attempt():
         with lock_busy_when_locked(), conn.begin():

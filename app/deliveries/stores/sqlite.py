@@ -1,15 +1,55 @@
-"""The SQLite store: deliveries written through one plain sqlite3 connection, never waiting for the write lock."""
+"""The SQLite store: deliveries written through one plain sqlite3 connection; and the one way both stores
+retry SQLite's write lock (at once and briefly, never in SQLite's own busy handler)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from app.deliveries.records import RECEIVED, NewDelivery, pack
-from app.deliveries.stores import lock_busy_when_locked, retry_while_busy
+
+T = TypeVar("T")
+
+# How long a writer waits between tries while another connection holds SQLite's write lock.
+BUSY_PAUSE_SECONDS = 0.0005
+
+
+class LockBusy(Exception):
+    """Another connection holds SQLite's write lock; try again shortly."""
+
+
+@contextlib.contextmanager
+def lock_busy_when_locked() -> Iterator[None]:
+    """Turn SQLite's "database is locked" (from sqlite3, or wrapped by SQLAlchemy) into LockBusy."""
+    try:
+        yield
+    except Exception as exc:
+        cause = getattr(exc, "orig", exc)  # SQLAlchemy keeps the driver's error as .orig
+        if isinstance(cause, sqlite3.OperationalError) and ("locked" in str(cause) or "busy" in str(cause)):
+            raise LockBusy() from None
+        raise
+
+
+def retry_while_busy(attempt: Callable[[], T], timeout: float) -> T:
+    """`attempt()` until it does not raise LockBusy; "database is locked" after `timeout` seconds.
+
+    SQLite's own busy handler backs off to 100 ms sleeps, which turns a lock held for a millisecond
+    into a p99 of hundreds, so connections set busy_timeout=0 and retry here instead.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return attempt()
+        except LockBusy:
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked") from None
+            time.sleep(BUSY_PAUSE_SECONDS)
 
 
 def sqlite_timestamp(moment: datetime) -> str:
