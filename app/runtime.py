@@ -27,7 +27,7 @@ class Runtime:
     """The process's settings, database engine, broker and GitHub App, passed down to whatever needs them.
 
     The entry point that starts the process builds the broker, with our actors declared on it
-    (app.queue.worker.build_runtime; tests' fixtures pass a StubBroker), and this Runtime closes it.
+    (app.queue.startup.build_runtime; tests' fixtures pass a StubBroker), and this Runtime closes it.
     A web process passes how to build it instead (app.web.app), and the engine and GitHub App are
     built on first use: a web process that only records deliveries never touches them, and the
     SQLAlchemy/SQLModel engine, redis-py with dramatiq's RedisBroker and githubkit together cost a web

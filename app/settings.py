@@ -200,6 +200,18 @@ def _words(value: str) -> list[str]:
     return [word for word in re.split(r"[,\s]+", value or "") if word]
 
 
+# `serve` (or any launcher) names the settings file here so every process it starts reads the same settings.
+ENV_FILE_VARIABLE = "DRAFTSMITH_ENV_FILE"
+
+
+def settings_from_environment() -> Settings:
+    """Settings as `serve` hands them to its children: the environment plus DRAFTSMITH_ENV_FILE."""
+    import os
+
+    env_file = os.environ.get(ENV_FILE_VARIABLE)
+    return load_settings(Path(env_file) if env_file else None)
+
+
 def load_settings(env_file: Path | None = None, **overrides) -> Settings:
     """Build settings from the environment, then `env_file` (default `.env` when it exists)."""
     if env_file is None and Path(".env").exists():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from app.settings import Settings
 from app.supervisor import ChildSpec
-from app.web.asgi import ENV_FILE_VARIABLE
+from app.settings import ENV_FILE_VARIABLE
 
 # Stop order: stop taking webhooks first, then let workers finish, and stop Redis last so workers
 # can still acknowledge the jobs they were running.

@@ -101,7 +101,7 @@ def run_sweeper(settings, *, stop: threading.Event | None = None) -> None:
     import signal
 
     from app.logs import configure_logging
-    from app.queue.worker import build_runtime
+    from app.queue.startup import build_runtime
 
     configure_logging(settings.log_format, settings.log_level, settings.secret_values())
     stop = stop or threading.Event()
@@ -118,6 +118,6 @@ def run_sweeper(settings, *, stop: threading.Event | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from app.queue.worker import settings_from_environment
+    from app.settings import settings_from_environment
 
     run_sweeper(settings_from_environment())

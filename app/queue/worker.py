@@ -9,24 +9,9 @@ import threading
 import dramatiq
 
 from app.deliveries.sweeper import Sweeper
-from app.queue.actors import declare_actors
-from app.queue.broker import make_broker
+from app.queue.startup import build_runtime
 from app.runtime import Runtime
-from app.settings import Settings, load_settings
-
-
-def build_runtime(settings: Settings, *, redis_url: str | None = None, **parts) -> Runtime:
-    """The Runtime of a process that runs or sends our actors: a RedisBroker for `redis_url` (default
-    settings.redis_url; serve passes the embedded Redis's), our actors declared on it running with
-    this Runtime. `parts` go to Runtime (engine, github). Nothing connects yet.
-    """
-    url = redis_url or settings.redis_url
-    if not url:
-        raise ValueError("no Redis URL: start the embedded Redis first and pass its URL")
-    broker = make_broker(url, heartbeat_timeout_ms=settings.heartbeat_timeout_seconds * 1000)
-    runtime = Runtime(settings, broker=broker, redis_url=url, **parts)
-    declare_actors(broker, runtime)
-    return runtime
+from app.settings import Settings, settings_from_environment
 
 
 def start_worker(
@@ -83,17 +68,6 @@ def run_worker(
             sweeper.stop()
         worker.stop(timeout=30_000)
         runtime.close()
-
-
-def settings_from_environment() -> Settings:
-    """Settings as `serve` hands them to its children: the environment plus DRAFTSMITH_ENV_FILE."""
-    import os
-    from pathlib import Path
-
-    from app.web.asgi import ENV_FILE_VARIABLE
-
-    env_file = os.environ.get(ENV_FILE_VARIABLE)
-    return load_settings(Path(env_file) if env_file else None)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,8 @@ from app.db import make_engine
 from app.migrate import upgrade
 from app.models import Delivery
 from app.queue.broker import queue_depths
-from app.queue.worker import build_runtime, start_worker
+from app.queue.startup import build_runtime
+from app.queue.worker import start_worker
 from app.settings import Settings
 from app.web.app import create_app
 from tests.support.webhooks import encode, signed_headers
