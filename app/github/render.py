@@ -224,6 +224,7 @@ def checklist(task: Any, run: Any, stage: str | None = None) -> str:
     stages = _stages_for(task)
     status = getattr(task, "status", "queued")
     names = [name for name, _ in stages]
+    stage = stage or getattr(run, "stage", None)  # what the run's row says it reached
     lines = []
     if status in _ACTIVE:
         current = stage if stage in names else ("queued" if status == "queued" else names[1])

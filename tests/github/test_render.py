@@ -376,3 +376,9 @@ def test_our_own_replies_never_contain_commands_we_would_act_on():
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0 s"), (59.4, "59 s"), (61, "1 min 1 s"), (3_725, "1 h 2 min"), (None, "unknown")])
 def test_durations(seconds, text):
     assert render.duration(seconds) == text
+
+
+def test_status_shows_the_stage_the_run_reached():
+    # `/agent status` while the agent works: the stage on the run row, not a guess from other fields
+    status = render.status_reply(make_task(status="running"), make_run(stage="agent"))
+    assert "- [x] Setting up workspace" in status and "**Agent working** ⏳" in status
