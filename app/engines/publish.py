@@ -41,11 +41,13 @@ def save_artifact(engine, run_id: int, kind: str, content: str | None, secrets: 
         session.add(Artifact(run_id=run_id, kind=kind, content=scrub(content, secrets)))
 
 
-def commit_message(task, result: AgentResult | None) -> str:
+def commit_message(task, result: AgentResult | None, task_url: str | None = None) -> str:
     subject = (task.title or task.instruction or f"issue #{task.issue_number}").splitlines()[0][:60]
     body = ((result.summary if result else "") or "").strip()[:4000]
     trailer = f"Co-authored-by: {task.requester} <{task.requester}@users.noreply.github.com>"
     ref = f"Task #{task.issue_number}" if not task.is_pull_request else f"Follow-up on #{task.issue_number}"
+    if task_url:  # from the commit back to the run that made it: its log, checklist and usage
+        ref += f"\nSession log: {task_url}"
     parts = [subject, body, ref, trailer] if body else [subject, ref, trailer]
     return "\n\n".join(parts) + "\n"
 
@@ -115,7 +117,7 @@ async def publish(
         return outcome
 
     commit_sha = await gitdata.create_commit(gh, owner, repo, parent_sha=parent, changes=changes.files,
-                                             message=commit_message(task, agent_result))
+                                             message=commit_message(task, agent_result, report.task_url(task)))
     if task.pr_number and task.branch:
         try:
             await gitdata.move_branch(gh, owner, repo, task.branch, commit_sha)

@@ -36,6 +36,10 @@ def test_assigning_the_bot_turns_the_issue_into_a_ready_pull_request(scene, fake
                               task.head_sha], capture_output=True, text=True, check=True).stdout
     assert message.startswith(scene.bot)
     assert "Co-authored-by: alice <alice@users.noreply.github.com>" in message
+    # The commit links back to the run that made it, as the check run does
+    [log_link] = [line for line in message.splitlines() if line.startswith("Session log: ")]
+    assert log_link.removeprefix("Session log: ").startswith(f"{scene.app.url}/tasks/{task.id}")
+    assert scene.app.client.get(log_link.removeprefix("Session log: ").removeprefix(scene.app.url)).status_code == 200
 
     # And the acknowledgements and final reports are visible
     issue = fakehub.repo(REPO).issues[number]
