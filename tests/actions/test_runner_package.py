@@ -8,7 +8,12 @@ import zipfile
 
 import httpx
 
-from app.engines.actions.runner_package import build_wheel, runner_wheel
+import pytest
+from pydantic import ValidationError
+
+from app.engines.actions.engine import install_spec
+from app.engines.actions.runner_package import build_wheel, runner_wheel, wheel_cache_dir
+from app.settings import Settings
 
 
 def test_two_builds_are_byte_for_byte_the_same():
@@ -37,8 +42,17 @@ def test_the_wheel_holds_this_code_and_a_record_that_checks_out(tmp_path):
 
 def test_the_route_serves_the_wheel_and_nothing_else(make_draftsmith):
     server = make_draftsmith(worker=False)
-    wheel = runner_wheel(server.settings.data_dir / "runner")
+    wheel = runner_wheel(wheel_cache_dir(server.settings))
     served = httpx.get(server.url + wheel.url_path())
     assert served.status_code == 200 and hashlib.sha256(served.content).hexdigest() == wheel.sha256
     assert httpx.get(f"{server.url}/api/runner/{'0' * 16}/{wheel.filename}").status_code == 404
     assert httpx.get(f"{server.url}/api/runner/{wheel.digest}/..%2F..%2Fdraftsmith.db").status_code == 404
+
+
+def test_an_operator_package_replaces_the_wheel_only_when_pinned(tmp_path):
+    pinned = "draftsmith @ git+https://github.com/octo/draftsmith@" + "a" * 40
+    settings = Settings(DRAFTSMITH_RUNNER_PACKAGE=pinned, DRAFTSMITH_DATA_DIR=str(tmp_path))
+    assert install_spec(settings, "https://ds.example") == {"package": pinned}
+    for loose in ("draftsmith", "draftsmith @ git+https://github.com/octo/draftsmith@main"):
+        with pytest.raises(ValidationError, match="pin one version"):
+            Settings(DRAFTSMITH_RUNNER_PACKAGE=loose)

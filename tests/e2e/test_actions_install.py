@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from app.engines.actions.runner_package import wheel_cache_dir
 from tests.e2e.conftest import REPO
 from tests.support.actions_runner import WORKFLOW, play_runner, run_install_step, runner_venv
 
@@ -22,7 +23,7 @@ def _dispatch(scene, fakehub) -> tuple[int, dict]:
 
 def _served_file(draftsmith, payload: dict) -> Path:
     digest, filename = payload["install"]["wheel"]["url"].rsplit("/", 2)[-2:]
-    return draftsmith.settings.data_dir / "runner" / digest / filename
+    return wheel_cache_dir(draftsmith.settings) / digest / filename
 
 
 def test_the_install_step_installs_the_served_wheel_hash_checked_and_the_runner_works(scene, fakehub, draftsmith,

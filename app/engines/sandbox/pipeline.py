@@ -135,13 +135,13 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
     def on_output(stream: str, line: str) -> None:
         sink.write(stream, line)
 
-    async def in_sandbox(argv, env=None, *, writable=True, binds=()) -> object:
+    async def in_sandbox(argv, env=None, *, writable=True, binds=(), stdin=None, output=on_output) -> object:
         spec = SandboxSpec(
             argv=list(argv), env=dict(env or {}), workspace=workspace, extra_ro_binds=list(binds),
-            writable_binds=[artifacts], timeout_s=remaining(), workspace_readonly=not writable,
+            writable_binds=[artifacts], timeout_s=remaining(), workspace_readonly=not writable, stdin=stdin,
             egress=network.egress, extra_ca_pem=extra_ca,
         )
-        result = await asyncio.to_thread(sandbox.run, spec, on_output=on_output, cancel=cancel)
+        result = await asyncio.to_thread(sandbox.run, spec, on_output=output, cancel=cancel)
         report.blocked = network.blocked()
         if result.cancelled:
             raise RunStopped(Status.CANCELLED, "cancelled on request")
@@ -178,18 +178,10 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
         (stdout_lines if stream == "stdout" else stderr_lines).append(line)
         sink.write(stream, line)
 
-    spec = SandboxSpec(
-        argv=invocation.argv, env=invocation.env, workspace=workspace,
-        extra_ro_binds=_binds_for(binary) if os.path.isabs(binary) else [], writable_binds=[artifacts],
-        timeout_s=remaining(), workspace_readonly=not invocation.workspace_writable, stdin=invocation.stdin,
-        egress=network.egress, extra_ca_pem=extra_ca,
+    agent_result_raw = await in_sandbox(
+        invocation.argv, invocation.env, writable=invocation.workspace_writable,
+        binds=_binds_for(binary) if os.path.isabs(binary) else [], stdin=invocation.stdin, output=capture,
     )
-    agent_result_raw = await asyncio.to_thread(sandbox.run, spec, on_output=capture, cancel=cancel)
-    report.blocked = network.blocked()
-    if agent_result_raw.cancelled:
-        raise RunStopped(Status.CANCELLED, "cancelled on request")
-    if agent_result_raw.timed_out:
-        raise RunStopped(Status.TIMED_OUT, f"took longer than {limit_text}")
     # The summary goes into the commit message, PR body and comments: no key may ride along with it.
     agent_result = redact(agent.parse_result(request, agent_result_raw.exit_code, "\n".join(stdout_lines),
                                              "\n".join(stderr_lines)), secrets)
