@@ -44,7 +44,8 @@ def create_pull(ctx: Ctx):
         raise validation_failed("PullRequest", "head", "invalid")
     if git.resolve_ref(store, f"refs/heads/{base}") is None:
         raise validation_failed("PullRequest", "base", "invalid")
-    if git.resolve_ref(store, head) == git.resolve_ref(store, base):
+    # As GitHub: the head must hold a commit the base does not (an empty commit counts).
+    if git.resolve_ref(store, head) in git.ancestors(store, git.resolve_ref(store, base)):
         raise HttpError(422, "Validation Failed", [{"resource": "PullRequest", "code": "custom",
                                                     "message": f"No commits between {base} and {head}"}])
     for other in repo.pulls:

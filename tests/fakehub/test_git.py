@@ -75,3 +75,27 @@ def test_commit_made_through_the_git_data_api_is_fetchable_with_git(fakehub, tmp
     compare = compare.json()
     assert compare["ahead_by"] == 1 and compare["status"] == "ahead"
     assert [f["filename"] for f in compare["files"]] == ["docs/notes.md"]
+
+
+def test_a_pull_request_needs_a_commit_the_base_lacks_and_an_empty_one_is_enough(fakehub):
+    fakehub.create_repo("octo", "demo", files={"README.md": "hello\n"})
+    api = fakehub.as_app("octo/demo")
+    first = api.get("/repos/octo/demo/git/ref/heads/main").json()["object"]["sha"]
+    tree = api.get(f"/repos/octo/demo/git/commits/{first}").json()["tree"]["sha"]
+
+    def commit(parent: str) -> str:
+        return api.post("/repos/octo/demo/git/commits",
+                        json={"message": "empty", "tree": tree, "parents": [parent]}).json()["sha"]
+
+    # A branch left behind at an older commit of main has nothing main lacks: refused, as GitHub does
+    api.patch("/repos/octo/demo/git/refs/heads/main", json={"sha": commit(first)}).raise_for_status()
+    api.post("/repos/octo/demo/git/refs", json={"ref": "refs/heads/behind", "sha": first}).raise_for_status()
+    behind = api.post("/repos/octo/demo/pulls", json={"title": "t", "head": "behind", "base": "main"})
+    assert behind.status_code == 422
+    assert behind.json()["errors"][0]["message"] == "No commits between main and behind"
+
+    # One empty commit on top of main is a commit main lacks
+    main = api.get("/repos/octo/demo/git/ref/heads/main").json()["object"]["sha"]
+    api.post("/repos/octo/demo/git/refs", json={"ref": "refs/heads/start", "sha": commit(main)}).raise_for_status()
+    started = api.post("/repos/octo/demo/pulls", json={"title": "t", "head": "start", "base": "main", "draft": True})
+    assert started.status_code == 201 and started.json()["draft"] is True
