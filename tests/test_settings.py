@@ -46,6 +46,7 @@ SAMPLES = {
     "DRAFTSMITH_HEARTBEAT_TIMEOUT": ("heartbeat_timeout_seconds", "45", 45),
     "DRAFTSMITH_SWEEP_INTERVAL": ("sweep_interval_seconds", "2.5", 2.5),
     "DRAFTSMITH_REQUEUE_DEAD_RUNS": ("requeue_dead_runs", "true", True),
+    "DRAFTSMITH_CHECKPOINT_SECONDS": ("checkpoint_seconds", "30", 30),
     "DRAFTSMITH_ACTIONS_STARTUP_TIMEOUT": ("actions_startup_timeout_seconds", "600", 600.0),
     "DRAFTSMITH_ACTIONS_OIDC_ISSUER": ("actions_oidc_issuer", "https://ghe.example/_services/token",
                                        "https://ghe.example/_services/token"),

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from app.commands.grammar import Command
 from app.github import render
+from app.engines import lifecycle
 from app.tasks import intake
 from app.tasks.intake import Trigger
 
@@ -92,6 +93,8 @@ async def retry_latest(ctx: Context, repo: str, number: int, *, comment_id: int 
     again = tasks.retry(latest.id)
     task = await reporter.acknowledge(again.task, again.run, comment_id=comment_id)
     await reporter.requeued(task, again.run)
+    if await lifecycle.open_draft(ctx.runtime, tasks, reporter, task, again.run) is None:
+        return
     intake.enqueue_run(ctx, again.run.id)
 
 

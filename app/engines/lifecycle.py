@@ -8,10 +8,12 @@ from datetime import timedelta
 
 from app.engines.publish import Outcome
 from app.engines.registry import engine_for
+from app.github import gitdata
 from app.github.report import Reporter
 from app.logs import get_logger
 from app.models import utcnow
 from app.tasks.service import TaskService
+from app.tasks.states import Status
 
 STRANDED_AFTER = timedelta(minutes=10)
 
@@ -31,7 +33,37 @@ async def execute_run(runtime, run_id: int) -> None:
     started = tasks.start_run(run_id, worker=worker_name())
     if started is None:
         return
-    await engine_for(started.task.runner).run(runtime, tasks, started.task, started.run)
+    task = started.task
+    if needs_draft(task):  # intake could not open it (GitHub was down), or a retry after "no changes"
+        report = await reporter(runtime, tasks, task.installation_id)
+        try:
+            task = await open_draft(runtime, tasks, report, task, started.run)
+        except Exception as exc:
+            get_logger(task_id=task.id, run_id=run_id).warning("draft_failed", error_type=type(exc).__name__)
+            await finish(runtime, tasks, report, run_id, Outcome(
+                Status.FAILED, f"could not open the draft pull request ({type(exc).__name__}); retry in a moment"))
+            return
+        if task is None:
+            return
+    await engine_for(task.runner).run(runtime, tasks, task, started.run)
+
+
+def needs_draft(task) -> bool:
+    """A task that will change code gets its draft PR before the agent starts; a plan gets none."""
+    return task.mode == "run" and task.pr_number is None
+
+
+async def open_draft(runtime, tasks: TaskService, report: Reporter, task, run):
+    """Open the task's draft PR if it has none yet. None when impossible: the task then failed, saying why."""
+    if not needs_draft(task):
+        return task
+    try:
+        return await report.open_draft(task, run)
+    except gitdata.BaseBranchMissing as exc:
+        reason = (f"the branch `{exc.branch}` does not exist in {task.repo_full_name}, so there is nothing to "
+                  f"start from. Name an existing branch with `--base`.")
+        await finish(runtime, tasks, report, run.id, Outcome(Status.FAILED, reason))
+        return None
 
 
 async def finish(runtime, tasks: TaskService, report: Reporter, run_id: int, outcome: Outcome) -> None:
@@ -53,8 +85,6 @@ async def finish(runtime, tasks: TaskService, report: Reporter, run_id: int, out
 
 def start_successor(runtime, tasks: TaskService, task) -> None:
     """With `on_busy: queue`, the next instruction on the same issue waits for this task: start it now."""
-    from app.tasks.states import Status
-
     successor = tasks.queued_successor(task)
     if successor is None:
         return

@@ -1,4 +1,4 @@
-"""After the agent: commit its changes as the bot, open or update the draft PR, and conclude it.
+"""After the agent: push its changes to the draft PR's branch as the bot, and conclude the PR.
 
 Shared by both engines: the sandbox pipeline snapshots the agent's workspace into the run's private repo;
 the Actions engine applies the runner's patch there. So users see the same thing either way.
@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 from app.agents.base import AgentResult
 from app.db import session_scope
-from app.github import gitdata
+from app.github import render
+from app.github.render import NO_CHANGES
 from app.github.report import Reporter, Stage
 from app.logs import scrub
 from app.models import Artifact
-from app.engines.git.changes import Changes, ChangesRefused, RebaseConflict
-from app.engines.git.source import RepositorySource
+from app.engines.git.branch_writer import BranchKeepsMoving, BranchWriter
+from app.engines.git.changes import ChangesRefused, RebaseConflict
+from app.engines.git.private_repo import GitError
 from app.tasks.service import TaskService
 from app.tasks.states import Status
 
@@ -42,37 +44,28 @@ def save_artifact(engine, run_id: int, kind: str, content: str | None, secrets: 
 
 
 def commit_message(task, result: AgentResult | None, task_url: str | None = None) -> str:
-    subject = (task.title or task.instruction or f"issue #{task.issue_number}").splitlines()[0][:60]
-    body = ((result.summary if result else "") or "").strip()[:4000]
-    trailer = f"Co-authored-by: {task.requester} <{task.requester}@users.noreply.github.com>"
-    ref = f"Task #{task.issue_number}" if not task.is_pull_request else f"Follow-up on #{task.issue_number}"
-    if task_url:  # from the commit back to the run that made it: its log, checklist and usage
-        ref += f"\nSession log: {task_url}"
-    parts = [subject, body, ref, trailer] if body else [subject, ref, trailer]
-    return "\n\n".join(parts) + "\n"
+    return render.commit_message(task, result.summary if result else None, task_url)
 
 
-async def _changes_to_commit(gh, task, source: RepositorySource, start_sha: str, take_snapshot: Callable[[], str],
-                             log: Callable[[str], None], save_diff: Callable[[str], None]) -> tuple[str, Changes]:
-    """(parent, changes): the snapshot's changes, rebased onto the base branch if it moved meanwhile.
+def _refused(exc: Exception, task, config) -> str:
+    if isinstance(exc, RebaseConflict):
+        return (f"`{task.branch}` received commits that conflict with the agent's changes, so they were not "
+                f"pushed. Reply `{config.command_prefix} retry` to work on top of them.")
+    if isinstance(exc, BranchKeepsMoving):
+        return (f"`{task.branch}` kept moving while Draftsmith pushed, so the agent's last changes were not "
+                f"pushed. Reply `{config.command_prefix} retry` once it is quiet.")
+    return str(exc)
 
-    Raises ChangesRefused or RebaseConflict. Empty changes (also after a rebase: the same change may have
-    landed on the base) mean there is nothing to commit.
-    """
-    private = source.private
-    snapshot = await asyncio.to_thread(take_snapshot)
-    changes = await asyncio.to_thread(private.changes, start_sha, snapshot)
-    save_diff(changes.diff)
-    if not changes.files or task.pr_number:
-        return start_sha, changes  # a follow-up's branch is checked by move_branch instead
-    owner, repo = task.repo_full_name.split("/", 1)
-    head_now = await gitdata.branch_head(gh, owner, repo, task.base_branch)
-    if not head_now or head_now == start_sha:
-        return start_sha, changes
-    log(f"{task.base_branch} moved to {head_now[:7]} while the agent worked; rebasing")
-    parent = await source.fetch(task.base_branch)
-    rebased = await asyncio.to_thread(private.rebase, snapshot, parent)
-    return parent, await asyncio.to_thread(private.changes, parent, rebased)
+
+def _squash_onto(private, task, start_sha: str) -> str:
+    """Where this run's commits begin: the base itself when the run starts at the draft's empty commit."""
+    try:
+        parent = private.rev_parse(f"{start_sha}^")
+        trees = private.git("rev-parse", f"{start_sha}^{{tree}}", f"{parent}^{{tree}}").split()
+        empty = trees[0] == trees[1]
+    except GitError:
+        return start_sha
+    return parent if empty and parent == task.base_sha else start_sha
 
 
 async def publish(
@@ -82,8 +75,7 @@ async def publish(
     report: Reporter,
     task_id: int,
     run_id: int,
-    source: RepositorySource,
-    start_sha: str,
+    writer: BranchWriter,
     take_snapshot: Callable[[], str],
     config,
     agent_result: AgentResult | None,
@@ -94,45 +86,34 @@ async def publish(
     agent_seconds: float | None = None,
 ) -> Outcome:
     task, run = tasks.get(task_id), tasks.get_run(run_id)
-    owner, repo = task.repo_full_name.split("/", 1)
-    gh = report.gh
-    base_branch = task.base_branch
+    private, start_sha = writer.source.private, writer.start
     outcome = Outcome(Status.SUCCEEDED, agent=agent_result, agent_seconds=agent_seconds, tests_passed=tests_passed)
 
     await report.stage(task, run, Stage.COMMIT)
     try:
-        parent, changes = await _changes_to_commit(gh, task, source, start_sha, take_snapshot, log,
-                                                   lambda diff: save_artifact(engine, run_id, "diff", diff, secrets))
-    except ChangesRefused as exc:
-        outcome.status, outcome.reason = Status.NEEDS_ATTENTION, str(exc)
+        snapshot = await asyncio.to_thread(take_snapshot)
+        this_run = await asyncio.to_thread(private.changes, start_sha, snapshot)
+        save_artifact(engine, run_id, "diff", this_run.diff, secrets)
+        pushed = await writer.push(snapshot, commit_message(task, agent_result, report.task_url(task)))
+        files = await asyncio.to_thread(writer.pr_files, task)
+    except (ChangesRefused, RebaseConflict, BranchKeepsMoving) as exc:
+        outcome.status, outcome.reason = Status.NEEDS_ATTENTION, _refused(exc, task, config)
         return outcome
-    except RebaseConflict:
-        outcome.status = Status.NEEDS_ATTENTION
-        outcome.reason = (f"`{base_branch}` moved while the agent worked and its changes no longer apply "
-                          f"cleanly. Reply `{config.command_prefix} retry` to start again from the new head.")
+    if not files:
+        task = await report.no_changes(task, tasks.get_run(run_id), agent_result.summary if agent_result else "")
+        outcome.reason = NO_CHANGES
         return outcome
-    if not changes.files:
-        await report.no_changes(task, run, agent_result.summary if agent_result else "")
-        outcome.reason = "no changes"
-        return outcome
-
-    commit_sha = await gitdata.create_commit(gh, owner, repo, parent_sha=parent, changes=changes.files,
-                                             message=commit_message(task, agent_result, report.task_url(task)))
-    if task.pr_number and task.branch:
-        try:
-            await gitdata.move_branch(gh, owner, repo, task.branch, commit_sha)
-        except gitdata.BranchMoved:
-            outcome.status = Status.NEEDS_ATTENTION
-            outcome.reason = (f"`{task.branch}` received other commits while the agent worked, so nothing was "
-                              f"pushed. Reply `{config.command_prefix} retry` to work on top of them.")
-            return outcome
-        branch = task.branch
-    else:
-        branch = await gitdata.create_branch(
-            gh, owner, repo, gitdata.branch_name(config.branch_prefix, task.issue_number, task.title), commit_sha)
-    task = tasks.update(task.id, branch=branch, head_sha=commit_sha)
-    log(f"committed {commit_sha[:7]} to {branch} ({len(changes.files)} files)")
-    task = await report.open_or_update_pr(task, run, [c.path for c in changes.files], agent_result)
+    run = tasks.get_run(run_id)
+    if pushed is not None:
+        log(f"committed {pushed.sha[:7]} to {writer.branch} ({len(pushed.changes.files)} files)")
+        task = await report.head_moved(task, run, pushed.sha, files=files)
+    onto = _squash_onto(private, task, start_sha) if config.squash else start_sha
+    if config.squash and (writer.commits > 1 or (writer.commits == 1 and onto != start_sha)):
+        squashed = await writer.squash(onto, commit_message(task, agent_result, report.task_url(task)))
+        if squashed is not None:
+            log(f"squashed this run's commits into {squashed[:7]}")
+            task = await report.head_moved(task, run, squashed, files=files)
+    await report.pushed(task, run, files, agent_result)
 
     if run_tests is not None and config.test:
         await report.stage(task, run, Stage.TESTS)
@@ -144,8 +125,7 @@ async def publish(
         tasks.update_run(run.id, tests_passed=outcome.tests_passed)
     task = tasks.get(task.id)
     ready = outcome.tests_passed is not False
-    reason = None if ready else f"tests failed (`{config.test}`)"
-    await report.conclude_pr(task, tasks.get_run(run.id), ready=ready, reason=reason)
+    await report.conclude_pr(task, tasks.get_run(run.id), ready=ready)
     if not ready:
-        outcome.reason = f"{reason}; the pull request stays a draft"
+        outcome.reason = f"tests failed (`{config.test}`)"
     return outcome

@@ -17,6 +17,14 @@ class BranchMoved(Exception):
     """The branch no longer points where we expected: someone else pushed."""
 
 
+class BaseBranchMissing(Exception):
+    """The branch a task should start from does not exist."""
+
+    def __init__(self, branch: str) -> None:
+        super().__init__(branch)
+        self.branch = branch
+
+
 @dataclass(frozen=True)
 class Commit:
     sha: str
@@ -60,6 +68,47 @@ async def create_commit(gh, owner: str, repo: str, *, parent_sha: str, changes, 
         )
     ).json()
     return commit["sha"]
+
+
+async def start_commit(gh, owner: str, repo: str, base_branch: str, message: str) -> tuple[str, str]:
+    """(base sha, sha of an empty commit on it): what a draft PR starts from before the agent changes anything.
+
+    Same tree as the base, so the PR shows no file changes yet; GitHub refuses a PR with no commits at all.
+    Raises BaseBranchMissing when `base_branch` does not exist.
+    """
+    try:
+        branch = (await gh.rest.repos.async_get_branch(owner, repo, base_branch)).json()
+    except RequestFailed as exc:
+        if exc.response.status_code == 404:
+            raise BaseBranchMissing(base_branch) from None
+        raise
+    base_sha, tree_sha = branch["commit"]["sha"], branch["commit"]["commit"]["tree"]["sha"]
+    commit = (await gh.rest.git.async_create_commit(
+        owner, repo, data={"message": message, "tree": tree_sha, "parents": [base_sha]})).json()
+    return base_sha, commit["sha"]
+
+
+async def squash(gh, owner: str, repo: str, branch: str, *, head_sha: str, onto_sha: str, message: str) -> str:
+    """Replace the commits between `onto_sha` and `head_sha` on `branch` by one commit with head's tree.
+
+    BranchMoved when the branch no longer points at `head_sha`: a person's commit is never rewritten.
+    """
+    if await branch_head(gh, owner, repo, branch) != head_sha:
+        raise BranchMoved(branch)
+    tree = (await gh.rest.git.async_get_commit(owner, repo, head_sha)).json()["tree"]["sha"]
+    commit = (await gh.rest.git.async_create_commit(
+        owner, repo, data={"message": message, "tree": tree, "parents": [onto_sha]})).json()
+    # The one forced update Draftsmith makes, on its own commits only (checked just above).
+    await gh.rest.git.async_update_ref(owner, repo, f"heads/{branch}", data={"sha": commit["sha"], "force": True})
+    return commit["sha"]
+
+
+async def delete_branch(gh, owner: str, repo: str, branch: str) -> None:
+    try:
+        await gh.rest.git.async_delete_ref(owner, repo, f"heads/{branch}")
+    except RequestFailed as exc:
+        if exc.response.status_code != 422:  # 422: already gone
+            raise
 
 
 async def create_branch(gh, owner: str, repo: str, branch: str, sha: str, max_tries: int = 20) -> str:

@@ -43,6 +43,11 @@ _TERMINAL_HEADLINES = {
 }
 _ACTIVE = {"queued", "running"}
 
+
+def headline(status: str) -> str:
+    """'⏱️ Timed out', '✅ Done'...: how a finished task's state reads everywhere."""
+    return _TERMINAL_HEADLINES.get(str(status), str(status))
+
 VERB_HELP: tuple[tuple[str, str], ...] = (
     ("run [--agent NAME] [--model NAME] [--base BRANCH] [instruction]",
      "start a task; on an issue the issue is the instruction, on a pull request say what to change"),
@@ -203,9 +208,9 @@ def _reached_from_facts(task: Any, run: Any) -> dict[str, bool]:
     """For a finished task: which stages demonstrably completed, from what the task and run record."""
     started = run is not None and getattr(run, "started_at", None) is not None
     agent_done = run is not None and getattr(run, "agent_seconds", None) is not None
-    pr = getattr(task, "pr_number", None) is not None
-    head, base = getattr(task, "head_sha", None), getattr(task, "base_sha", None)
-    committed = pr or bool(getattr(task, "branch", None) and head and head != base)
+    # The draft PR exists from the start, so only a run that went all the way has committed through it.
+    pr = getattr(task, "pr_number", None) is not None and getattr(task, "status", "") == "succeeded"
+    committed = pr
     tests = getattr(run, "tests_passed", None) if run is not None else None
     return {
         "queued": True,
@@ -253,6 +258,8 @@ def checklist(task: Any, run: Any, stage: str | None = None) -> str:
             lines.append(f"- [x] ~~{label}~~ (no test command)")
         elif name == "pull_request" and reached[name]:
             lines.append(f"- [x] {label} #{task.pr_number}")
+        elif name == "pull_request" and getattr(task, "pr_number", None) is not None:
+            lines.append(f"- [ ] {label} #{task.pr_number} (draft)")
         elif name == "pull_request" and status == "succeeded":
             lines.append(f"- [x] ~~{label}~~ (no changes to propose)")
         elif reached[name]:
@@ -262,6 +269,48 @@ def checklist(task: Any, run: Any, stage: str | None = None) -> str:
         else:
             lines.append(f"- [ ] {label}")
     return "\n".join(lines)
+
+
+NO_CHANGES = "no changes"
+
+
+def owns_pr(task: Any) -> bool:
+    """Whether the task's pull request is one Draftsmith opened for it (not the PR it was asked on)."""
+    number = getattr(task, "pr_number", None)
+    return number is not None and not (getattr(task, "is_pull_request", False) and number == task.issue_number)
+
+
+def _subject(task: Any, limit: int = 60) -> str:
+    return (getattr(task, "title", "") or getattr(task, "instruction", "")
+            or f"issue #{task.issue_number}").splitlines()[0][:limit]
+
+
+def _commit_footer(task: Any, task_url: str | None) -> str:
+    ref = f"Task #{task.issue_number}" if not getattr(task, "is_pull_request", False) else f"Follow-up on #{task.issue_number}"
+    if task_url:  # from the commit back to the run that made it: its log, checklist and usage
+        ref += f"\nSession log: {task_url}"
+    return f"{ref}\n\nCo-authored-by: {task.requester} <{task.requester}@users.noreply.github.com>"
+
+
+def commit_message(task: Any, summary: str | None, task_url: str | None = None) -> str:
+    """The message of the commit holding the agent's work: subject, the agent's summary, links, trailer."""
+    body = (summary or "").strip()[:4000]
+    parts = [_subject(task)] + ([body] if body else []) + [_commit_footer(task, task_url)]
+    return "\n\n".join(parts) + "\n"
+
+
+def start_commit_message(task: Any, task_url: str | None = None) -> str:
+    """The empty commit a draft PR starts from, before the agent has changed anything."""
+    return "\n\n".join([f"Start work on #{task.issue_number}: {_subject(task, 50)}",
+                         "Draftsmith opens the draft pull request with this empty commit; the agent's work follows.",
+                         _commit_footer(task, task_url)]) + "\n"
+
+
+def checkpoint_message(task: Any, files: int, task_url: str | None = None, *, why: str = "") -> str:
+    """A snapshot of the workspace pushed while the agent works (or when its run stopped early)."""
+    what = f"{files} file{'s' if files != 1 else ''}"
+    head = f"Checkpoint of {what} {why or 'while the agent works'}"[:72]
+    return "\n\n".join([head, _commit_footer(task, task_url)]) + "\n"
 
 
 def _details(task: Any, run: Any, task_url: str | None) -> str:
@@ -287,7 +336,9 @@ def _outcome(task: Any, run: Any) -> str:
             # A success can still carry a reason (tests failed, so the PR stays a draft): say it here too.
             note = getattr(task, "status_reason", None)
             return f"Opened pull request #{task.pr_number}." + (f" Note: {_neutral(note, 1_000)}." if note else "")
-        return "The agent finished without changing any files, so there is no pull request."
+        note = getattr(task, "status_reason", None)
+        return ("The agent finished without changing any files, so there is no pull request."
+                + (f" ({_neutral(note, 300)})" if note and note != NO_CHANGES else ""))
     if status in _TERMINAL_HEADLINES:
         return _neutral(reason, 2_000) if reason else "No reason was recorded."
     return ""
@@ -341,6 +392,8 @@ def progress_comment(
     if getattr(task, "instruction", ""):
         parts.append(_quote(task.instruction))
     parts.append(checklist(task, run, stage))
+    if status in _ACTIVE and getattr(task, "pr_number", None) is not None and owns_pr(task):
+        parts.append(f"The work shows in draft pull request #{task.pr_number} as the agent goes.")
     outcome = _outcome(task, run)
     if outcome:
         parts.append(outcome)
@@ -465,6 +518,16 @@ def _tests_section(result: TestResult | bool | None) -> str:
     return line
 
 
+def _pr_progress(task: Any, run: Any, stage: str | None) -> str:
+    status = getattr(task, "status", "queued")
+    if status in _ACTIVE:
+        head = ("⏳ **Queued**: the agent starts soon." if status == "queued" and stage in (None, "queued")
+                else "🛠️ **Work in progress**: the agent's commits appear here as it works.")
+    else:
+        head = f"**{_TERMINAL_HEADLINES.get(status, status)}**"
+    return f"{head}\n\n{checklist(task, run, stage)}"
+
+
 def pr_body(
     task: Any,
     run: Any,
@@ -476,17 +539,29 @@ def pr_body(
     previous: str = "",
     draft_reason: str | None = None,
     prefix: str = "/agent",
+    stage: str | None = None,
+    task_url: str | None = None,
 ) -> str:
-    """The draft PR's body. Sections given as None keep what `previous` (the current body) had."""
+    """The draft PR's body. Sections given as None keep what `previous` (the current body) had.
+
+    A follow-up run on the PR keeps the introduction (and its `Closes #N`) of the task that opened it.
+    """
     parts = [pr_marker(getattr(task, "id", None))]
-    if not getattr(task, "is_pull_request", False):
-        # "Closes" links the issue and closes it when this merges into the default branch.
-        parts.append(f"Closes #{task.issue_number}.")
-    requester = getattr(task, "requester", "")
-    asked = f"Requested by @{requester}" if requester else "Requested"
-    parts.append(f"{asked} for #{task.issue_number} and written by Draftsmith ({_details(task, None, None)}).")
-    if getattr(task, "instruction", ""):
-        parts.append(_quote(task.instruction))
+    intro = None if owns_pr(task) else _previous_section(previous, "intro")
+    if intro is None:
+        lines = []
+        if not getattr(task, "is_pull_request", False):
+            # "Closes" links the issue and closes it when this merges into the default branch.
+            lines.append(f"Closes #{task.issue_number}.")
+        requester = getattr(task, "requester", "")
+        asked = f"Requested by @{requester}" if requester else "Requested"
+        lines.append(f"{asked} for #{task.issue_number} and written by Draftsmith "
+                     f"({_details(task, None, task_url)}).")
+        if getattr(task, "instruction", ""):
+            lines.append(_quote(task.instruction))
+        intro = "\n\n".join(lines)
+    parts.append(_section("intro", intro))
+    parts.append(_section("progress", _pr_progress(task, run, stage)))
     if summary is not None:
         summary_text = "**Summary**\n\n" + _neutral(summary, 8_000)
     else:
@@ -496,7 +571,8 @@ def pr_body(
     files_text = _files_section(files_changed) if files_changed is not None else _previous_section(previous, "files")
     if files_text:
         parts.append(_section("files", files_text))
-    parts.append(_section("tests", _tests_section(test_result)))
+    if test_result is not None or getattr(task, "status", "queued") not in _ACTIVE:
+        parts.append(_section("tests", _tests_section(test_result)))
     usage_lines = (usage or Usage.of(run)).lines()
     if usage_lines:
         parts.append(_section("usage", "\n".join(f"- {line}" for line in usage_lines)))
@@ -512,6 +588,7 @@ def pr_body(
 _CONFIG_KEYS = (
     "agent", "model", "runner", "trigger_label", "command_prefix", "required_permission", "allowed_bots",
     "setup", "test", "max_runtime_minutes", "branch_prefix", "instructions_file", "on_busy",
+    "checkpoint_seconds", "squash",
 )
 
 
@@ -606,8 +683,9 @@ def config_error_comment(errors: Sequence[Any], path: str = ".github/draftsmith.
             f"everything else in the file still applies.\n\n" + "\n".join(lines))
 
 
-def no_changes_comment(task: Any, summary: str | None = None, prefix: str = "/agent") -> str:
-    parts = ["The agent finished without changing any files, so there is no pull request."]
+def no_changes_comment(task: Any, summary: str | None = None, prefix: str = "/agent", *, closing: bool = False) -> str:
+    parts = ["The agent finished without changing any files, so this draft pull request is closed and its "
+             "branch deleted." if closing else "The agent finished without changing any files."]
     if summary:
         parts.append("What it said:\n\n" + _quote(summary))
     parts.append(f"Reply {_code(prefix + ' run <instruction>')} with more detail to try again.")

@@ -78,6 +78,10 @@ class RepoConfig(BaseModel):
     on_busy: Literal["reply", "queue"] = "reply"
     command: str | None = None  # the shell line the `command` agent runs (contract key)
     requeue_dead_runs: bool | None = None  # None: the server's DRAFTSMITH_REQUEUE_DEAD_RUNS decides
+    # Push the agent's work to the draft PR every N seconds while it runs (0: only at the end).
+    # None: the server's DRAFTSMITH_CHECKPOINT_SECONDS decides.
+    checkpoint_seconds: int | None = Field(None, ge=0, le=24 * 3600)
+    squash: bool = False  # fold a run's checkpoint commits into one when it ends
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     # Agent tuning read by the adapters in app/agents.
     allowed_tools: list[str] | None = None

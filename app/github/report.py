@@ -6,7 +6,7 @@ import asyncio
 
 from githubkit.exception import RequestFailed
 
-from app.github import actions_api, render
+from app.github import actions_api, gitdata, render
 from app.logs import get_logger
 from app.models import Run, Task
 from app.tasks import links
@@ -90,40 +90,103 @@ class Reporter:
     # -- acknowledgement ---------------------------------------------------------------------------
     async def acknowledge(self, task: Task, run: Run, *, comment_id: int | None = None,
                           review_comment_id: int | None = None, react: bool = True) -> Task:
-        """👀 on what asked, the progress comment, and a queued check run on the base branch head.
+        """👀 on what asked and the progress comment; on a PR that exists already, a check run on its head.
 
-        The three are independent, so they go out together: the person sees all of them sooner
-        (bench/ack.py measures this). Each records its own column, so the task is read back afterwards.
+        A new task's check run waits for its draft PR (open_draft): Draftsmith's checks live on the PR's
+        head, never on the base branch. The writes are independent, so they go out together (bench/ack.py).
         """
         writes = [self.progress(task, run, Stage.QUEUED)]
         if react:
             writes.append(self.react(task.repo_full_name, issue_number=None if (comment_id or review_comment_id)
                                      else task.issue_number, comment_id=comment_id,
                                      review_comment_id=review_comment_id))
-        if task.check_run_id is None:
-            writes.append(self._create_check_run(task, run))
+        if task.check_run_id is None and task.pr_number is not None and task.branch:
+            writes.append(self._create_check_run_on_branch(task, run))
         await asyncio.gather(*writes)
         return self.tasks.get(task.id)
 
-    async def _create_check_run(self, task: Task, run: Run) -> Task:
+    async def _create_check_run_on_branch(self, task: Task, run: Run) -> Task:
         owner, repo = self._split(task)
-        head_sha = task.head_sha
-        if head_sha is None:
-            branch = task.branch if task.pr_number and task.branch else task.base_branch
-            if branch is None:
-                branch = (await self.gh.rest.repos.async_get(owner, repo)).json()["default_branch"]
-            head_sha = (await self.gh.rest.repos.async_get_branch(owner, repo, branch)).json()["commit"]["sha"]
+        head = await gitdata.branch_head(self.gh, owner, repo, task.branch)
+        if head is None:
+            return task
+        return await self._create_check_run(task, run, head)
+
+    async def _create_check_run(self, task: Task, run: Run, head_sha: str, stage: Stage | None = None) -> Task:
+        owner, repo = self._split(task)
         data = {
             "name": CHECK_RUN_NAME,
             "head_sha": head_sha,
-            "status": "queued",
+            "status": "queued" if task.status == Status.QUEUED.value else "in_progress",
             "external_id": str(task.id),
-            "output": render.check_run_output(task, run),
+            "output": self._check_output(task, run, stage),
+            "actions": [CANCEL_ACTION],
         }
+        if run.started_at is not None:
+            data["started_at"] = run.started_at.isoformat()
         if url := self.task_url(task):
             data["details_url"] = url
         resp = await self.gh.rest.checks.async_create(owner, repo, data=data)
-        return self.tasks.update(task.id, check_run_id=resp.json()["id"])
+        return self.tasks.update(task.id, check_run_id=resp.json()["id"], head_sha=head_sha)
+
+    # -- the draft pull request, opened before the agent starts ---------------------------------------
+    async def open_draft(self, task: Task, run: Run, branch_prefix: str = "draftsmith") -> Task:
+        """The branch with an empty start commit, the draft PR linking the issue, and the check run on it.
+
+        Raises gitdata.BaseBranchMissing when the task's base branch does not exist.
+        """
+        owner, repo = self._split(task)
+        url = self.task_url(task)
+        base_sha, start_sha = await gitdata.start_commit(self.gh, owner, repo, task.base_branch,
+                                                         render.start_commit_message(task, url))
+        wanted = task.branch or gitdata.branch_name(branch_prefix, task.issue_number, task.title)
+        branch = await gitdata.create_branch(self.gh, owner, repo, wanted, start_sha)
+        task = self.tasks.update(task.id, branch=branch, base_sha=base_sha, head_sha=start_sha)
+        title = task.title or (task.instruction.splitlines()[0] if task.instruction else f"Draftsmith #{task.id}")
+        stage = Stage(run.stage) if run.stage else Stage.QUEUED
+        body = render.pr_body(task, run, stage=stage.value, task_url=url)
+        previous = task.check_run_id  # a retry after "no changes": its check run stayed on a deleted branch
+        pull, task = await asyncio.gather(
+            self.gh.rest.pulls.async_create(owner, repo, data={
+                "title": title[:250], "head": branch, "base": task.base_branch, "body": body, "draft": True}),
+            self._create_check_run(task, run, start_sha, stage))
+        task = self.tasks.update(task.id, pr_number=pull.json()["number"])
+        if previous is not None:
+            await self._supersede(task, previous, start_sha)
+        await self.progress(task, run, stage)  # now it names the draft PR
+        return task
+
+    async def refresh_pr(self, task: Task, run: Run, stage: Stage | None = None, *, files=None,
+                         summary: str | None = None, draft_reason: str | None = None) -> None:
+        """Rewrite the PR body's checklist (and the sections given), keeping the rest as it is."""
+        if task.pr_number is None:
+            return
+        owner, repo = self._split(task)
+        pr = (await self.gh.rest.pulls.async_get(owner, repo, task.pr_number)).json()
+        if pr["state"] != "open":
+            return
+        body = render.pr_body(task, run, files, run.tests_passed, previous=pr.get("body") or "",
+                              summary=summary, draft_reason=draft_reason, stage=stage.value if stage else None,
+                              task_url=self.task_url(task))
+        await self.gh.rest.pulls.async_update(owner, repo, task.pr_number, data={"body": body})
+
+    async def head_moved(self, task: Task, run: Run, head_sha: str, *, files=None) -> Task:
+        """A commit of ours is the PR's new head: the check run moves there (a check run belongs to one
+        commit), carrying status, output and buttons; the old one says where it went."""
+        previous = task.check_run_id
+        stage = Stage(run.stage) if run.stage else None
+        writes = [self._create_check_run(task, run, head_sha, stage), self.refresh_pr(task, run, stage, files=files)]
+        if previous is not None:
+            writes.append(self._supersede(task, previous, head_sha))
+        task, *_ = await asyncio.gather(*writes)
+        return task
+
+    async def _supersede(self, task: Task, check_run_id: int, head_sha: str) -> None:
+        owner, repo = self._split(task)
+        await self.gh.rest.checks.async_update(owner, repo, check_run_id, data={
+            "status": "completed", "conclusion": "neutral", "actions": [],
+            "output": {"title": f"Continued on {head_sha[:7]}",
+                       "summary": f"Draftsmith's check for this task moved to the newer commit {head_sha}."}})
 
     # -- progress ----------------------------------------------------------------------------------
     async def progress(self, task: Task, run: Run, stage: Stage) -> Task:
@@ -145,7 +208,7 @@ class Reporter:
         return self.tasks.update(task.id, progress_comment_id=resp.json()["id"])
 
     async def stage(self, task: Task, run: Run, stage: Stage) -> None:
-        """A run moved to `stage`: it is recorded on the run, and the progress comment and check run follow."""
+        """A run moved to `stage`: it is recorded on the run; the progress comment, check run and PR follow."""
         task = await self.progress(task, run, stage)
         if task.check_run_id is None:
             return
@@ -154,7 +217,8 @@ class Reporter:
                 "actions": [CANCEL_ACTION]}
         if stage is Stage.WORKSPACE and run.started_at is not None:
             data["started_at"] = run.started_at.isoformat()
-        await self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data=data)
+        await asyncio.gather(self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data=data),
+                             self.refresh_pr(task, run, stage))
 
     def _check_output(self, task: Task, run: Run, stage: Stage | None = None) -> dict[str, str]:
         return render.check_run_output(task, run, stage=stage.value if stage else None, blocked=self.blocked,
@@ -191,6 +255,12 @@ class Reporter:
             else:
                 data["actions"] = []
             await self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data=data)
+        if task.pr_number is not None:
+            # A run that stopped early leaves its work on the branch, and the draft says why.
+            reason = task.status_reason
+            if status is not Status.SUCCEEDED:
+                reason = f"{render.headline(status)}: {reason}" if reason else render.headline(status)
+            await self.refresh_pr(task, run, stage, draft_reason=reason)
 
     async def link_details(self, task: Task, url: str) -> None:
         """Point the check run's details link at where the work happens (e.g. the Actions job)."""
@@ -203,36 +273,32 @@ class Reporter:
     async def plan(self, task: Task, plan_text: str) -> None:
         await self.reply(task.repo_full_name, task.issue_number, render.plan_comment(plan_text, task_id=task.id))
 
-    async def no_changes(self, task: Task, run: Run, summary: str) -> None:
-        await self.reply(task.repo_full_name, task.issue_number, render.no_changes_comment(task, summary))
-
-    async def open_or_update_pr(self, task: Task, run: Run, files: list[str], result) -> Task:
-        """Open the draft PR after the first commit, or refresh its body on later commits."""
+    async def no_changes(self, task: Task, run: Run, summary: str) -> Task:
+        """Nothing to propose: a draft PR opened for this task is closed and its branch deleted."""
+        comment = render.no_changes_comment(task, summary, closing=render.owns_pr(task))
+        if not render.owns_pr(task):
+            await self.reply(task.repo_full_name, task.issue_number, comment)
+            return task
         owner, repo = self._split(task)
-        body = render.pr_body(task, run, files, run.tests_passed, summary=getattr(result, "summary", None))
-        if task.pr_number is None:
-            title = task.title or (task.instruction.splitlines()[0] if task.instruction else f"Draftsmith #{task.id}")
-            resp = await self.gh.rest.pulls.async_create(owner, repo, data={
-                "title": title[:250], "head": task.branch, "base": task.base_branch, "body": body, "draft": True,
-            })
-            pr = resp.json()
-            task = self.tasks.update(task.id, pr_number=pr["number"])
-        else:
-            await self.gh.rest.pulls.async_update(owner, repo, task.pr_number, data={"body": body})
-        await self.progress(task, run, Stage.PULL_REQUEST)
-        return task
+        await self.reply(task.repo_full_name, task.pr_number, comment)
+        await self.gh.rest.pulls.async_update(owner, repo, task.pr_number, data={"state": "closed"})
+        if task.branch:
+            await gitdata.delete_branch(self.gh, owner, repo, task.branch)
+        # A retry opens a fresh draft; the closed one keeps the record.
+        return self.tasks.update(task.id, pr_number=None)
 
-    async def conclude_pr(self, task: Task, run: Run, *, ready: bool, reason: str | None) -> None:
-        """Mark the PR ready and ask the requester to review it, or leave it draft saying why."""
+    async def pushed(self, task: Task, run: Run, files: list[str], result) -> None:
+        """The agent's final commit is on the branch: the PR body lists the files and the summary."""
+        await self.refresh_pr(task, run, Stage.COMMIT, files=files, summary=getattr(result, "summary", None))
+
+    async def conclude_pr(self, task: Task, run: Run, *, ready: bool) -> None:
+        """Mark the PR ready and ask the requester to review it, or leave it a draft."""
         if task.pr_number is None:
             return
+        if not ready:
+            return  # finished() writes the reason into the PR body
         owner, repo = self._split(task)
         pr = (await self.gh.rest.pulls.async_get(owner, repo, task.pr_number)).json()
-        body = render.pr_body(task, run, None, run.tests_passed, previous=pr.get("body") or "",
-                              draft_reason=None if ready else reason)
-        await self.gh.rest.pulls.async_update(owner, repo, task.pr_number, data={"body": body})
-        if not ready:
-            return
         if pr.get("draft"):
             # REST cannot leave draft state; GraphQL's markPullRequestReadyForReview can.
             await self.gh.async_graphql(

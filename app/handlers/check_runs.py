@@ -16,7 +16,13 @@ async def _our_task(ctx: Context) -> Task | None:
     app = check_run.get("app") or {}
     if identity is None or ctx.gh is None or (app.get("id") not in (None, identity.id)):
         return None
-    return ctx.tasks.task_for_check_run(check_run["id"])
+    task = ctx.tasks.task_for_check_run(check_run["id"])
+    if task is None and str(check_run.get("external_id") or "").isdigit():
+        # A check run left on an older head of the PR (ours moved on): the task it names is still ours.
+        task = ctx.tasks.get(int(check_run["external_id"]))
+        if task is not None and task.repo_full_name != ctx.repository.full_name:
+            return None
+    return task
 
 
 @router.register("check_run", action="requested_action")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app import policy
-from app.github import render
+from app.engines import lifecycle
+from app.github import gitdata, render
 from app.models import Task
 
 
@@ -91,12 +92,17 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         model=trigger.model or config.model,
         runner=config.runner,
         base_branch=trigger.base or (follow_up.base_branch if follow_up else None) or ctx.repository.default_branch,
-        # A follow-up on our own PR commits on top of its branch.
-        branch=follow_up.branch if follow_up else None,
+        # A follow-up on our own PR commits on top of its branch; a new task's draft PR gets this one
+        # (or the next free name).
+        branch=follow_up.branch if follow_up else (
+            gitdata.branch_name(config.branch_prefix, trigger.number, trigger.title) if trigger.mode == "run" else None),
         pr_number=follow_up.pr_number if follow_up else (None),
     )
     task = await reporter.acknowledge(created.task, created.run, comment_id=trigger.comment_id,
                                       review_comment_id=trigger.review_comment_id)
+    task = await lifecycle.open_draft(ctx.runtime, tasks, reporter, task, created.run)
+    if task is None:
+        return None
     if queue_behind:
         await reporter.reply(repo_full_name, trigger.number,
                              render.queued_behind_reply(active, reporter.task_url(active), config.command_prefix))

@@ -84,6 +84,28 @@ class Scene:
     def check_runs(self, repo: str = REPO):
         return [c for c in self.hub.state.check_runs.values() if c.repo == repo]
 
+    def check_run(self, task: Task | None = None, repo: str = REPO):
+        """Draftsmith's live check run of `task` (the only task by default), which must sit on the task's
+        head; the ones it left on older commits are closed as neutral without buttons, none on the base."""
+        if task is None:
+            [task] = self.tasks()
+        else:
+            task = next(t for t in self.tasks() if t.id == task.id)
+        ours = [c for c in self.check_runs(repo) if c.external_id == str(task.id)]
+        [current] = [c for c in ours if c.id == task.check_run_id]
+        assert current.head_sha == task.head_sha, "the check run is on the PR's head"
+        for earlier in ours:
+            if earlier is not current:
+                assert (earlier.status, earlier.conclusion, earlier.actions) == ("completed", "neutral", [])
+        base_head = self.branch_head(task.base_branch or "main", repo)
+        assert base_head not in {c.head_sha for c in ours}, "no Draftsmith check run on the base branch"
+        return current
+
+    def branch_head(self, branch: str, repo: str = REPO) -> str | None:
+        from app.fakehub import git
+
+        return git.resolve_ref(git.open_repo(self.hub.repo(repo).git_dir), f"refs/heads/{branch}")
+
     def pulls(self, repo: str = REPO):
         return self.hub.repo(repo).pulls
 
@@ -91,3 +113,15 @@ class Scene:
 @pytest.fixture
 def scene(fakehub, draftsmith) -> Scene:
     return Scene(fakehub, draftsmith)
+
+
+@pytest.fixture
+def make_scene(fakehub, make_draftsmith):
+    """A scene whose app gets settings overrides (time limit, heartbeat timeout, ...)."""
+
+    def make(**overrides) -> Scene:
+        server = make_draftsmith(fakehub.env(), **overrides)
+        fakehub.webhook_url = server.webhook_url
+        return Scene(fakehub, server)
+
+    return make

@@ -68,4 +68,5 @@ def test_a_wheel_altered_by_one_byte_is_refused_and_the_run_fails_saying_why(sce
     assert task.status == "failed" and "sha256" in task.status_reason and "nothing was installed" in task.status_reason
     [check] = scene.wait_for(lambda: [c for c in scene.check_runs() if c.status == "completed"], what="the check run")
     assert check.conclusion == "failure" and "Refused Draftsmith's runner package" in check.output["summary"]
-    assert scene.pulls() == []
+    [pr] = scene.pulls()
+    assert pr.pull.draft is True and "stays a draft" in pr.body, "the draft stays, saying why"

@@ -59,7 +59,7 @@ def test_a_runner_slow_to_start_with_a_silent_agent_still_ends_in_a_ready_pull_r
     assert task.status == "succeeded", task.status_reason
     [pr] = scene.pulls()
     assert pr.pull.draft is False
-    [check] = scene.check_runs()
+    check = scene.check_run()
     assert (check.status, check.conclusion) == ("completed", "success")
     run = scene.runs(task.id)[0]
     assert run.runner_seen_at is not None and run.actions_run_id == workflow_run.id

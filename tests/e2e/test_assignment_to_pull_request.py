@@ -46,7 +46,7 @@ def test_assigning_the_bot_turns_the_issue_into_a_ready_pull_request(scene, fake
     assert [r.content for r in issue.reactions if r.user.login == scene.bot] == ["eyes"]
     [progress] = scene.bot_comments(number)
     assert "Done" in progress.body and f"#{pr.number}" in progress.body
-    [check] = scene.check_runs()
+    check = scene.check_run()
     assert (check.name, check.status, check.conclusion) == ("Draftsmith", "completed", "success")
 
     # And the run's log holds the agent's output in order

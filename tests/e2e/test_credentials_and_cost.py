@@ -66,11 +66,12 @@ def test_a_missing_provider_key_fails_at_once_naming_the_key_and_how_to_set_it(s
     # And the progress comment and the check run say which key and how to set it
     [progress] = scene.bot_comments(number)
     assert "Failed" in progress.body and how in progress.body
-    [check] = scene.check_runs()
+    check = scene.check_run()
     assert (check.status, check.conclusion) == ("completed", "failure")
     assert "OPENAI_API_KEY" in check.output["title"] and how in check.output["text"]
     assert [a["identifier"] for a in check.actions] == ["retry"]
-    assert scene.pulls() == []
+    [pr] = scene.pulls()
+    assert pr.pull.draft is True and "stays a draft" in pr.body, "the draft stays, saying why"
 
 
 def test_keys_reach_only_their_own_installation_and_are_scrubbed_from_logs(scene, fakehub):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import REPO, command_config
-from tests.e2e.test_run_git import WAIT_FOR_GO, _git, _move_main_while_the_agent_works, _parents, _show
+from tests.e2e.test_run_git import WAIT_FOR_GO, _git, _parents, _push_while_the_agent_works, _show
 
 HOOKS = ["pre-commit", "post-checkout", "post-merge", "post-rewrite", "pre-push", "reference-transaction",
          "post-index-change", "pre-auto-gc", "fsmonitor-watchman", "push-to-checkout", "post-update"]
@@ -120,15 +120,15 @@ def test_a_hostile_agents_git_settings_never_run_and_no_token_leaves(scene, fake
     scene.repo(command_config(agent))
     number = fakehub.open_issue(REPO, "Fix typo in README")
 
-    # When it runs while someone pushes to main, so publishing must fetch the moved base and rebase
+    # When it runs while someone pushes to its PR's branch, so publishing must fetch that branch and rebase
     fakehub.assign(REPO, number, scene.bot)
-    new_head = _move_main_while_the_agent_works(scene, fakehub, tmp_path, "NOTES.md", "notes\n")
+    new_head = _push_while_the_agent_works(scene, fakehub, tmp_path, "NOTES.md", "notes\n")
     [task] = scene.wait_settled()
 
     # Then nothing it planted ran outside the sandbox, and nothing reached its listener
     assert sorted(p.name for p in markers.iterdir()) == []
     assert listener.received == []
-    # And the pull request holds the agent's files on top of the moved base
+    # And the pull request holds the agent's files on top of the person's commit
     assert task.status == "succeeded", task.status_reason
     [pr] = scene.pulls()
     assert _parents(fakehub, task.head_sha) == [new_head]
@@ -138,14 +138,14 @@ def test_a_hostile_agents_git_settings_never_run_and_no_token_leaves(scene, fake
     changed = _git("--git-dir", fakehub.repo(REPO).git_dir, "diff", "--name-only", new_head, task.head_sha)
     assert changed.split() == [".gitattributes", "NEW.md", "README.md"]
     [run] = scene.runs(task.id)
-    assert any(line.text.startswith(f"main moved to {new_head[:7]} while the agent worked")
+    assert any(line.text.startswith(f"{task.branch} moved to {new_head[:7]} while the agent worked")
                for line in scene.logs(run.id))
 
     # And every token git was given reached only this repository, could only read, and is revoked
     git_requests = [r for r in fakehub.state.requests if r.actor == "git" and r.token]
     pushers = {r.token for r in git_requests if "receive-pack" in r.path + r.query}  # the test's own push
     git_tokens = {r.token for r in git_requests} - pushers
-    assert len(git_tokens) == 2, "one for the clone, one for the moved base"
+    assert len(git_tokens) == 2, "one for the clone, one for the moved branch"
     for token in git_tokens:
         issued = fakehub.state.tokens[token]
         assert issued.repos == {REPO}

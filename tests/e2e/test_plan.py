@@ -24,7 +24,8 @@ def test_a_plan_is_posted_without_changes_and_the_next_run_follows_it(scene, fak
     [plan_comment] = [c for c in scene.bot_comments(number) if "proposed plan" in c.body]
     assert "1. Replace tpyo with typo in README.md" in plan_comment.body
     assert "WROTE-IN-PLAN-MODE" not in plan_comment.body, "plan mode must not be able to edit the workspace"
-    assert scene.pulls() == [] and [c.conclusion for c in scene.check_runs()] == ["success"]
+    # A plan on an issue opens no PR, so it has no commit to put a check run on: the comments say it all
+    assert scene.pulls() == [] and scene.check_runs() == []
 
     fakehub.comment(REPO, number, "/agent run")
     plan_task, run_task = scene.wait_settled()

@@ -87,7 +87,7 @@ def test_mini_swe_agent_fixes_the_issue_in_the_sandbox_and_opens_a_ready_pr(
     assert (run.input_tokens, run.output_tokens) == (prompt_tokens, completion_tokens) == (2500, 55)
     assert run.agent_seconds and run.agent_seconds > 0
     assert "Tokens: 2,500 in, 55 out" in pr.body
-    [check] = scene.check_runs()
+    check = scene.check_run()
     assert (check.status, check.conclusion) == ("completed", "success")
     assert "Tokens: 2,500 in, 55 out" in check.output["summary"]
 

@@ -95,7 +95,7 @@ def test_a_read_only_user_clicking_a_check_run_button_is_refused(scene, fakehub,
     fakehub.assign(REPO, number, scene.bot)
     [task] = scene.wait_settled()
     assert task.status == "failed"
-    [check] = scene.check_runs()
+    check = scene.check_run()
     assert [a["identifier"] for a in check.actions] == ["retry"]
 
     # rita (read) clicks Retry, then GitHub's Re-run: one polite refusal each, no new attempt

@@ -1,4 +1,4 @@
-"""What lands on GitHub after the agent: rebases when the base moved, no-change runs, tests, setup, follow-ups."""
+"""What lands on the PR's branch: the base or the branch moving meanwhile, tests, setup, follow-ups."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tests.e2e.conftest import REPO, command_config
 
 FIX = "sed -i 's/tpyo/typo/' README.md"
 # The agent waits for the test to say go (a file in the run's artifacts directory, which the sandbox sees),
-# so the test can move the base branch while the agent is surely at work.
+# so the test can push to a branch while the agent is surely at work.
 WAIT_FOR_GO = ('echo agent-started; go="$(dirname "$DRAFTSMITH_PROMPT_FILE")/go"; '
                'i=0; while [ ! -f "$go" ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; ')
 
@@ -26,78 +26,82 @@ def _parents(fakehub, sha: str) -> list[str]:
     return _git("--git-dir", fakehub.repo(REPO).git_dir, "log", "-1", "--format=%P", sha).split()
 
 
-def _push_to_main(fakehub, tmp_path: Path, path: str, content: str) -> str:
-    """Someone pushes a commit to main over git, as a person would; returns the new head."""
-    clone = tmp_path / "someone"
-    _git("clone", "-q", fakehub.authenticated_clone_url(REPO), str(clone))
+def _push(fakehub, tmp_path: Path, branch: str, path: str, content: str) -> str:
+    """Someone pushes a commit to `branch` over git, as a person would; returns the new head."""
+    clone = tmp_path / f"someone-{branch.replace('/', '-')}"
+    _git("clone", "-q", "--branch", branch, fakehub.authenticated_clone_url(REPO), str(clone))
     (clone / path).write_text(content)
     _git("add", path, cwd=clone)
     _git("-c", "user.name=bob", "-c", "user.email=bob@example.com", "commit", "-qm", f"edit {path}", cwd=clone)
-    _git("push", "-q", "origin", "HEAD:main", cwd=clone)
+    _git("push", "-q", "origin", f"HEAD:{branch}", cwd=clone)
     return _git("rev-parse", "HEAD", cwd=clone)
 
 
-def _move_main_while_the_agent_works(scene, fakehub, tmp_path, path: str, content: str) -> str:
+def _push_while_the_agent_works(scene, fakehub, tmp_path, path: str, content: str, branch: str | None = None) -> str:
+    """Push to `branch` (the task's PR branch by default) while the agent waits for go; returns the new head."""
     def started():
         tasks = scene.tasks()
         runs = scene.runs(tasks[0].id) if tasks else []
         return runs[0] if runs and any(l.text == "agent-started" for l in scene.logs(runs[0].id)) else None
 
     run = scene.wait_for(started, 30, "the agent to start")
-    new_head = _push_to_main(fakehub, tmp_path, path, content)
+    new_head = _push(fakehub, tmp_path, branch or scene.tasks()[0].branch, path, content)
     go = Path(scene.app.settings.effective_workspace_dir) / f"run-{run.id}" / "artifacts" / "go"
     go.write_text("")
     return new_head
 
 
-def test_a_change_that_still_applies_is_rebased_onto_the_moved_base(scene, fakehub, tmp_path):
+def test_the_base_moving_while_the_agent_works_leaves_the_pull_request_branch_alone(scene, fakehub, tmp_path):
     scene.repo(command_config(WAIT_FOR_GO + FIX))
+    old_main = _git("--git-dir", fakehub.repo(REPO).git_dir, "rev-parse", "main")
     number = fakehub.open_issue(REPO, "Fix typo in README")
     fakehub.assign(REPO, number, scene.bot)
-    new_head = _move_main_while_the_agent_works(scene, fakehub, tmp_path, "NOTES.md", "notes\n")
+    _push_while_the_agent_works(scene, fakehub, tmp_path, "NOTES.md", "notes\n", branch="main")
     [task] = scene.wait_settled()
 
+    # The PR's branch grows from where it started; merging the moved base is GitHub's job, not a force-push
     assert task.status == "succeeded", task.status_reason
-    [pr] = scene.pulls()
-    assert _parents(fakehub, task.head_sha) == [new_head]
-    assert _show(fakehub, task.branch, "NOTES.md") == "notes"
+    [start] = _parents(fakehub, task.head_sha)
+    assert _parents(fakehub, start) == [old_main]
     assert _show(fakehub, task.branch, "README.md") == "# Demo\n\nA typo here."
-    diff = _git("--git-dir", fakehub.repo(REPO).git_dir, "diff", "--name-only", new_head, task.head_sha)
-    assert diff == "README.md", "the PR's commit holds only the agent's change"
+    assert "NOTES.md" not in _git("--git-dir", fakehub.repo(REPO).git_dir, "ls-tree", "--name-only", task.branch)
+    [pr] = scene.pulls()
     assert pr.pull.draft is False
 
 
-def test_a_change_that_conflicts_with_the_moved_base_needs_attention_with_instructions(scene, fakehub, tmp_path):
+def test_a_person_pushing_to_the_pull_request_branch_gets_the_agents_commit_on_top(scene, fakehub, tmp_path):
     scene.repo(command_config(WAIT_FOR_GO + FIX))
     number = fakehub.open_issue(REPO, "Fix typo in README")
     fakehub.assign(REPO, number, scene.bot)
-    _move_main_while_the_agent_works(scene, fakehub, tmp_path, "README.md", "# Demo\n\nA tpyo there.\n")
+    new_head = _push_while_the_agent_works(scene, fakehub, tmp_path, "NOTES.md", "notes\n")
+    [task] = scene.wait_settled()
+
+    assert task.status == "succeeded", task.status_reason
+    assert _parents(fakehub, task.head_sha) == [new_head], "on top of the person's commit, never force-pushed"
+    assert _show(fakehub, task.branch, "NOTES.md") == "notes"
+    assert _show(fakehub, task.branch, "README.md") == "# Demo\n\nA typo here."
+    diff = _git("--git-dir", fakehub.repo(REPO).git_dir, "diff", "--name-only", new_head, task.head_sha)
+    assert diff == "README.md", "the agent's commit holds only the agent's change"
+    assert scene.check_run().head_sha == task.head_sha
+
+
+def test_a_person_pushing_a_conflicting_change_to_the_branch_needs_attention_with_instructions(scene, fakehub,
+                                                                                               tmp_path):
+    scene.repo(command_config(WAIT_FOR_GO + FIX))
+    number = fakehub.open_issue(REPO, "Fix typo in README")
+    fakehub.assign(REPO, number, scene.bot)
+    new_head = _push_while_the_agent_works(scene, fakehub, tmp_path, "README.md", "# Demo\n\nA tpyo there.\n")
     [task] = scene.wait_settled()
 
     assert task.status == "needs_attention"
-    assert "moved while the agent worked" in task.status_reason and "/agent retry" in task.status_reason
-    [check] = scene.check_runs()
+    assert "conflict" in task.status_reason and "/agent retry" in task.status_reason
+    assert _git("--git-dir", fakehub.repo(REPO).git_dir, "rev-parse", task.branch) == new_head, "their commit stays"
+    check = scene.check_run()
     assert (check.status, check.conclusion) == ("completed", "action_required")
     [progress] = scene.bot_comments(number)
     assert "Needs attention" in progress.body and "/agent retry" in progress.body
-    assert scene.pulls() == []
-
-
-def test_an_agent_that_changes_nothing_opens_no_pull_request_and_says_so(scene, fakehub):
-    scene.repo(command_config("echo the README looks fine to me"))
-    number = fakehub.open_issue(REPO, "Fix typo in README")
-    fakehub.assign(REPO, number, scene.bot)
-    [task] = scene.wait_settled()
-
-    assert task.status == "succeeded" and task.pr_number is None
-    assert scene.pulls() == []
-    comments = scene.bot_comments(number)
-    [said] = [c for c in comments if "without changing any files" in c.body and "Draftsmith:" not in c.body]
-    assert "the README looks fine to me" in said.body
-    [check] = scene.check_runs()
-    assert (check.status, check.conclusion) == ("completed", "neutral")
-    branches = _git("--git-dir", fakehub.repo(REPO).git_dir, "branch", "--format=%(refname:short)")
-    assert branches == "main", "no branch is pushed when there is nothing to propose"
+    [pr] = scene.pulls()
+    assert pr.pull.draft is True and "stays a draft" in pr.body
 
 
 def test_failing_tests_leave_the_pull_request_a_draft_saying_why(scene, fakehub):
@@ -110,7 +114,7 @@ def test_failing_tests_leave_the_pull_request_a_draft_saying_why(scene, fakehub)
     assert pr.pull.draft is True
     assert "stays a draft" in pr.body and "tests failed" in pr.body
     assert "**Tests:** failed" in pr.body
-    [check] = scene.check_runs()
+    check = scene.check_run()
     assert (check.status, check.conclusion) == ("completed", "failure")
     assert "Tests: failed" in check.output["text"]
     [progress] = scene.bot_comments(number)
@@ -129,7 +133,7 @@ def test_setup_runs_before_the_agent_and_passing_tests_make_the_pull_request_rea
     assert task.status == "succeeded", task.status_reason
     [pr] = scene.pulls()
     assert pr.pull.draft is False and "**Tests:** passed" in pr.body
-    [check] = scene.check_runs()
+    check = scene.check_run()
     assert check.conclusion == "success" and "Tests: passed" in check.output["text"]
     [run] = scene.runs(task.id)
     texts = [line.text for line in scene.logs(run.id)]

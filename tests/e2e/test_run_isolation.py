@@ -86,7 +86,7 @@ def test_the_logs_api_serves_a_runs_lines_in_order_as_json_and_server_sent_event
     # While the agent runs, a browser opens the event stream from the start
     [task] = scene.wait_for(lambda: [t for t in scene.tasks() if t.status == "running"], 30, "the run to start")
     # The check run's details link is the way in: it carries the task's token.
-    [check] = scene.check_runs()
+    check = scene.check_run()
     assert check.details_url.startswith(f"{scene.app.url}/tasks/{task.id}?token=")
     token = check.details_url.split("token=", 1)[1]
     assert client.get(f"/api/tasks/{task.id}/logs").status_code == 404, "no token, no logs"

@@ -18,18 +18,6 @@ from tests.e2e.conftest import REPO, Scene, command_config
 MARKER = "31.4159"
 
 
-@pytest.fixture
-def make_scene(fakehub, make_draftsmith):
-    """A scene whose app gets settings overrides (time limit, heartbeat timeout, ...)."""
-
-    def make(**overrides) -> Scene:
-        server = make_draftsmith(fakehub.env(), **overrides)
-        fakehub.webhook_url = server.webhook_url
-        return Scene(fakehub, server)
-
-    return make
-
-
 def _leftover_processes(marker: str = MARKER) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -67,7 +55,7 @@ def _wait_agent_started(scene: Scene, attempt: int = 1, timeout: float = 30.0):
 
 
 def _check(scene: Scene):
-    [check] = scene.check_runs()
+    check = scene.check_run()
     return check
 
 
@@ -85,7 +73,8 @@ def test_an_agent_that_exits_non_zero_fails_the_task_with_its_reason_and_a_retry
     [progress] = scene.bot_comments(number)
     assert "Failed" in progress.body and "cannot parse the README" in progress.body
     assert "/agent retry" in progress.body
-    assert scene.pulls() == []
+    [pr] = scene.pulls()
+    assert pr.pull.draft is True and "stays a draft" in pr.body, "the draft stays, saying why"
     [run] = scene.runs(task.id)
     assert run.exit_code == 3
 
@@ -106,7 +95,8 @@ def test_a_run_over_the_time_limit_times_out_and_its_whole_process_group_is_kill
     assert (check.status, check.conclusion) == ("completed", "timed_out")
     [progress] = scene.bot_comments(number)
     assert "Timed out" in progress.body
-    assert scene.pulls() == []
+    [pr] = scene.pulls()
+    assert pr.pull.draft is True and "stays a draft" in pr.body, "the draft stays, saying why"
 
 
 def test_cancel_from_a_comment_and_the_check_run_button_then_retry_and_rerun_start_new_attempts(scene, fakehub):

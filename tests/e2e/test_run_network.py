@@ -141,7 +141,7 @@ def test_an_agent_reaches_only_the_allowed_host_and_everyone_sees_what_was_block
     [run] = scene.runs(task.id)
     log = [line.text for line in scene.logs(run.id)]
     [progress] = scene.bot_comments(number)
-    [check] = scene.check_runs()
+    check = scene.check_run()
     blocked = [f"127.0.0.1:{redis_port}", f"127.0.0.1:{app.port}", f"127.0.0.1:{_port(fakehub.api_url)}",
                "127.0.0.1:5432", f"public-looking.example:{_port(fakehub.api_url)}"]
     for where in blocked:
@@ -165,7 +165,7 @@ def test_an_unisolated_run_says_so_in_its_log_and_check_run(fakehub, make_drafts
 
     [run] = scene.runs(task.id)
     assert NOT_ISOLATED in [line.text for line in scene.logs(run.id)]
-    [check] = scene.check_runs()
+    check = scene.check_run()
     assert "**Not isolated**" in check.output["summary"] and "unsafe-local" in check.output["summary"]
     [progress] = scene.bot_comments(number)
     assert "**Not isolated**" in progress.body

@@ -50,10 +50,12 @@ def test_acknowledgement_is_visible_before_the_run_starts(scene, fakehub, drafts
     assert [r.content for r in issue.reactions] == ["eyes"]
     [progress] = scene.bot_comments(number)
     assert render.progress_marker(task.id) in progress.body and "Queued" in progress.body
-    [check] = scene.check_runs()
+    # and the draft PR with a queued check run on its head, not on main's
+    [pr] = scene.pulls()
+    assert pr.pull.draft is True and "Queued" in pr.body
+    check = scene.check_run()
     assert (check.name, check.status) == ("Draftsmith", "queued")
-    main_head = fakehub.as_user("alice").get(f"/repos/{REPO}/branches/main").json()["commit"]["sha"]
-    assert check.head_sha == main_head
+    assert check.head_sha == scene.branch_head(pr.pull.head_ref)
     draftsmith.release_runs()
     [task] = scene.wait_settled()
     assert task.status == "succeeded"
@@ -157,7 +159,7 @@ def test_unassigning_the_bot_cancels_its_queued_task(scene, fakehub, draftsmith)
     draftsmith.join_deliveries()
     [task] = scene.tasks()
     assert task.status == "cancelled" and "unassigned by @alice" in task.status_reason
-    [check] = scene.check_runs()
+    check = scene.check_run()
     assert (check.status, check.conclusion) == ("completed", "cancelled")
     assert "Cancelled" in scene.bot_comments(number)[0].body
 

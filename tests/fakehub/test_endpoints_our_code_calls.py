@@ -86,6 +86,7 @@ def scenario(fakehub) -> dict[str, Callable[[GitHub, dict[str, Any]], Any]]:
             lambda gh, ids: gh.rest.actions.list_jobs_for_workflow_run(o, r, ids["run"]).parsed_data,
         "actions.cancel_workflow_run": lambda gh, ids: gh.rest.actions.cancel_workflow_run(o, r, ids["run"]),
         "repos.compare_commits": lambda gh, ids: gh.rest.repos.compare_commits(o, r, "main...fix").parsed_data,
+        "git.delete_ref": lambda gh, ids: gh.rest.git.delete_ref(o, r, "heads/fix"),
     }
 
 

@@ -130,7 +130,7 @@ def test_failed_tests_show_on_the_checklist_and_the_pr_stays_linked():
     run = make_run(started_at=datetime(2024, 1, 1), agent_seconds=2.0, tests_passed=False)
     body = render.progress_comment(task, run, "tests")
     assert "- [ ] Running tests: failed ❌" in body
-    assert "- [x] Pull request #4" in body
+    assert "- [ ] Pull request #4 (draft)" in body
 
 
 def test_plan_tasks_have_their_own_stages():
@@ -261,7 +261,35 @@ def test_follow_up_runs_on_a_pull_request_do_not_close_anything():
     ],
 )
 def test_pr_body_test_results(result, text):
-    assert text in render.pr_body(make_task(), make_run(), [], result)
+    assert text in render.pr_body(make_task(status="succeeded"), make_run(), [], result)
+
+
+def test_a_draft_opened_before_the_agent_shows_its_checklist_and_no_test_verdict_yet():
+    body = render.pr_body(make_task(status="queued"), make_run(), stage="queued", task_url="https://ds/tasks/7")
+    assert "Closes #3." in body and "⏳ **Queued**" in body and "- [ ] **Queued** ⏳" in body
+    assert "[logs and details](https://ds/tasks/7)" in body
+    assert "**Tests:**" not in body, "no verdict before tests ran"
+    working = render.pr_body(make_task(status="running"), make_run(), stage="agent", previous=body)
+    assert "Work in progress" in working and "- [ ] **Agent working** ⏳" in working
+
+
+def test_a_follow_up_keeps_the_introduction_of_the_task_that_opened_the_pull_request():
+    opened = render.pr_body(make_task(status="succeeded", pr_number=9), make_run(), ["a.py"], True)
+    follow_up = make_task(status="running", is_pull_request=True, issue_number=9, pr_number=9,
+                          instruction="also b.py")
+    body = render.pr_body(follow_up, make_run(), None, None, previous=opened, stage="agent")
+    assert "Closes #3." in body and "also b.py" not in body.split("section progress")[0]
+    assert "- `a.py`" in body
+
+
+def test_commit_messages_link_the_session_log_and_credit_the_requester():
+    task = make_task(status="running")
+    start = render.start_commit_message(task, "https://ds/tasks/7")
+    assert start.startswith("Start work on #3: ") and "Session log: https://ds/tasks/7" in start
+    assert start.rstrip().endswith("Co-authored-by: alice <alice@users.noreply.github.com>")
+    checkpoint = render.checkpoint_message(task, 2, None, why="saved when the run timed out")
+    assert checkpoint.splitlines()[0] == "Checkpoint of 2 files saved when the run timed out"
+    assert render.commit_message(task, "Fixed it", None).split("\n\n")[1] == "Fixed it"
 
 
 def test_pr_body_keeps_sections_it_was_not_given_from_the_previous_body():
@@ -353,7 +381,8 @@ def test_config_error_comment_names_file_and_line():
 
 
 def test_no_changes_plan_status_and_nothing_to_do_replies():
-    assert "no pull request" in render.no_changes_comment(make_task(), "Nothing needed @bob")
+    assert "without changing any files" in render.no_changes_comment(make_task(), "Nothing needed @bob")
+    assert "closed and its branch deleted" in render.no_changes_comment(make_task(), "", closing=True)
     assert "@bob" not in render.no_changes_comment(make_task(), "Nothing needed @bob")
     plan = render.plan_comment("1. Read the code\n2. Change it", task_id=7)
     assert "1. Read the code" in plan and "`/agent run`" in plan and render.find_marker(plan, "plan") == 7

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.engines.git.changes import git_refuses
-from app.engines.git.workspace_files import NOT_UTF8, blob_sha, read_workspace
+from app.engines.git.workspace_files import NOT_UTF8, blob_sha, commit_marker, read_workspace
 
 GIT_ENV = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1", "LANG": "C"}
 
@@ -152,3 +152,25 @@ def test_a_symlinked_gitignore_is_not_followed(tmp_path):
 
     assert "a.txt" in picked.entries
     assert set(picked.entries) == staged_by_git(tree, tmp_path)
+
+
+def test_the_commit_marker_changes_with_each_agent_commit_and_never_follows_a_symlinked_git(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    assert commit_marker(work) is None
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@x"}
+    (work / "a.txt").write_text("a")
+    subprocess.run(["git", "-C", str(work), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(work), "commit", "-qm", "one"], check=True, env=env)
+    first = commit_marker(work)
+    assert first is not None
+    subprocess.run(["git", "-C", str(work), "commit", "-q", "--allow-empty", "-m", "two"], check=True, env=env)
+    assert commit_marker(work) not in (None, first)
+
+    # An agent that swaps its .git for a link to somewhere else gets no answer from there
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(str(work / ".git"), str(elsewhere))
+    (work / ".git").symlink_to(elsewhere)
+    assert commit_marker(work) is None

@@ -39,6 +39,7 @@ def build_dispatch_payload(
     test_command: str | None = None,
     heartbeat_seconds: float | None = None,
     install: Mapping[str, Any] | None = None,
+    start: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The body of `POST /repos/{o}/{r}/dispatches` that starts `run` of `task` in Actions.
 
@@ -48,7 +49,8 @@ def build_dispatch_payload(
     runner must then prove itself with an OIDC token. `install` says what the workflow installs (the
     server's wheel and its hash, or the operator's pinned requirement); `test_command` is the repository's
     `test:`, run after the agent; the runner sends a heartbeat every `heartbeat_seconds` while it works.
-    Never pass GitHub tokens or provider keys here.
+    `start` is the (branch, sha) the runner checks out and diffs against: the PR branch's head; by default
+    the task's base. Never pass GitHub tokens or provider keys here.
     """
     options = dict(agent_options or {})
     bad = [key for key in options if _FORBIDDEN_KEY.search(key)]
@@ -68,7 +70,7 @@ def build_dispatch_payload(
         "repository": task.repo_full_name,
         "agent": {"name": task.agent or "command", "model": task.model, "options": options},
         "prompt": prompt if prompt is not None else task.instruction,
-        "base": {"ref": task.base_branch, "sha": task.base_sha},
+        "base": {"ref": start[0], "sha": start[1]} if start else {"ref": task.base_branch, "sha": task.base_sha},
         "callback": callback,
         "run": {"time_limit_seconds": time_limit_seconds, "test": test_command},
         "install": dict(install or {}),

@@ -24,6 +24,7 @@ from app.github import actions_api
 from app.engines import context as issue_context
 from app.engines import lifecycle
 from app.engines.logsink import LogSink
+from app.engines.git.branch_writer import BranchWriter
 from app.engines.git.private_repo import GitError, PrivateRepo
 from app.models import utcnow
 from app.engines.publish import Outcome, publish
@@ -51,8 +52,10 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
     await report.stage(task, run, Stage.WORKSPACE)
     repo_ctx = await issue_context.repo_context(gh, task, runtime.settings)
     loaded, config, base_branch, default_branch = repo_ctx.loaded, repo_ctx.config, repo_ctx.base_branch, repo_ctx.default_branch
-    base_sha = (await gh.rest.repos.async_get_branch(owner, repo, base_branch)).json()["commit"]["sha"]
-    task = tasks.update(task.id, base_branch=base_branch, base_sha=task.base_sha or base_sha, head_sha=base_sha)
+    # The runner starts from the PR branch's head (the draft's start commit on a new task).
+    work_branch = task.branch if task.pr_number and task.branch else base_branch
+    start_sha = (await gh.rest.repos.async_get_branch(owner, repo, work_branch)).json()["commit"]["sha"]
+    task = tasks.update(task.id, base_branch=base_branch, base_sha=task.base_sha or start_sha, head_sha=start_sha)
 
     if not await actions_api.check_workflow_installed(gh, owner, repo, default_branch):
         refused = actions_api.missing_workflow_outcome()
@@ -71,7 +74,7 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
         task, run, callback_url=f"{base_url}/api/runs/{run.id}/events", callback_token=token,
         oidc_audience=base_url, prompt=build_prompt(context), agent_options=options,
         time_limit_seconds=time_limit, test_command=config.test or None,
-        heartbeat_seconds=heartbeat_interval(runtime.settings), install=install,
+        heartbeat_seconds=heartbeat_interval(runtime.settings), install=install, start=(work_branch, start_sha),
     )
     outcome = await report.dispatch_run(task.repo_full_name, payload)
     if not outcome.ok:
@@ -145,7 +148,8 @@ class RunEvents:
                                       repo_ctx.repository["clone_url"], PrivateRepo.create(root / "git"))
             branch = task.branch if task.pr_number and task.branch else task.base_branch
             head = await source.fetch(branch)
-            # The runner's patch was made against the dispatched commit; publish rebases if the branch moved.
+            # The runner's patch was made against the dispatched commit; if the branch moved since, the
+            # writer puts it on top of the new commits.
             start_sha = task.head_sha if task.head_sha and _has_commit(source.private, task.head_sha) else head
             try:
                 snapshot = await asyncio.to_thread(source.private.apply_patch, start_sha, (result.patch or "").encode())
@@ -155,7 +159,9 @@ class RunEvents:
             with LogSink(self.runtime.engine, run.id, secrets=secrets) as sink:
                 return await publish(
                     engine=self.runtime.engine, tasks=self.tasks, report=report, task_id=task.id, run_id=run.id,
-                    source=source, start_sha=start_sha, take_snapshot=lambda: snapshot, config=repo_ctx.config,
+                    writer=BranchWriter(report.gh, source, branch, start_sha,
+                                        log=lambda text: sink.write("system", text)),
+                    take_snapshot=lambda: snapshot, config=repo_ctx.config,
                     agent_result=agent_result, log=lambda text: sink.write("system", text), secrets=secrets,
                     tests_passed=result.tests_passed, agent_seconds=result.usage.agent_seconds,
                 )

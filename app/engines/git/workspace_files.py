@@ -238,3 +238,22 @@ def _patterns(data: bytes) -> list[GitIgnoreSpecPattern]:
         except GitIgnorePatternError:
             continue
     return [pattern for pattern in patterns if pattern.include is not None]
+
+
+def commit_marker(root: Path) -> tuple[int, int] | None:
+    """(size, mtime) of the agent's `.git/logs/HEAD`, which grows with each commit it makes; None if absent.
+
+    Only a hint for when to checkpoint: each directory is opened with O_NOFOLLOW and nothing is read.
+    """
+    fds: list[int] = []
+    try:
+        fds.append(os.open(root, _DIR_FLAGS))
+        for name in (".git", "logs"):
+            fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+        info = os.stat("HEAD", dir_fd=fds[-1], follow_symlinks=False)
+    except OSError:
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None

@@ -17,7 +17,10 @@ from app.logs import get_logger
 from app.engines import context as issue_context
 from app.engines.logsink import LogSink
 from app.engines.sandbox.network import RunNetwork, build_policy, model_endpoints
+from app.engines.checkpoints import Checkpoints, interval_for
+from app.engines.git.branch_writer import BranchWriter
 from app.engines.git.private_repo import PrivateRepo
+from app.engines.git.workspace_files import commit_marker
 from app.engines.publish import Outcome, publish, save_artifact
 from app.engines.sandbox import SandboxSpec, select_sandbox
 from app.engines.git.source import RepositorySource
@@ -25,6 +28,7 @@ from app.tasks.service import TaskService
 from app.tasks.states import Status
 
 HEARTBEAT_SECONDS = 2.0
+_SAVED_WHEN = {Status.TIMED_OUT: "saved when the run timed out", Status.CANCELLED: "saved when the run was cancelled"}
 
 
 class RunStopped(Exception):
@@ -104,7 +108,8 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
     secrets.extend(credentials.values())
     sink.secrets.extend(credentials.values())
 
-    # A follow-up on our PR works on the PR's branch; otherwise start from the base branch.
+    # A run works on its PR's branch (a new task's draft is opened before it starts); a plan on an issue
+    # has no PR and reads the base branch.
     work_branch = task.branch if task.pr_number and task.branch else base_branch
     # The run's private repo lives beside the workspace, never inside anything a sandbox sees: after the
     # agent, every git command of the worker runs there, on the workspace's files as plain bytes.
@@ -115,7 +120,11 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
     sink.write("system", f"cloning {task.repo_full_name}@{work_branch}")
     start_sha = await source.fetch(work_branch)
     await asyncio.to_thread(source.private.populate_workspace, workspace, work_branch, repository["clone_url"])
-    tasks.update(task.id, base_branch=base_branch, base_sha=task.base_sha or start_sha, head_sha=start_sha)
+    task = tasks.update(task.id, base_branch=base_branch, base_sha=task.base_sha or start_sha, head_sha=start_sha)
+    writer = BranchWriter(gh, source, work_branch, start_sha, log=lambda text: sink.write("system", text))
+
+    def take_snapshot() -> str:
+        return source.private.snapshot(workspace, start_sha)
 
     sandbox = select_sandbox(settings)
     report.isolated = sandbox.isolated
@@ -178,10 +187,21 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
         (stdout_lines if stream == "stdout" else stderr_lines).append(line)
         sink.write(stream, line)
 
-    agent_result_raw = await in_sandbox(
-        invocation.argv, invocation.env, writable=invocation.workspace_writable,
-        binds=_binds_for(binary) if os.path.isabs(binary) else [], stdin=invocation.stdin, output=capture,
-    )
+    checkpoints = Checkpoints(
+        writer=writer, take_snapshot=take_snapshot, report=report, tasks=tasks, task_id=task.id, run_id=run.id,
+        interval=interval_for(settings, config) if task.mode != "plan" else 0.0,
+        commit_marker=lambda: commit_marker(workspace) if task.mode != "plan" else None,
+        log=lambda text: sink.write("system", text))
+    try:
+        async with checkpoints:
+            agent_result_raw = await in_sandbox(
+                invocation.argv, invocation.env, writable=invocation.workspace_writable,
+                binds=_binds_for(binary) if os.path.isabs(binary) else [], stdin=invocation.stdin, output=capture,
+            )
+    except RunStopped as stop:
+        if task.mode != "plan":  # what the agent did so far stays on the branch
+            await checkpoints.take(why=_SAVED_WHEN.get(stop.status, "saved when the run stopped"))
+        raise
     # The summary goes into the commit message, PR body and comments: no key may ride along with it.
     agent_result = redact(agent.parse_result(request, agent_result_raw.exit_code, "\n".join(stdout_lines),
                                              "\n".join(stderr_lines)), secrets)
@@ -194,6 +214,8 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
                        exit_code=agent_result_raw.exit_code)
     if not agent_result.success:
         outcome.status, outcome.reason = Status.FAILED, f"the agent reported failure: {agent_result.summary}"[:2000]
+        if task.mode != "plan":
+            await checkpoints.take(why="saved when the agent failed")
         return outcome
 
     if task.mode == "plan":
@@ -207,8 +229,8 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
         return result.exit_code == 0
 
     published = await publish(
-        engine=runtime.engine, tasks=tasks, report=report, task_id=task.id, run_id=run.id, source=source,
-        start_sha=start_sha, take_snapshot=lambda: source.private.snapshot(workspace, start_sha), config=config,
+        engine=runtime.engine, tasks=tasks, report=report, task_id=task.id, run_id=run.id, writer=writer,
+        take_snapshot=take_snapshot, config=config,
         agent_result=agent_result, log=lambda text: sink.write("system", text), secrets=secrets,
         run_tests=run_tests, agent_seconds=agent_seconds,
     )
