@@ -104,16 +104,19 @@ async def publish(
         outcome.reason = NO_CHANGES
         return outcome
     run = tasks.get_run(run_id)
+    summary = agent_result.summary if agent_result else None
     if pushed is not None:
         log(f"committed {pushed.sha[:7]} to {writer.branch} ({len(pushed.changes.files)} files)")
-        task = await report.head_moved(task, run, pushed.sha, files=files)
     onto = _squash_onto(private, task, start_sha) if config.squash else start_sha
+    squashed = None
     if config.squash and (writer.commits > 1 or (writer.commits == 1 and onto != start_sha)):
         squashed = await writer.squash(onto, commit_message(task, agent_result, report.task_url(task)))
         if squashed is not None:
             log(f"squashed this run's commits into {squashed[:7]}")
-            task = await report.head_moved(task, run, squashed, files=files)
-    await report.pushed(task, run, files, agent_result)
+    if squashed or pushed:  # the check run moves to the new head, and the PR lists what changed
+        task = await report.head_moved(task, run, squashed or pushed.sha, files=files, summary=summary)
+    else:
+        await report.pushed(task, run, files, agent_result)
 
     if run_tests is not None and config.test:
         await report.stage(task, run, Stage.TESTS)

@@ -23,6 +23,8 @@ _CONCLUSIONS = {
     Status.TIMED_OUT: "timed_out",
     Status.NEEDS_ATTENTION: "action_required",
 }
+# Stages the PR body's checklist shows as they start (pushes and the end rewrite it as well).
+_PR_STAGES = frozenset({Stage.AGENT, Stage.TESTS})
 # Buttons on our check run: GitHub limits label to 20, description to 40, identifier to 20 characters.
 CANCEL_ACTION = {"label": "Cancel", "description": "Stop this Draftsmith task", "identifier": "cancel"}
 RETRY_ACTION = {"label": "Retry", "description": "Run this Draftsmith task again", "identifier": "retry"}
@@ -41,6 +43,10 @@ class Reporter:
         # Set by the run as it goes: hosts its sandbox's egress proxy refused, and whether it was isolated.
         self.blocked: list[render.Blocked] = []
         self.isolated = True
+        # The PR bodies this reporter last wrote: a run rewrites its PR's checklist at every stage, and
+        # only Draftsmith writes these sections, so reading the body back each time would only cost a call.
+        self._pr_bodies: dict[int, str] = {}
+        self._pr_lock = asyncio.Lock()
 
     @classmethod
     def for_runtime(cls, runtime, gh, tasks: TaskService, identity) -> Reporter:
@@ -151,6 +157,7 @@ class Reporter:
                 "title": title[:250], "head": branch, "base": task.base_branch, "body": body, "draft": True}),
             self._create_check_run(task, run, start_sha, stage))
         task = self.tasks.update(task.id, pr_number=pull.json()["number"])
+        self._pr_bodies[task.pr_number] = body
         if previous is not None:
             await self._supersede(task, previous, start_sha)
         await self.progress(task, run, stage)  # now it names the draft PR
@@ -162,20 +169,27 @@ class Reporter:
         if task.pr_number is None:
             return
         owner, repo = self._split(task)
-        pr = (await self.gh.rest.pulls.async_get(owner, repo, task.pr_number)).json()
-        if pr["state"] != "open":
-            return
-        body = render.pr_body(task, run, files, run.tests_passed, previous=pr.get("body") or "",
-                              summary=summary, draft_reason=draft_reason, stage=stage.value if stage else None,
-                              task_url=self.task_url(task))
-        await self.gh.rest.pulls.async_update(owner, repo, task.pr_number, data={"body": body})
+        async with self._pr_lock:  # each rewrite builds on the last one
+            previous = self._pr_bodies.get(task.pr_number)
+            if previous is None:
+                pr = (await self.gh.rest.pulls.async_get(owner, repo, task.pr_number)).json()
+                if pr["state"] != "open":
+                    return
+                previous = pr.get("body") or ""
+            body = render.pr_body(task, run, files, run.tests_passed, previous=previous, summary=summary,
+                                  draft_reason=draft_reason, stage=stage.value if stage else None,
+                                  task_url=self.task_url(task))
+            if body != previous:
+                await self.gh.rest.pulls.async_update(owner, repo, task.pr_number, data={"body": body})
+            self._pr_bodies[task.pr_number] = body
 
-    async def head_moved(self, task: Task, run: Run, head_sha: str, *, files=None) -> Task:
+    async def head_moved(self, task: Task, run: Run, head_sha: str, *, files=None, summary: str | None = None) -> Task:
         """A commit of ours is the PR's new head: the check run moves there (a check run belongs to one
         commit), carrying status, output and buttons; the old one says where it went."""
         previous = task.check_run_id
         stage = Stage(run.stage) if run.stage else None
-        writes = [self._create_check_run(task, run, head_sha, stage), self.refresh_pr(task, run, stage, files=files)]
+        writes = [self._create_check_run(task, run, head_sha, stage),
+                  self.refresh_pr(task, run, stage, files=files, summary=summary)]
         if previous is not None:
             writes.append(self._supersede(task, previous, head_sha))
         task, *_ = await asyncio.gather(*writes)
@@ -217,8 +231,10 @@ class Reporter:
                 "actions": [CANCEL_ACTION]}
         if stage is Stage.WORKSPACE and run.started_at is not None:
             data["started_at"] = run.started_at.isoformat()
-        await asyncio.gather(self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data=data),
-                             self.refresh_pr(task, run, stage))
+        writes = [self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data=data)]
+        if stage in _PR_STAGES:  # each edit is a webhook to every app on the repository: only the big steps
+            writes.append(self.refresh_pr(task, run, stage))
+        await asyncio.gather(*writes)
 
     def _check_output(self, task: Task, run: Run, stage: Stage | None = None) -> dict[str, str]:
         return render.check_run_output(task, run, stage=stage.value if stage else None, blocked=self.blocked,
@@ -282,6 +298,7 @@ class Reporter:
         owner, repo = self._split(task)
         await self.reply(task.repo_full_name, task.pr_number, comment)
         await self.gh.rest.pulls.async_update(owner, repo, task.pr_number, data={"state": "closed"})
+        self._pr_bodies.pop(task.pr_number, None)
         if task.branch:
             await gitdata.delete_branch(self.gh, owner, repo, task.branch)
         # A retry opens a fresh draft; the closed one keeps the record.
