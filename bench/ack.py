@@ -1,4 +1,4 @@
-"""Benchmark acknowledgement: from the fake GitHub emitting a trigger webhook to 👀, progress comment and check run.
+"""Benchmark acknowledgement: from a trigger webhook to 👀 and the progress comment, then the draft PR and its check run.
 
 Run from the repository root:  uv run python bench/ack.py [--triggers 200] [--warmup 5] [--json out.json]
 
@@ -7,7 +7,8 @@ its worker processes) in a temporary directory; the fake GitHub (app/fakehub) ru
 three acknowledgements can be seen in its state the moment they land. Triggers alternate between assigning
 the bot on a fresh issue and commenting `/agent run` on one. The clock starts just before the person's API
 call that makes the fake send the webhook (the fake delivers synchronously), so it also counts the fake's
-own handling of that call. One trigger at a time (closed loop); the task runs (`command: "true"`, no
+own handling of that call. First feedback is the reaction and the progress comment; the draft PR (with its
+empty start commit) and the check run on its head follow before the agent starts. One trigger at a time (closed loop); the task runs (`command: "true"`, no
 changes) carry on in the background as they would in production.
 """
 
@@ -32,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 DRAFTSMITH = str(Path(sys.executable).parent / "draftsmith")
 REPO = "octo/bench"
 CONFIG = 'agent: command\ncommand: "true"\n'
-ACKS = ("reaction", "comment", "check_run")
+FIRST = ("reaction", "comment")
+ACKS = (*FIRST, "draft_pr", "check_run")
 
 
 def free_port() -> int:
@@ -104,6 +106,9 @@ class Observer:
             if any(c.repo == REPO and c.issue_number == number and c.user.login == self.bot
                    and "draftsmith:progress" in c.body for c in recent):
                 found.add("comment")
+            pulls = self.state.repos[REPO].pulls[-5:]
+            if any(f"Closes #{number}." in (p.body or "") for p in pulls):
+                found.add("draft_pr")
             if sum(1 for c in self.state.check_runs.values() if c.repo == REPO) > check_runs_before:
                 found.add("check_run")
         return found
@@ -130,6 +135,7 @@ def one_trigger(person: httpx.Client, observer: Observer, bot: str, slug: str, k
         if now > timeout:
             raise TimeoutError(f"trigger on #{number}: only {sorted(times)} after {timeout}s")
         time.sleep(0.001)
+    times["first"] = max(times[a] for a in FIRST)
     times["all"] = max(times[a] for a in ACKS)
     return times
 
@@ -153,7 +159,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def summarise(samples: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     out = {}
-    for key in ("delivered", *ACKS, "all"):
+    for key in ("delivered", *ACKS, "first", "all"):
         values = [s[key] * 1000 for s in samples]
         out[key] = {"p50_ms": statistics.median(values), "p99_ms": percentile(values, 99), "max_ms": max(values)}
     return out
@@ -219,7 +225,7 @@ def main() -> int:
           f"draftsmith serve on its embedded default, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}, {elapsed:.1f} s in all")
     for key, row in summary.items():
-        label = {"delivered": "webhook answered", "all": "all three visible"}.get(key, key)
+        label = {"delivered": "webhook answered", "first": "👀 and comment", "all": "draft PR and check"}.get(key, key)
         print(f"  {label:18} p50 {row['p50_ms']:7.1f} ms   p99 {row['p99_ms']:7.1f} ms   max {row['max_ms']:7.1f} ms")
     for kind in ("assignment", "comment"):
         values = [s["all"] * 1000 for s in samples if s["kind"] == kind]
@@ -227,8 +233,9 @@ def main() -> int:
     print("  GitHub calls Draftsmith made per trigger (intake and runs together):")
     for path, count in calls:
         print(f"    {count:5.2f}  {path}")
-    verdict = "meets" if summary["all"]["p99_ms"] < 1000 else "MISSES"
-    print(f"p99 {summary['all']['p99_ms']:.0f} ms {verdict} the target of 1000 ms")
+    for key, target in (("first", 1000), ("all", 1500)):
+        verdict = "meets" if summary[key]["p99_ms"] < target else "MISSES"
+        print(f"{key}: p99 {summary[key]['p99_ms']:.0f} ms {verdict} the target of {target} ms")
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "samples": samples}, indent=1))
     return 0

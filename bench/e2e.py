@@ -161,8 +161,9 @@ class Bench:
         response.raise_for_status()
 
     def completed_checks(self) -> dict[int, str]:
-        """Check run id -> conclusion, for completed check runs."""
-        return {c.id: c.conclusion for c in list(self.hub.state.check_runs.values()) if c.status == "completed"}
+        """Check run id -> conclusion, for completed check runs (not those left behind on an older head)."""
+        return {c.id: c.conclusion for c in list(self.hub.state.check_runs.values())
+                if c.status == "completed" and not (c.output.get("title") or "").startswith("Continued on")}
 
     def agent_seconds(self) -> dict[int, tuple[int, float | None, str]]:
         """issue number -> (check run id, agent seconds, task status and reason), from serve's database."""
