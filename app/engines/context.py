@@ -30,6 +30,15 @@ class RepoContext:
     def default_branch(self) -> str:
         return self.repository["default_branch"]
 
+    @property
+    def refused(self) -> str | None:
+        """Why the run must not start on this config (a retry after the file broke), or None."""
+        blocking = self.loaded.blocking
+        if not blocking:
+            return None
+        return ("the repository's config cannot be used, and no default stands in for it: "
+                + "; ".join(str(error) for error in blocking[:5]))
+
 
 async def repo_context(gh, task: Task, settings) -> RepoContext:
     owner, repo = task.repo_full_name.split("/", 1)

@@ -679,6 +679,10 @@ def config_error_comment(errors: Sequence[Any], path: str = ".github/draftsmith.
         line = getattr(error, "line", None)
         location = f"{where}, line {line}" if line else where
         lines.append(f"- {_code(location)}: {_neutral(getattr(error, 'message', str(error)), 500)}")
+    if any(getattr(error, "blocking", False) for error in errors):
+        return (f"⚠️ Draftsmith did not start: it could not use {_code(path)}, and guessing which agent to "
+                f"run, where, or for whom is not safe. Fix these problems on the default branch, then ask "
+                f"again.\n\n" + "\n".join(lines))
     return (f"⚠️ Draftsmith found problems in {_code(path)}. The defaults apply for these keys; "
             f"everything else in the file still applies.\n\n" + "\n".join(lines))
 

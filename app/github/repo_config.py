@@ -27,6 +27,9 @@ AGENTS_FILE = "AGENTS.md"
 # works with any model provider through LiteLLM; repositories pick another agent with `agent:`.
 DEFAULT_AGENT = "mini-swe-agent"
 MAX_CONFIG_BYTES = 64 * 1024
+# Keys whose default must not silently replace a refused value: which agent and model run (the user's
+# money), where (`runner`), and who may ask (`required_permission`).
+BLOCKING_KEYS = frozenset({"agent", "command", "model", "runner", "required_permission"})
 MAX_INSTRUCTIONS_CHARS = 32 * 1024
 EXTENDS_KEY = "_extends"
 
@@ -146,6 +149,9 @@ class ConfigError:
     line: int | None
     message: str
     path: str = CONFIG_PATH
+    # The defaults cannot stand in: the file was unreadable, or a key that picks what runs, where, on whose
+    # word or at whose cost was refused. A task must not start on a guess.
+    blocking: bool = False
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
@@ -168,6 +174,11 @@ class LoadedConfig:
     instructions_text: str | None = None
     source: str = "defaults"  # "owner/repo:.github/draftsmith.yml", or "defaults" when there is no file
 
+    @property
+    def blocking(self) -> list[ConfigError]:
+        """Errors that stop a task from starting until the file is fixed."""
+        return [error for error in self.errors if error.blocking]
+
 
 # --- pure parsing ---------------------------------------------------------------------------------
 
@@ -181,7 +192,7 @@ class _Document:
 
 def _read_document(text: str, path: str) -> tuple[_Document, list[ConfigError]]:
     if len(text.encode("utf-8", "replace")) > MAX_CONFIG_BYTES:
-        return _Document(path, {}, None), [ConfigError(None, f"the file is over {MAX_CONFIG_BYTES // 1024} KB", path)]
+        return _Document(path, {}, None), [ConfigError(None, f"the file is over {MAX_CONFIG_BYTES // 1024} KB", path, blocking=True)]
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -189,13 +200,13 @@ def _read_document(text: str, path: str) -> tuple[_Document, list[ConfigError]]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
-        return _Document(path, {}, None), [ConfigError(line, f"invalid YAML: {problem}", path)]
+        return _Document(path, {}, None), [ConfigError(line, f"invalid YAML: {problem}", path, blocking=True)]
     except yaml.YAMLError as exc:
-        return _Document(path, {}, None), [ConfigError(None, f"invalid YAML: {exc}", path)]
+        return _Document(path, {}, None), [ConfigError(None, f"invalid YAML: {exc}", path, blocking=True)]
     if data is None:
         return _Document(path, {}, root), []
     if not isinstance(data, dict):
-        return _Document(path, {}, root), [ConfigError(1, "the file must be a mapping of keys to values", path)]
+        return _Document(path, {}, root), [ConfigError(1, "the file must be a mapping of keys to values", path, blocking=True)]
     errors = [ConfigError(line, f"`{key}` is given more than once; the last one applies", path)
               for key, line in _duplicate_keys(root)]
     return _Document(path, data, root), errors
@@ -282,7 +293,8 @@ def _validate(documents: list[_Document], data: dict[str, Any]) -> tuple[RepoCon
                     loc = ("agent",)
                 bad_keys.add(loc[0])
                 path, line = _locate(documents, loc, key=error["type"] == "extra_forbidden")
-                errors.append(ConfigError(line, _message({**error, "loc": tuple(error["loc"])}), path))
+                errors.append(ConfigError(line, _message({**error, "loc": tuple(error["loc"])}), path,
+                                          blocking=loc[0] in BLOCKING_KEYS))
             data = {key: value for key, value in data.items() if key not in bad_keys}
     return RepoConfig(), errors
 

@@ -46,6 +46,12 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         return None
     tasks, reporter = ctx.tasks, ctx.report
     repo_full_name = ctx.repository.full_name
+    if loaded.blocking:
+        # Only people who may ask learn about the file; a refused config never falls back to another agent.
+        if await ctx.may_ask(loaded, trigger.number):
+            await reporter.reply(repo_full_name, trigger.number,
+                                 render.config_error_comment(loaded.errors, loaded.source))
+        return None
     if loaded.errors:
         await reporter.reply(repo_full_name, trigger.number, render.config_error_comment(loaded.errors, loaded.source))
     if not await ctx.may_ask(loaded, trigger.number):

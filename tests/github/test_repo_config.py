@@ -215,3 +215,16 @@ def test_errors_in_an_extended_file_name_that_file():
         ("octo/.github:.github/draftsmith.yml", 3),
         ("octo/app:.github/draftsmith.yml", 2),
     }
+
+
+@pytest.mark.parametrize(("text", "blocking"), [
+    ("agent: command\n", True),
+    ("runner: kubernetes-maybe\n", True),
+    ("required_permission: none\n", True),
+    ("agent: [oops\n", True),
+    ("max_runtime_minutes: forever\n", False),
+    ("on_busy: shout\n", False),
+])
+def test_only_errors_no_default_may_stand_in_for_block_a_task(text, blocking):
+    [error] = parse_config(text).errors
+    assert error.blocking is blocking

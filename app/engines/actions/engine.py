@@ -52,6 +52,8 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
     await report.stage(task, run, Stage.WORKSPACE)
     repo_ctx = await issue_context.repo_context(gh, task, runtime.settings)
     loaded, config, base_branch, default_branch = repo_ctx.loaded, repo_ctx.config, repo_ctx.base_branch, repo_ctx.default_branch
+    if repo_ctx.refused:
+        return Outcome(Status.FAILED, repo_ctx.refused)
     # The runner starts from the PR branch's head (the draft's start commit on a new task).
     work_branch = task.branch if task.pr_number and task.branch else base_branch
     start_sha = (await gh.rest.repos.async_get_branch(owner, repo, work_branch)).json()["commit"]["sha"]

@@ -98,6 +98,8 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
 
     repo_ctx = await issue_context.repo_context(gh, task, settings)
     repository, loaded, config, base_branch = repo_ctx.repository, repo_ctx.loaded, repo_ctx.config, repo_ctx.base_branch
+    if repo_ctx.refused:
+        return Outcome(Status.FAILED, repo_ctx.refused)
 
     # A missing provider key fails the run before any clone or setup: the reason names the key and the fix.
     agent = get_agent(task.agent or config.agent)

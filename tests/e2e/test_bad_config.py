@@ -1,0 +1,47 @@
+"""A repository config Draftsmith cannot use stops the task with one reply; it never runs another agent."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import REPO
+
+
+@pytest.mark.parametrize(("config", "problem"), [
+    ("agent: command\n", "needs a `command:` line"),
+    ("agent: command\ncommand: 'echo hi > hi.txt'\n# " + "x" * 70_000 + "\n", "over 64 KB"),
+    ("agent: [oops\n", "invalid YAML"),
+    ("agent: command\ncommand: 'echo hi > hi.txt'\nrequired_permission: everyone\n", "required_permission"),
+], ids=["command-agent-without-command", "over-64-kb", "invalid-yaml", "bad-required-permission"])
+def test_a_config_that_cannot_be_used_stops_the_task_with_one_reply(scene, fakehub, config, problem):
+    scene.repo(config)
+    number = fakehub.open_issue(REPO, "Add hi.txt")
+    fakehub.assign(REPO, number, scene.bot)
+    scene.wait_settled()
+
+    assert scene.tasks() == [], "no task starts, so no default agent spends anyone's money"
+    [reply] = scene.bot_comments(number)
+    assert "did not start" in reply.body and problem in reply.body
+    assert scene.pulls() == [] and scene.check_runs() == []
+
+
+def test_a_problem_in_a_key_with_a_safe_default_still_runs_the_task_and_says_so(scene, fakehub):
+    scene.repo("agent: command\ncommand: 'echo hi > hi.txt'\nmax_runtime_minutes: forever\n")
+    number = fakehub.open_issue(REPO, "Add hi.txt")
+    fakehub.assign(REPO, number, scene.bot)
+    [task] = scene.wait_settled()
+
+    assert task.status == "succeeded", task.status_reason
+    warning = next(c for c in scene.bot_comments(number) if "found problems" in c.body)
+    assert "max_runtime_minutes" in warning.body
+
+
+def test_a_read_only_person_learns_nothing_about_a_broken_config(scene, fakehub):
+    scene.repo("agent: command\n")
+    number = fakehub.open_issue(REPO, "Add hi.txt")
+    fakehub.comment(REPO, number, "/agent run", as_user="rita")
+    scene.wait_settled()
+
+    assert scene.tasks() == []
+    [reply] = scene.bot_comments(number)
+    assert "did not start" not in reply.body and "only people with **write** access" in reply.body
