@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import ssl
 import threading
 from contextlib import asynccontextmanager, contextmanager
@@ -90,21 +91,48 @@ class _CachedToken:
         return self.expires_at - datetime.now(UTC) > margin
 
 
+_REPOSITORY_PATH = re.compile(r"/repos/([^/]+/[^/]+)")
+
+
 class _InstallationTokenAuth(httpx.Auth):
-    """Puts the installation's cached token on each request, fetching a new one when needed."""
+    """Puts the installation's cached token on each request, fetching a new one when needed.
+
+    A token reaches the repositories the installation had when it was minted. So a 404 on a repository
+    the cached token does not reach (`GET /installation/repositories`, asked once per token) is tried once
+    more with a fresh token: the repository was added since, maybe in another process, whose
+    `installation_repositories` webhook this one never saw. A 404 on a repository it reaches is real.
+    """
+
+    requires_request_body = True  # so the request can be sent again
 
     def __init__(self, app: GitHubApp, installation_id: int) -> None:
         self.app = app
         self.installation_id = installation_id
 
+    @staticmethod
+    def _repository(request: httpx.Request, response: httpx.Response) -> str | None:
+        match = _REPOSITORY_PATH.search(request.url.path)
+        return match.group(1).lower() if response.status_code == 404 and match else None
+
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"token {self.app.installation_token_sync(self.installation_id)}"
-        yield request
+        token = self.app.installation_token_sync(self.installation_id)
+        request.headers["Authorization"] = f"token {token}"
+        response = yield request
+        repository = self._repository(request, response)
+        if repository and repository not in self.app.reached_by_sync(token):
+            self.app.forget_token(self.installation_id, token)
+            request.headers["Authorization"] = f"token {self.app.installation_token_sync(self.installation_id)}"
+            yield request
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         token = await self.app.installation_token(self.installation_id)
         request.headers["Authorization"] = f"token {token}"
-        yield request
+        response = yield request
+        repository = self._repository(request, response)
+        if repository and repository not in await self.app.reached_by(token):
+            self.app.forget_token(self.installation_id, token)
+            request.headers["Authorization"] = f"token {await self.app.installation_token(self.installation_id)}"
+            yield request
 
 
 @dataclass(frozen=True)
@@ -159,6 +187,7 @@ class GitHubApp:
         self.refresh_margin = refresh_margin
         self.app_client = self._client(AppAuthStrategy(self.app_id, private_key))
         self._tokens: dict[int, _CachedToken] = {}
+        self._reach: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
         self._clients: dict[int, GitHub] = {}
         self._identity: AppIdentity | None = None
@@ -251,10 +280,44 @@ class GitHubApp:
         """Where this GitHub serves git: github.com for api.github.com, the same host for GHES and fakes."""
         return git_origin(self.base_url)
 
-    def forget_token(self, installation_id: int) -> None:
-        """Drop a cached token (after a 401, or when an installation is deleted)."""
+    def forget_token(self, installation_id: int, token: str | None = None) -> None:
+        """Drop a cached token (repositories added, installation deleted); with `token`, only if it is
+        still the cached one (another request may have replaced it already)."""
         with self._lock:
-            self._tokens.pop(installation_id, None)
+            cached = self._tokens.get(installation_id)
+            if cached is not None and (token is None or cached.token == token):
+                del self._tokens[installation_id]
+
+    async def reached_by(self, token: str) -> frozenset[str]:
+        """The repositories (lower-case full names) an installation token reaches, asked once per token."""
+        if (known := self._reach.get(token)) is not None:
+            return known
+        client, names, page = self._client(TokenAuthStrategy(token)), set(), 1
+        while True:
+            data = (await client.arequest("GET", "/installation/repositories",
+                                          params={"per_page": 100, "page": page})).json()
+            names.update(repo["full_name"].lower() for repo in data["repositories"])
+            if len(data["repositories"]) < 100:
+                return self._remember_reach(token, frozenset(names))
+            page += 1
+
+    def reached_by_sync(self, token: str) -> frozenset[str]:
+        if (known := self._reach.get(token)) is not None:
+            return known
+        client, names, page = self._client(TokenAuthStrategy(token)), set(), 1
+        while True:
+            data = client.request("GET", "/installation/repositories", params={"per_page": 100, "page": page}).json()
+            names.update(repo["full_name"].lower() for repo in data["repositories"])
+            if len(data["repositories"]) < 100:
+                return self._remember_reach(token, frozenset(names))
+            page += 1
+
+    def _remember_reach(self, token: str, names: frozenset[str]) -> frozenset[str]:
+        with self._lock:
+            if len(self._reach) > 100:  # tokens live an hour; keep the newest
+                self._reach.pop(next(iter(self._reach)))
+            self._reach[token] = names
+        return names
 
     async def identity(self) -> AppIdentity:
         """The App's id, slug and name from `GET /app`, read once and kept."""

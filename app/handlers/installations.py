@@ -120,6 +120,8 @@ async def record_added_repositories(ctx: Context) -> None:
         upsert_repositories(session, installation_id, ctx.event.payload.get("repositories_added") or [], removed=False)
 
     _write(ctx.engine, apply)
+    if ctx.runtime.github is not None:  # the cached token does not reach the new repositories
+        ctx.runtime.github.forget_token(installation_id)
 
 
 @router.register("installation_repositories", action="removed")

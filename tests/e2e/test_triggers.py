@@ -173,3 +173,24 @@ def test_an_invalid_config_file_is_named_by_line_and_defaults_apply(scene, fakeh
     [warning] = [c for c in scene.bot_comments(number) if "problems" in c.body]
     assert "line 3" in warning.body and "max_runtime_minutes" in warning.body
 
+
+
+def test_a_repository_added_to_the_installation_after_a_token_was_cached_is_served(scene, fakehub):
+    # Given a task on one repository, so the app holds a cached installation token
+    scene.repo(EDIT)
+    first = fakehub.open_issue(REPO, "Docs", "")
+    fakehub.assign(REPO, first, scene.bot)
+    [task] = scene.wait_settled()
+    assert task.status == "succeeded"
+
+    # When a second repository joins the same installation and someone assigns the bot there
+    other = scene.repo(EDIT, name="octo/later")
+    number = fakehub.open_issue(other, "Docs", "")
+    fakehub.assign(other, number, scene.bot)
+    tasks = scene.wait_settled()
+
+    # Then it is served as any other: the stale token is replaced, not taken for "no such repository"
+    later = next(t for t in tasks if t.repo_full_name == other)
+    assert later.status == "succeeded", later.status_reason
+    assert [r.content for r in fakehub.repo(other).issues[number].reactions] == ["eyes"]
+    assert len(scene.pulls(other)) == 1
