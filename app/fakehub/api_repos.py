@@ -257,6 +257,20 @@ def list_matching_refs(ctx: Ctx):
     return 200, [_ref_json(ctx, repo.full_name, n, store.refs[n.encode()].decode()) for n in refs]
 
 
+def _refuse_workflow_changes(ctx: Ctx, store, old: str | None, new: str) -> None:
+    """As GitHub: an App without the `workflows` permission may not create or update a workflow file."""
+    token = ctx.principal.token
+    if token is None or token.permissions.get("workflows") == "write":
+        return
+    if old is None:  # a new branch: what it adds over the commit it starts from
+        parents = store[new.encode()].parents
+        old = parents[0].decode() if parents else None
+    for change in _changed_files(store, old, new):
+        if change["filename"].startswith(".github/workflows/"):
+            raise HttpError(422, f"refusing to allow a GitHub App to create or update workflow "
+                                 f"`{change['filename']}` without `workflows` permission")
+
+
 @api.route("POST", "/repos/{owner}/{repo}/git/refs")
 def create_ref(ctx: Ctx):
     repo = ctx.repo
@@ -267,6 +281,7 @@ def create_ref(ctx: Ctx):
     if name.encode() in store.refs:
         raise HttpError(422, "Reference already exists")
     _object(store, sha, Commit, status=422)
+    _refuse_workflow_changes(ctx, store, None, sha)
     store.refs[name.encode()] = sha.encode()
     repo.pushed_at = now()
     return 201, _ref_json(ctx, repo.full_name, name, sha)
@@ -284,6 +299,7 @@ def update_ref(ctx: Ctx):
     current = store.refs[name.encode()].decode()
     if not ctx.body.get("force") and current not in git.ancestors(store, sha):
         raise HttpError(422, "Update is not a fast forward")
+    _refuse_workflow_changes(ctx, store, current, sha)
     store.refs[name.encode()] = sha.encode()
     repo.pushed_at = now()
     return 200, _ref_json(ctx, repo.full_name, name, sha)

@@ -119,7 +119,8 @@ async def create_branch(gh, owner: str, repo: str, branch: str, sha: str, max_tr
             await gh.rest.git.async_create_ref(owner, repo, data={"ref": f"refs/heads/{name}", "sha": sha})
             return name
         except RequestFailed as exc:
-            if exc.response.status_code != 422:  # 422: "Reference already exists"
+            # Only a name clash tries the next name; any other 422 (a refused workflow file) is the reason.
+            if exc.response.status_code != 422 or "already exists" not in exc.response.text:
                 raise
     raise RuntimeError(f"no free branch name after {max_tries} tries for {branch}")
 

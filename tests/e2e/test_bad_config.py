@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import REPO
+from tests.e2e.conftest import REPO, command_config
 
 
 @pytest.mark.parametrize(("config", "problem"), [
@@ -45,3 +45,20 @@ def test_a_read_only_person_learns_nothing_about_a_broken_config(scene, fakehub)
     assert scene.tasks() == []
     [reply] = scene.bot_comments(number)
     assert "did not start" not in reply.body and "only people with **write** access" in reply.body
+
+
+def test_an_agent_that_edits_a_workflow_is_told_why_it_cannot_be_pushed(scene, fakehub):
+    scene.repo(command_config("mkdir -p .github/workflows && echo 'on: push' > .github/workflows/ci.yml && "
+                              "echo fixed > fix.txt"), files={".github/workflows/keep.yml": "on: pull_request\n"})
+    number = fakehub.open_issue(REPO, "Fix CI")
+    fakehub.assign(REPO, number, scene.bot)
+    [task] = scene.wait_settled()
+
+    assert task.status == "needs_attention"
+    assert "`.github/workflows/ci.yml`" in task.status_reason and "`workflows` permission" in task.status_reason
+    assert "no free branch name" not in task.status_reason
+    [progress] = scene.bot_comments(number)
+    assert "`workflows` permission" in progress.body
+    [pr] = scene.pulls()
+    assert pr.pull.draft is True and "stays a draft" in pr.body
+    assert scene.check_run().conclusion == "action_required"

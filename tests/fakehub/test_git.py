@@ -99,3 +99,25 @@ def test_a_pull_request_needs_a_commit_the_base_lacks_and_an_empty_one_is_enough
     api.post("/repos/octo/demo/git/refs", json={"ref": "refs/heads/start", "sha": commit(main)}).raise_for_status()
     started = api.post("/repos/octo/demo/pulls", json={"title": "t", "head": "start", "base": "main", "draft": True})
     assert started.status_code == 201 and started.json()["draft"] is True
+
+
+def test_an_app_without_the_workflows_permission_may_not_push_a_workflow_file(fakehub):
+    fakehub.create_repo("octo", "demo", files={"README.md": "hello\n"})
+    api = fakehub.as_app("octo/demo")
+    main = api.get("/repos/octo/demo/git/ref/heads/main").json()["object"]["sha"]
+    base_tree = api.get(f"/repos/octo/demo/git/commits/{main}").json()["tree"]["sha"]
+
+    def commit_with(path: str) -> str:
+        blob = api.post("/repos/octo/demo/git/blobs", json={"content": "x\n", "encoding": "utf-8"}).json()["sha"]
+        tree = api.post("/repos/octo/demo/git/trees", json={
+            "base_tree": base_tree, "tree": [{"path": path, "mode": "100644", "type": "blob", "sha": blob}]}).json()
+        return api.post("/repos/octo/demo/git/commits",
+                        json={"message": "m", "tree": tree["sha"], "parents": [main]}).json()["sha"]
+
+    refused = api.post("/repos/octo/demo/git/refs", json={"ref": "refs/heads/ci", "sha": commit_with(".github/workflows/ci.yml")})
+    assert refused.status_code == 422
+    assert "without `workflows` permission" in refused.json()["message"]
+    moved = api.patch("/repos/octo/demo/git/refs/heads/main", json={"sha": commit_with(".github/workflows/ci.yml")})
+    assert moved.status_code == 422
+    # Anything else is fine
+    assert api.post("/repos/octo/demo/git/refs", json={"ref": "refs/heads/docs", "sha": commit_with("docs/a.md")}).status_code == 201

@@ -96,10 +96,9 @@ class BranchWriter:
         """The paths the branch changes against `base` as of the last push (or the run's start); None
         when `base` is not in the private repo."""
         try:
-            changes = self.source.private.changes(base, self.local)
+            return self.source.private.changed_paths(base, self.local)
         except GitError:
             return None
-        return [change.path for change in changes.files]
 
     def pr_files(self, task) -> list[str]:
         """What the PR changes as of the last push: against the base for a draft Draftsmith opened, else

@@ -57,6 +57,12 @@ _DOTGITMODULES = re.compile(r"(?:\.gitmodules|gitmod~[1-4])[. ]*(?::.*)?", re.IG
 _HFS_IGNORABLE = dict.fromkeys([*range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
 NAME_REFUSED = "has a name git refuses to commit: it would be read as the repository's own .git"
 NESTED_REPOSITORY = "is a nested git repository (submodule); commit its files instead"
+WORKFLOWS_DIR = ".github/workflows/"
+# app.yml does not ask for `workflows`: a workflow pushed to a branch of the repository runs at once with
+# its secrets, so no agent may change one. GitHub refuses such a push from the App anyway (422).
+WORKFLOW_FILE = ("is a GitHub Actions workflow, which Draftsmith may not change (it does not hold the "
+                 "`workflows` permission, so no agent can alter what your CI runs with its secrets); "
+                 "apply that part yourself from the diff on the task page, or ask again without it")
 
 
 def git_refuses(path: str, mode: str = "100644") -> bool:

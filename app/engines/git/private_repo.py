@@ -25,6 +25,8 @@ from app.engines.git.changes import (
     Changes,
     ChangesRefused,
     FileChange,
+    WORKFLOW_FILE,
+    WORKFLOWS_DIR,
     RebaseConflict,
     content_problem,
 )
@@ -221,7 +223,9 @@ class PrivateRepo:
         problems: list[tuple[str, str]] = []
         files: list[FileChange] = []
         for status, mode, sha, path in entries:
-            if status == "D":
+            if path.startswith(WORKFLOWS_DIR):
+                problems.append((path, WORKFLOW_FILE))
+            elif status == "D":
                 files.append(FileChange(path, "100644", None))
             elif mode not in FILE_MODES:
                 problems.append((path, NESTED_REPOSITORY))
@@ -233,6 +237,11 @@ class PrivateRepo:
             raise ChangesRefused(problems)
         diff = self.git("diff", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames", old, new)
         return Changes(files=files, diff=diff.decode("utf-8", errors="replace"))
+
+    def changed_paths(self, old: str, new: str) -> list[str]:
+        """The paths that differ between two commits, nothing read or judged."""
+        out = self.git("diff-tree", "-r", "-z", "--no-renames", "--name-only", old, new)
+        return [os.fsdecode(path) for path in out.split(b"\0") if path]
 
     def _read_blobs(self, shas: list[str]) -> dict[str, bytes]:
         out = self.git("cat-file", "--batch", input=("\n".join(shas) + "\n").encode())
