@@ -93,8 +93,11 @@ async def retry_latest(ctx: Context, repo: str, number: int, *, comment_id: int 
     again = tasks.retry(latest.id)
     task = await reporter.acknowledge(again.task, again.run, comment_id=comment_id)
     await reporter.requeued(task, again.run)
-    if await lifecycle.open_draft(ctx.runtime, tasks, reporter, task, again.run) is None:
-        return
+    try:
+        if await lifecycle.open_draft(ctx.runtime, tasks, reporter, task, again.run) is None:
+            return
+    except Exception:  # the worker opens the draft before it starts the run
+        ctx.log.warning("draft_deferred_to_worker", run_id=again.run.id, exc_info=True)
     intake.enqueue_run(ctx, again.run.id)
 
 

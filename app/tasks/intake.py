@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 
 from app import policy
 from app.engines import lifecycle
+from app.engines.publish import Outcome
 from app.github import gitdata, render
 from app.models import Task
+from app.tasks.states import Status
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,13 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
             gitdata.branch_name(config.branch_prefix, trigger.number, trigger.title) if trigger.mode == "run" else None),
         pr_number=follow_up.pr_number if follow_up else (None),
     )
-    task = await reporter.acknowledge(created.task, created.run, comment_id=trigger.comment_id,
-                                      review_comment_id=trigger.review_comment_id)
-    task = await lifecycle.open_draft(ctx.runtime, tasks, reporter, task, created.run)
+    try:
+        task = await reporter.acknowledge(created.task, created.run, comment_id=trigger.comment_id,
+                                          review_comment_id=trigger.review_comment_id)
+        task = await lifecycle.open_draft(ctx.runtime, tasks, reporter, task, created.run)
+    except Exception as exc:  # the task exists now: it must end visibly, never sit queued
+        await _setup_failed(ctx, created.run.id, exc, config.command_prefix)
+        return None
     if task is None:
         return None
     if queue_behind:
@@ -115,6 +121,18 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         return task
     enqueue_run(ctx, created.run.id)
     return task
+
+
+async def _setup_failed(ctx, run_id: int, exc: Exception, prefix: str) -> None:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    cause = f"GitHub answered {status}" if status else type(exc).__name__
+    ctx.log.warning("task_setup_failed", run_id=run_id, error_type=type(exc).__name__, status=status)
+    reason = (f"Draftsmith could not set this task up ({cause}). Nothing ran; reply "
+              f"`{prefix} retry` to try again.")
+    try:
+        await lifecycle.finish(ctx.runtime, ctx.tasks, ctx.report, run_id, Outcome(Status.FAILED, reason))
+    except Exception:  # GitHub is still down: the task is failed in the database, and its page says why
+        ctx.log.warning("task_setup_failure_not_reported", run_id=run_id, exc_info=True)
 
 
 def enqueue_run(ctx, run_id: int) -> None:

@@ -62,3 +62,25 @@ def test_an_agent_that_edits_a_workflow_is_told_why_it_cannot_be_pushed(scene, f
     [pr] = scene.pulls()
     assert pr.pull.draft is True and "stays a draft" in pr.body
     assert scene.check_run().conclusion == "action_required"
+
+
+def test_github_failing_while_the_draft_is_opened_ends_the_task_visibly(scene, fakehub):
+    scene.repo(command_config("echo hi > hi.txt"))
+    number = fakehub.open_issue(REPO, "Add hi.txt")
+    # More 502s than the client retries, on the call that makes the draft's start commit
+    fakehub.fault("/repos/octo/demo/git/commits", status=502, method="POST", count=10)
+    fakehub.assign(REPO, number, scene.bot)
+    [task] = scene.wait_settled()
+
+    assert task.status == "failed" and "GitHub answered 502" in task.status_reason
+    assert "/agent retry" in task.status_reason
+    [progress] = scene.bot_comments(number)
+    assert "Failed" in progress.body and "GitHub answered 502" in progress.body
+    assert scene.runs(task.id)[0].started_at is None, "nothing ran"
+
+    # And once GitHub is back, a retry goes through
+    fakehub.state.faults.clear()
+    fakehub.comment(REPO, number, "/agent retry")
+    [task] = scene.wait_settled()
+    assert task.status == "succeeded", task.status_reason
+    assert len(scene.pulls()) == 1
