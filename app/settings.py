@@ -185,9 +185,21 @@ class Settings(BaseSettings):
             missing.append("GITHUB_WEBHOOK_SECRET")
         return missing
 
+    @property
+    def webhook_secrets(self) -> list[str]:
+        """GITHUB_WEBHOOK_SECRET as `new,old` while rotating: the first signs, any of them verifies."""
+        raw = self.github_webhook_secret.get_secret_value() if self.github_webhook_secret else ""
+        return [part.strip() for part in raw.split(",") if part.strip()]
+
+    @property
+    def signing_secret(self) -> str | None:
+        """The webhook secret in use (the first while rotating): it also signs the task page links."""
+        secrets = self.webhook_secrets
+        return secrets[0] if secrets else None
+
     def secret_values(self) -> list[str]:
         """Every configured secret, so logs can scrub them."""
-        values = []
+        values = list(self.webhook_secrets)
         for secret in (self.github_private_key, self.github_webhook_secret, self.encryption_key):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())

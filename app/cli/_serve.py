@@ -223,7 +223,7 @@ def replay(
         "User-Agent": "GitHub-Hookshot/draftsmith-replay",
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
-        "X-Hub-Signature-256": sign(body, settings.github_webhook_secret.get_secret_value()),
+        "X-Hub-Signature-256": sign(body, settings.signing_secret or ""),
     }
     try:
         response = httpx.post(url, content=body, headers=headers, timeout=30)

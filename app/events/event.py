@@ -52,12 +52,16 @@ class Event:
         self.installation_id = _installation_id(payload.get("installation"))
 
     @classmethod
-    def from_http(cls, headers: Mapping[str, str], body: bytes, secret: str | bytes) -> Event:
+    def from_http(cls, headers: Mapping[str, str], body: bytes,
+                  secret: str | bytes | tuple[str | bytes, ...]) -> Event:
         """Verify and parse a delivery: SignatureError, then MissingHeaderError or PayloadError.
 
-        `headers` is any mapping of header names to values (a plain dict of any case will do).
+        `headers` is any mapping of header names to values (a plain dict of any case will do). `secret`
+        may be several (the new and the old one while rotating): a signature by any of them is good.
         """
-        if not signature.verify(body, secret, _header(headers, "x-hub-signature-256")):
+        header = _header(headers, "x-hub-signature-256")
+        secrets = secret if isinstance(secret, tuple) else (secret,)
+        if not any(signature.verify(body, one, header) for one in secrets):
             raise SignatureError("missing or invalid X-Hub-Signature-256")
         return cls.from_verified(headers, body)
 

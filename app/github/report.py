@@ -50,9 +50,8 @@ class Reporter:
 
     @classmethod
     def for_runtime(cls, runtime, gh, tasks: TaskService, identity) -> Reporter:
-        secret = runtime.settings.github_webhook_secret
         return cls(gh, tasks, identity=identity, public_url=runtime.settings.public_url,
-                   link_secret=secret.get_secret_value() if secret else None)
+                   link_secret=runtime.settings.signing_secret)
 
     def task_url(self, task: Task) -> str | None:
         """The signed link to the task's page (app.tasks.links), or None without a public URL."""

@@ -187,10 +187,9 @@ def create_app(
         store = store_for(rt.settings.effective_database_url, lambda: rt.engine)
         enqueuer = enqueuer_for(rt)
         recorder = recorder_for(store, enqueuer).start()
-        secret = rt.settings.github_webhook_secret
         app.state.runtime = rt
         app.state.recorder = recorder
-        app.state.webhook_secret = secret.get_secret_value() if secret is not None else None
+        app.state.webhook_secrets = tuple(s.encode() for s in rt.settings.webhook_secrets) or None
         try:
             yield
         finally:

@@ -61,14 +61,13 @@ async def _read_capped(receive, declared: bytes | None) -> bytes | None:
 class WebhookEndpoint:
     """The webhook route as a bare ASGI callable, since Starlette's Request and Response cost more than
     the work (bench/README.md): the app hands POST /api/github/webhooks straight here. Verifying and
-    parsing is Event.from_http's. Reads `app.state` (runtime, recorder, webhook_secret), which the
+    parsing is Event.from_http's. Reads `app.state` (runtime, recorder, webhook_secrets), which the
     app's lifespan sets.
     """
 
     def __init__(self, state) -> None:
         self.state = state
         self._counters: dict[tuple[str, str, str], object] = {}
-        self._secret: tuple[str, bytes] | None = None
 
     async def _answer(self, send, status: int, outcome: str, event: str, action: str, body: bytes,
                       started: float) -> None:
@@ -99,8 +98,8 @@ class WebhookEndpoint:
                 length_b = value
         event_name = headers.get("x-github-event", "")
         delivery_id = headers.get("x-github-delivery", "")
-        secret: str | None = state.webhook_secret
-        if secret is None:
+        secrets: tuple[bytes, ...] | None = state.webhook_secrets
+        if secrets is None:
             return await self._answer(send, 503, "not_configured", event_name, "",
                                       _json({"error": "GITHUB_WEBHOOK_SECRET is not configured"}), started)
 
@@ -110,10 +109,8 @@ class WebhookEndpoint:
             return await self._answer(send, 413, "too_large", event_name, "", _json({"error": "payload over 25 MiB"}),
                                       started)
 
-        if self._secret is None or self._secret[0] is not secret:
-            self._secret = (secret, secret.encode())
         try:
-            event = Event.from_http(headers, body, self._secret[1])
+            event = Event.from_http(headers, body, secrets)
         except SignatureError:
             # Never log the body: it is unverified input.
             log.warning("webhook_signature_invalid", delivery_id=delivery_id, gh_event=event_name,

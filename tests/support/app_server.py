@@ -100,7 +100,7 @@ class DraftsmithServer:
     ) -> httpx.Response:
         """POST a delivery signed with the app's webhook secret (or `secret`), as GitHub would."""
         body = encode(payload)
-        key = secret if secret is not None else self.settings.github_webhook_secret.get_secret_value()
+        key = secret if secret is not None else self.settings.signing_secret
         all_headers = signed_headers(body, event, key, delivery_id)
         all_headers.update(headers or {})
         return self.client.post("/api/github/webhooks", content=body, headers=all_headers)

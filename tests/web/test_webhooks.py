@@ -197,3 +197,29 @@ def test_an_event_from_an_unknown_installation_creates_it(make_draftsmith):
 
     with Session(app.engine) as session:
         assert session.get(Installation, 4242) is not None
+
+
+def test_while_the_secret_rotates_both_secrets_are_accepted_and_links_signed_with_either_open(make_draftsmith, tmp_path):
+    from tests.support.app_server import offline_github_env
+
+    from app.tasks.links import task_token
+
+    env = offline_github_env(tmp_path)
+    env["GITHUB_WEBHOOK_SECRET"] = "the-new-one, the-old-one"
+    app = make_draftsmith(env, worker=False)
+
+    by_new = app.post_webhook("issues", example("issues", "opened"), secret="the-new-one")
+    by_old = app.post_webhook("issues", example("issues", "opened"), secret="the-old-one")
+    by_neither = app.post_webhook("issues", example("issues", "opened"), secret="the-new-one, the-old-one")
+    assert [by_new.status_code, by_old.status_code, by_neither.status_code] == [202, 202, 401]
+    assert _count(app.engine) == 2
+
+    # A task page link signed before the rotation still opens; one signed by nobody does not
+    from app.tasks.service import TaskService
+
+    task = TaskService(app.engine).create(installation_id=1, repo_full_name="octo/demo", issue_number=1,
+                                          requester="alice", trigger="assignment").task
+    assert app.settings.signing_secret == "the-new-one"
+    for secret in ("the-new-one", "the-old-one"):
+        assert app.client.get(f"/api/tasks/{task.id}/logs?token={task_token(secret, task.id)}").status_code == 200
+    assert app.client.get(f"/api/tasks/{task.id}/logs?token={task_token('guess', task.id)}").status_code == 404
