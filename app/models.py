@@ -95,7 +95,7 @@ class Task(SQLModel, table=True):
     # assignment | mention | command | label | review | check_run | retry
     trigger: str = Field(max_length=32)
     trigger_comment_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    delivery_id: str | None = Field(default=None, max_length=64)
+    delivery_id: str | None = Field(default=None, max_length=64, index=True)
     instruction: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     mode: str = Field(default="run", max_length=16)  # run | plan
     agent: str = Field(default="", max_length=64)

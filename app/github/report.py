@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 from githubkit.exception import RequestFailed
 
@@ -14,6 +15,8 @@ from app.tasks.service import TaskService
 from app.tasks.states import ACTIVE, Stage, Status
 
 CHECK_RUN_NAME = "Draftsmith"
+# A retried delivery's attempts all fall within a minute (app.queue.retries); look a little further back.
+REPLY_DEDUPE_WINDOW = timedelta(minutes=10)
 
 # Check run conclusions by final task status (https://docs.github.com/rest/checks/runs).
 _CONCLUSIONS = {
@@ -47,6 +50,8 @@ class Reporter:
         # only Draftsmith writes these sections, so reading the body back each time would only cost a call.
         self._pr_bodies: dict[int, str] = {}
         self._pr_lock = asyncio.Lock()
+        # Handling a delivery again after a transient failure: a reply the first attempt posted is not repeated.
+        self.retrying = False
 
     @classmethod
     def for_runtime(cls, runtime, gh, tasks: TaskService, identity) -> Reporter:
@@ -74,8 +79,17 @@ class Reporter:
     # -- replies -----------------------------------------------------------------------------------
     async def reply(self, repo_full_name: str, number: int, body: str) -> int:
         owner, repo = repo_full_name.split("/", 1)
+        if self.retrying and (posted := await self._posted_already(owner, repo, number, body)) is not None:
+            return posted
         resp = await self.gh.rest.issues.async_create_comment(owner, repo, number, data={"body": body})
         return resp.json()["id"]
+
+    async def _posted_already(self, owner: str, repo: str, number: int, body: str) -> int | None:
+        since = (datetime.now(UTC) - REPLY_DEDUPE_WINDOW).isoformat()
+        comments = (await self.gh.rest.issues.async_list_comments(owner, repo, number, since=since,
+                                                                  per_page=100)).json()
+        return next((c["id"] for c in comments if c["body"] == body
+                     and (c.get("user") or {}).get("login") == self.identity.bot_login), None)
 
     async def react(self, repo_full_name: str, *, issue_number: int | None = None, comment_id: int | None = None,
                     review_comment_id: int | None = None, content: str = "eyes") -> None:

@@ -80,6 +80,8 @@ class Context:
     log: Any = field(default=None)
     # The App's identity, once `identity()` has read it.
     app: AppIdentity | None = field(default=None)
+    # 0 the first time this delivery is handled; more when it is retried after a transient failure.
+    attempt: int = 0
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -114,7 +116,9 @@ class Context:
         """Every write to GitHub for this event, as the App's bot."""
         if self.app is None:
             raise RuntimeError("the App's identity is not read yet: await ctx.identity() first")
-        return Reporter.for_runtime(self.runtime, self.gh, self.tasks, self.app)
+        report = Reporter.for_runtime(self.runtime, self.gh, self.tasks, self.app)
+        report.retrying = self.attempt > 0  # what the failed attempt already said is not said twice
+        return report
 
     @cached_property
     def config(self) -> ConfigLoader:
@@ -184,8 +188,8 @@ class Context:
         return loaded
 
     @classmethod
-    def for_event(cls, event: Event, runtime: Runtime) -> Context:
+    def for_event(cls, event: Event, runtime: Runtime, attempt: int = 0) -> Context:
         gh = None
         if runtime.github is not None and event.installation_id is not None:
             gh = runtime.github.installation_client(event.installation_id)
-        return cls(event=event, runtime=runtime, gh=gh)
+        return cls(event=event, runtime=runtime, gh=gh, attempt=attempt)

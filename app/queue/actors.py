@@ -19,6 +19,7 @@ from app.deliveries.records import unpack
 from app.deliveries.stores import sql
 from app.events.event import Event
 from app.logs import scrub
+from app.queue import retries
 
 if TYPE_CHECKING:
     from app.events.router import Router
@@ -49,7 +50,11 @@ def _run(coro):
 URGENT_AFTER_SECONDS = 0.02
 
 
-async def handle_deliveries(runtime: Runtime, delivery_ids: Sequence[str], router: Router | None = None) -> dict[str, str]:
+RETRYING = "retrying"  # not stored: the delivery stays waiting for its next attempt
+
+
+async def handle_deliveries(runtime: Runtime, delivery_ids: Sequence[str], router: Router | None = None,
+                            attempt: int = 0) -> dict[str, str]:
     """Route recorded deliveries and store their outcomes; returns {id: outcome} for those not already handled.
 
     One message carries every delivery a web process recorded in a few milliseconds, so a burst
@@ -68,39 +73,51 @@ async def handle_deliveries(runtime: Runtime, delivery_ids: Sequence[str], route
     outcomes: dict[str, str] = {}
     stored: list = []  # Futures: this message is acknowledged only once every outcome is stored
     if len(rows) == 1:  # the common case at low load: no task, no semaphore
-        outcomes[rows[0].id] = await _handle_one(runtime, rows[0], router, stored)
+        outcomes[rows[0].id] = await _handle_one(runtime, rows[0], router, stored, attempt)
     elif rows:
         slots = asyncio.Semaphore(max(1, runtime.settings.worker_threads))
 
         async def handle(row) -> None:
             async with slots:
-                outcomes[row.id] = await _handle_one(runtime, row, router, stored)
+                outcomes[row.id] = await _handle_one(runtime, row, router, stored, attempt)
 
         await asyncio.gather(*(handle(row) for row in rows))
     if stored:
         await asyncio.gather(*(asyncio.wrap_future(future) for future in stored))
+    again = [delivery_id for delivery_id, outcome in outcomes.items() if outcome == RETRYING]
+    if again:
+        runtime.broker.get_actor("process_deliveries").send_with_options(
+            args=(again, attempt + 1), delay=retries.delay_ms(attempt + 1))
     return outcomes
 
 
-async def _handle_one(runtime: Runtime, row, router: Router, stored: list) -> str:
+async def _handle_one(runtime: Runtime, row, router: Router, stored: list, attempt: int = 0) -> str:
     from app.handlers.context import Context
     from app.handlers.installations import remember_installation
 
     started = time.monotonic()
     # Until the body is parsed, a context that knows only the delivery, to log and fail it with.
     event = Event(name=row.event, delivery_id=row.id, payload={})
-    ctx = Context.for_event(event, runtime)
+    ctx = Context.for_event(event, runtime, attempt=attempt)
     try:
         # Inside the try: ingress checks only that the body is well-formed JSON, and orjson refuses a
         # little more (numbers past a double's range); that fails this delivery, not the message it came in.
         # orjson: ~5x faster than json on a 13 KB payload.
         event = Event(name=row.event, delivery_id=row.id, payload=orjson.loads(unpack(row.payload_lz4)))
-        ctx = Context.for_event(event, runtime)
+        ctx = Context.for_event(event, runtime, attempt=attempt)
         remember_installation(runtime.engine, event)
         ran = await router.dispatch(event.name, event.payload, ctx)
     except Exception as exc:
+        if retries.is_transient(exc) and attempt < retries.MAX_RETRIES:
+            ctx.log.warning("delivery_retrying", error_type=type(exc).__name__, attempt=attempt + 1,
+                            in_ms=retries.delay_ms(attempt + 1))
+            runtime.metrics.processed.labels(event.name, event.action or "", RETRYING).inc()
+            return RETRYING
         error = scrub("".join(traceback.format_exception(exc))[-8000:], runtime.settings.secret_values())
-        ctx.log.error("delivery_failed", error_type=type(exc).__name__, error=scrub(str(exc), runtime.settings.secret_values())[:500])
+        if attempt:
+            error = f"gave up after {attempt + 1} attempts\n{error}"
+        ctx.log.error("delivery_failed", error_type=type(exc).__name__, attempts=attempt + 1,
+                      error=scrub(str(exc), runtime.settings.secret_values())[:500])
         outcome, stored_error = records.FAILED, error
     else:
         outcome, stored_error = (records.PROCESSED if ran else records.IGNORED), None
@@ -111,8 +128,9 @@ async def _handle_one(runtime: Runtime, row, router: Router, stored: list) -> st
     return outcome
 
 
-def process_deliveries(runtime: Runtime, delivery_ids: list[str]) -> None:
-    _run(handle_deliveries(runtime, delivery_ids))
+def process_deliveries(runtime: Runtime, delivery_ids: list[str], attempt: int = 0) -> None:
+    """Handle recorded deliveries; those that failed on something transient come back `attempt + 1`, later."""
+    _run(handle_deliveries(runtime, delivery_ids, attempt=attempt))
 
 
 def process_delivery(runtime: Runtime, delivery_id: str) -> None:
@@ -152,9 +170,9 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime | None = None) -> A
         return actor
 
     return Actors(
-        # Failures are stored on the delivery (status failed, scrubbed error) rather than retried:
-        # GitHub calls already retry transient errors, and the sweeper re-enqueues anything a crash
-        # left unfinished.
+        # dramatiq does not retry: a handler failing on something transient sends its deliveries again
+        # itself, with back-off (app.queue.retries); anything else is stored failed with its reason, and
+        # the sweeper re-enqueues what a crash left unfinished.
         process_deliveries=dramatiq.actor(
             bound(process_deliveries), broker=broker, actor_name="process_deliveries",
             queue_name=DELIVERIES_QUEUE, max_retries=0, time_limit=10 * 60 * 1000,

@@ -60,6 +60,8 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         return None
     config = loaded.config
 
+    if (earlier := tasks.task_for_delivery(ctx.event.delivery_id)) is not None:
+        return earlier  # this delivery is being handled again: its task exists and is on its way
     active = tasks.active_task_for(repo_full_name, trigger.number)
     queue_behind = False
     if active is not None:

@@ -68,6 +68,13 @@ class TaskService:
                 .order_by(Task.id.desc())  # type: ignore[union-attr]
             ).first()
 
+    def task_for_delivery(self, delivery_id: str | None) -> Task | None:
+        """The task a delivery already created (its handler is running again after a failure)."""
+        if not delivery_id:
+            return None
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(select(Task).where(Task.delivery_id == delivery_id)).first()
+
     def task_for_check_run(self, check_run_id: int) -> Task | None:
         with Session(self.engine, expire_on_commit=False) as session:
             return session.exec(select(Task).where(Task.check_run_id == check_run_id)).first()

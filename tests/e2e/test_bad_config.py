@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from sqlmodel import Session, select
+
+from app.models import Delivery
 
 from tests.e2e.conftest import REPO, command_config
 
@@ -84,3 +87,20 @@ def test_github_failing_while_the_draft_is_opened_ends_the_task_visibly(scene, f
     [task] = scene.wait_settled()
     assert task.status == "succeeded", task.status_reason
     assert len(scene.pulls()) == 1
+
+
+def test_a_delivery_whose_handler_met_a_github_outage_is_retried_and_acts_once(scene, fakehub):
+    scene.repo(command_config("echo hi > hi.txt"))
+    number = fakehub.open_issue(REPO, "Add hi.txt")
+    # More 502s than one handler attempt survives (the client retries 3 times), fewer than two
+    fakehub.fault("/repos/octo/demo/collaborators/alice/permission", status=502, count=6)
+    fakehub.assign(REPO, number, scene.bot)
+    [task] = scene.wait_settled()
+
+    assert task.status == "succeeded", task.status_reason
+    assert len(scene.bot_comments(number)) == 1 and len(scene.pulls()) == 1
+    assert [r.content for r in fakehub.repo(REPO).issues[number].reactions] == ["eyes"]
+    with Session(scene.app.engine) as session:
+        [status] = session.exec(select(Delivery.status).where(Delivery.event == "issues",
+                                                              Delivery.action == "assigned")).all()
+    assert status == "processed"
