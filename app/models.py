@@ -197,3 +197,20 @@ class CallbackToken(SQLModel, table=True):
     token_hash: str = Field(max_length=128, unique=True)
     expires_at: datetime
     used_at: datetime | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    """A state change a person caused: who, what, when and from where (never a secret's value)."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=255)  # a GitHub login, or `cli:<os user>` for the server's shell
+    action: str = Field(max_length=64)  # task.triggered, task.cancelled, task.retried, credential.set, ...
+    repo_full_name: str | None = Field(default=None, max_length=255, index=True)
+    installation_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    subject: str = Field(default="", max_length=255)  # "task 12", "ANTHROPIC_API_KEY"
+    source: str = Field(default="", max_length=255)  # "comment on #5", "check run button", "cli"
+    details: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from app import audit
 from app.commands.grammar import Command
 from app.github import render
 from app.engines import lifecycle
@@ -57,6 +58,9 @@ async def cancel_active(ctx: Context, repo: str, number: int, *, comment_id: int
         await reporter.reply(repo, number, render.nothing_to_cancel())
         return False
     changed = tasks.request_cancel(active.id, reason=reason)
+    audit.record(ctx.engine, actor=ctx.event.sender_login or "", action="task.cancelled", repo=repo,
+                 installation_id=active.installation_id, subject=f"task {active.id}",
+                 source=intake.trigger_source(ctx, number), details=reason)
     if comment_id:
         await reporter.react(repo, comment_id=comment_id, content="+1")
     if changed is not None and changed.task.status == "cancelled":
@@ -91,6 +95,9 @@ async def retry_latest(ctx: Context, repo: str, number: int, *, comment_id: int 
     if agent or model:
         tasks.update(latest.id, **{k: v for k, v in (("agent", agent), ("model", model)) if v})
     again = tasks.retry(latest.id)
+    audit.record(ctx.engine, actor=ctx.event.sender_login or "", action="task.retried", repo=repo,
+                 installation_id=latest.installation_id, subject=f"task {latest.id}",
+                 source=intake.trigger_source(ctx, number), details=f"attempt {again.run.attempt}")
     task = await reporter.acknowledge(again.task, again.run, comment_id=comment_id)
     await reporter.requeued(task, again.run)
     try:

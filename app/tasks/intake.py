@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app import policy
+from app import audit, policy
 from app.engines import lifecycle
 from app.engines.publish import Outcome
 from app.github import gitdata, render
@@ -50,11 +50,18 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
     repo_full_name = ctx.repository.full_name
     if loaded.blocking:
         # Only people who may ask learn about the file; a refused config never falls back to another agent.
+        audit.record(ctx.engine, actor=ctx.event.sender_login or "", action="config.error", repo=repo_full_name,
+                     installation_id=ctx.event.installation_id, subject=loaded.source,
+                     source=trigger_source(ctx, trigger.number),
+                     details="did not start: " + "; ".join(map(str, loaded.blocking[:10])))
         if await ctx.may_ask(loaded, trigger.number):
             await reporter.reply(repo_full_name, trigger.number,
                                  render.config_error_comment(loaded.errors, loaded.source))
         return None
     if loaded.errors:
+        audit.record(ctx.engine, actor=ctx.event.sender_login or "", action="config.error", repo=repo_full_name,
+                     installation_id=ctx.event.installation_id, subject=loaded.source,
+                     source=trigger_source(ctx, trigger.number), details="; ".join(map(str, loaded.errors[:10])))
         await reporter.reply(repo_full_name, trigger.number, render.config_error_comment(loaded.errors, loaded.source))
     if not await ctx.may_ask(loaded, trigger.number):
         return None
@@ -108,6 +115,10 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
             gitdata.branch_name(config.branch_prefix, trigger.number, trigger.title) if trigger.mode == "run" else None),
         pr_number=follow_up.pr_number if follow_up else (None),
     )
+    audit.record(ctx.engine, actor=created.task.requester, action="task.triggered", repo=repo_full_name,
+                 installation_id=installation_id, subject=f"task {created.task.id}",
+                 source=trigger_source(ctx, trigger.number),
+                 details=f"{trigger.mode} with {created.task.agent}: {(trigger.instruction or trigger.title)[:200]}")
     try:
         task = await reporter.acknowledge(created.task, created.run, comment_id=trigger.comment_id,
                                           review_comment_id=trigger.review_comment_id)
@@ -135,6 +146,12 @@ async def _setup_failed(ctx, run_id: int, exc: Exception, prefix: str) -> None:
         await lifecycle.finish(ctx.runtime, ctx.tasks, ctx.report, run_id, Outcome(Status.FAILED, reason))
     except Exception:  # GitHub is still down: the task is failed in the database, and its page says why
         ctx.log.warning("task_setup_failure_not_reported", run_id=run_id, exc_info=True)
+
+
+def trigger_source(ctx, number: int) -> str:
+    """Where a person asked, for the audit log: "issue_comment on #5", "check_run requested_action"..."""
+    event = ctx.event
+    return f"{event.name}{' ' + event.action if event.action else ''} on #{number}"
 
 
 def enqueue_run(ctx, run_id: int) -> None:
