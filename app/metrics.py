@@ -23,9 +23,11 @@ class _ScrapeTimeGauges(Collector):
         self,
         queue_depths: Callable[[], dict[str, int]],
         delivery_counts: Callable[[], Iterable[tuple[str, str, str, int]]],
+        oldest_kept: Callable[[], dict[str, float | None]] | None = None,
     ) -> None:
         self.queue_depths = queue_depths
         self.delivery_counts = delivery_counts
+        self.oldest_kept = oldest_kept
 
     def collect(self):
         depth = GaugeMetricFamily("draftsmith_queue_depth", "Messages waiting in each queue", labels=["queue"])
@@ -46,6 +48,20 @@ class _ScrapeTimeGauges(Collector):
         except Exception:
             pass
         yield deliveries
+        if self.oldest_kept is None:
+            return
+        kept = GaugeMetricFamily(
+            "draftsmith_oldest_kept_seconds",
+            "Age of the oldest row still kept, by kind: retention (DRAFTSMITH_RETENTION_DAYS) keeps it bounded",
+            labels=["kind"],
+        )
+        try:
+            for kind, age in self.oldest_kept().items():
+                if age is not None:
+                    kept.add_metric([kind], age)
+        except Exception:
+            pass
+        yield kept
 
 
 class Metrics:
@@ -70,8 +86,8 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch(self, queue_depths, delivery_counts) -> None:
-        self.registry.register(_ScrapeTimeGauges(queue_depths, delivery_counts))
+    def watch(self, queue_depths, delivery_counts, oldest_kept=None) -> None:
+        self.registry.register(_ScrapeTimeGauges(queue_depths, delivery_counts, oldest_kept))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

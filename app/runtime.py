@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from app.metrics import Metrics
@@ -61,7 +61,7 @@ class Runtime:
         self._owns_engine = engine is None
         # The web app's threads and a test's in-process worker may reach for the same part at once.
         self._lock = threading.Lock()
-        self.metrics.watch(self._queue_depths, self._delivery_counts)
+        self.metrics.watch(self._queue_depths, self._delivery_counts, self._oldest_kept)
 
     @property
     def engine(self) -> Engine:
@@ -123,6 +123,14 @@ class Runtime:
         from app.models import utcnow
 
         return sql.counts_since(self.engine, utcnow() - timedelta(hours=24))
+
+    def _oldest_kept(self) -> dict[str, float | None]:
+        from app import retention
+        from app.models import utcnow
+
+        now = utcnow()
+        return {kind: (now - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds() if at else None
+                for kind, at in retention.oldest(self.engine).items()}
 
     async def identity(self) -> AppIdentity | None:
         """The App's slug and bot login, read from `GET /app` on first use and kept."""

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # A run whose heartbeat is older than this is considered dead (its worker crashed).
     heartbeat_timeout_seconds: int = Field(60, validation_alias="DRAFTSMITH_HEARTBEAT_TIMEOUT")
     requeue_dead_runs: bool = False
+    # What the sweeper prunes past this age: delivery bodies, run logs, transcripts and diffs; audit entries.
+    retention_days: int = Field(30, ge=1)
+    audit_retention_days: int = Field(365, ge=1)
     # How often a run pushes the agent's work to its draft PR (a repository's checkpoint_seconds wins); 0: off.
     checkpoint_seconds: int = Field(120, ge=0)
     # How often serve/worker look for deliveries never processed and runs never finished.

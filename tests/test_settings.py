@@ -47,6 +47,8 @@ SAMPLES = {
     "DRAFTSMITH_SWEEP_INTERVAL": ("sweep_interval_seconds", "2.5", 2.5),
     "DRAFTSMITH_REQUEUE_DEAD_RUNS": ("requeue_dead_runs", "true", True),
     "DRAFTSMITH_CHECKPOINT_SECONDS": ("checkpoint_seconds", "30", 30),
+    "DRAFTSMITH_RETENTION_DAYS": ("retention_days", "7", 7),
+    "DRAFTSMITH_AUDIT_RETENTION_DAYS": ("audit_retention_days", "90", 90),
     "DRAFTSMITH_ACTIONS_STARTUP_TIMEOUT": ("actions_startup_timeout_seconds", "600", 600.0),
     "DRAFTSMITH_ACTIONS_OIDC_ISSUER": ("actions_oidc_issuer", "https://ghe.example/_services/token",
                                        "https://ghe.example/_services/token"),

@@ -57,9 +57,29 @@ def recover_runs(runtime) -> int:
     return recovered + requeued
 
 
+_last_prune: dict[int, float] = {}
+
+
+def prune_old_rows(runtime) -> dict[str, int]:
+    """Retention, at most once an hour per process (app.retention)."""
+    import time
+
+    from app import retention
+
+    now = time.monotonic()
+    if now - _last_prune.get(id(runtime), -1e9) < retention.PRUNE_EVERY.total_seconds():
+        return {}
+    _last_prune[id(runtime)] = now
+    pruned = retention.prune(runtime.engine, days=runtime.settings.retention_days,
+                             audit_days=runtime.settings.audit_retention_days)
+    if any(pruned.values()):
+        log.info("pruned_old_rows", **pruned)
+    return pruned
+
+
 def _sweep_all(runtime) -> None:
     # Each job on its own: a failing GitHub call while reporting a dead run must not stop delivery sweeps.
-    for job in (sweep, recover_runs):
+    for job in (sweep, recover_runs, prune_old_rows):
         try:
             job(runtime)
         except Exception as exc:  # Redis, the database or GitHub down: try again next round

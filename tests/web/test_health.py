@@ -49,6 +49,9 @@ def test_metrics_count_deliveries_by_outcome_and_report_the_queue(make_draftsmit
     assert before[("draftsmith_deliveries", frozenset({"event": "star", "action": "created", "status": "received"}.items()))] == 1
     assert after[("draftsmith_deliveries", frozenset({"event": "star", "action": "created", "status": "ignored"}.items()))] == 1
     assert after[("draftsmith_ingress_latency_seconds_count", frozenset())] == 2
+    # What retention keeps: the delivery body recorded a moment ago is the oldest one kept
+    kept = after[("draftsmith_oldest_kept_seconds", frozenset({"kind": "delivery_bodies"}.items()))]
+    assert 0 <= kept < 60
 
 
 def test_status_page_names_the_missing_github_settings(make_draftsmith):
