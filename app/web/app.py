@@ -12,10 +12,11 @@ from starlette.applications import Starlette
 from starlette.datastructures import URLPath
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 
 from app.settings import Settings
+from app.web import layout
 
 # Route modules others own, mounted when they exist, with the path prefixes they serve. Each exposes
 # `routes: list[BaseRoute]` and reaches the process's Runtime as `request.app.state.runtime`. A module
@@ -29,7 +30,6 @@ EXTRA_ROUTE_MODULES: dict[str, tuple[str, ...]] = {
     "app.web.setup": ("/setup",),  # manifest set-up flow (/setup)
 }
 
-SETUP_PATH = "/setup"
 # app.web.webhooks.PATH (imported lazily in create_app).
 WEBHOOK_PATH = "/api/github/webhooks"
 
@@ -106,25 +106,29 @@ def _extra_routes(modules: Mapping[str, Sequence[str]] | Sequence[str]) -> list[
     return routes
 
 
+REGISTER_APP_DOCS = ("https://docs.github.com/en/apps/creating-github-apps/registering-a-github-app/"
+                     "registering-a-github-app")
+
+
 def status_page(settings: Settings) -> str:
+    """The body of `/`: connected to GitHub, or which settings are missing and where to get them."""
     missing = settings.missing_github_settings()
     if missing:
         items = "".join(
             f"<li><code>{html.escape(name)}</code>: {html.escape(_HOW_TO_GET.get(name, ''))}</li>" for name in missing
         )
-        body = (
+        return (
             "<h1>Draftsmith is running, but not connected to GitHub yet</h1>"
             f"<p>These settings are missing:</p><ul>{items}</ul>"
-            "<p>Put them in the environment or in a <code>.env</code> file and restart. "
-            f'Guided set-up will live at <a href="{SETUP_PATH}">{SETUP_PATH}</a>.</p>'
+            "<p>Put them in the environment or in a <code>.env</code> file and restart. The App's name, "
+            "permissions and events are in <code>app.yml</code>; GitHub explains "
+            f'<a href="{REGISTER_APP_DOCS}">how to register an App</a>.</p>'
         )
-    else:
-        body = (
-            "<h1>Draftsmith is running</h1>"
-            f"<p>GitHub App {settings.github_app_id} at <code>{html.escape(settings.github_api_url)}</code>. "
-            "Webhooks go to <code>/api/github/webhooks</code>.</p>"
-        )
-    return f"<!doctype html><html><head><meta charset=utf-8><title>Draftsmith</title></head><body>{body}</body></html>"
+    return (
+        "<h1>Draftsmith is running</h1>"
+        f"<p>Connected to GitHub App {settings.github_app_id} at <code>{html.escape(settings.github_api_url)}</code>. "
+        "Webhooks go to <code>/api/github/webhooks</code>; assign the App's bot on an issue to start a task.</p>"
+    )
 
 
 def missing_settings_message(settings: Settings) -> str | None:
@@ -138,7 +142,7 @@ def missing_settings_message(settings: Settings) -> str | None:
 
 
 async def _index(request: Request) -> Response:
-    return HTMLResponse(status_page(request.app.state.runtime.settings))
+    return layout.page("Status", status_page(request.app.state.runtime.settings))
 
 
 def _web_runtime(settings: Settings):
@@ -200,6 +204,7 @@ def create_app(
 
     routes: list[BaseRoute] = [
         Route("/", _index, methods=["GET"]),
+        *layout.routes,
         *health.routes,
         *_extra_routes(extra_route_modules),
     ]

@@ -12,14 +12,16 @@ from sqlalchemy.engine import Engine
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.db import session_scope
 from app.models import LogLine, Run, Task
 from app.engines.logsink import read_logs
+from app.github.client import git_origin
 from app.tasks.links import valid_task_token
 from app.tasks.states import is_terminal
+from app.web import layout
 
 PAGE_SIZE = 1000
 # How often an open event stream looks for new lines; the sink stores batches every 0.2 s.
@@ -128,53 +130,67 @@ async def _stream(request: Request, engine: Engine, task_id: int, run_id: int | 
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Draftsmith task {id}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:80em}}
-pre{{background:#0d1117;color:#e6edf3;padding:1em;overflow:auto;white-space:pre-wrap}}
-.stderr{{color:#ffa198}}.system{{color:#79c0ff}}</style></head>
-<body><h1>{title}</h1>
-<p>{repo} #{number} · requested by {requester} · status <strong id="status">{status}</strong>{reason}{pr}</p>
-<pre id="log">{lines}</pre>
-<script>
+_SCRIPT = """<script>
 const log = document.getElementById("log"), statusEl = document.getElementById("status");
 const source = new EventSource("/api/tasks/{id}/logs?after={after}&token={token}");
 source.addEventListener("line", (e) => {{
   const line = JSON.parse(e.data), span = document.createElement("span");
+  const follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
   span.className = line.stream; span.textContent = line.text + "\\n"; log.appendChild(span);
+  if (follow) log.scrollTop = log.scrollHeight;
 }});
-source.addEventListener("end", (e) => {{ statusEl.textContent = JSON.parse(e.data).status; source.close(); }});
-</script></body></html>
-"""
+source.addEventListener("end", (e) => {{
+  const status = JSON.parse(e.data).status;
+  statusEl.textContent = status.replace("_", " "); statusEl.className = "status " + status; source.close();
+}});
+</script>"""
+
+
+def _fact(name: str, value: str) -> str:
+    return f"<dt>{name}</dt><dd>{value}</dd>"
+
+
+def _task_body(task: Task, run: Run | None, lines: list[LogLine], *, web_url: str, token: str) -> str:
+    status = run.status if run else task.status
+    repo_url = f"{web_url}/{html.escape(task.repo_full_name)}"
+    kind = "pull" if task.is_pull_request else "issues"
+    facts = [
+        _fact("Status", f'<span id="status" class="status {html.escape(status)}">{html.escape(status.replace("_", " "))}'
+                        "</span>" + (f" {html.escape(task.status_reason)}" if task.status_reason else "")),
+        _fact("Repository", f'<a href="{repo_url}">{html.escape(task.repo_full_name)}</a>'),
+        _fact("Asked on", f'<a href="{repo_url}/{kind}/{task.issue_number}">#{task.issue_number}</a> by '
+                          f"@{html.escape(task.requester)}"),
+    ]
+    if task.pr_number and task.pr_number != task.issue_number:
+        facts.append(_fact("Pull request", f'<a href="{repo_url}/pull/{task.pr_number}">#{task.pr_number}</a>'))
+    if task.agent:
+        facts.append(_fact("Agent", html.escape(task.agent) + (f" · {html.escape(task.model)}" if task.model else "")))
+    if run is not None and run.attempt > 1:
+        facts.append(_fact("Attempt", str(run.attempt)))
+    rendered = "".join(f'<span class="{html.escape(line.stream)}">{html.escape(line.text)}\n</span>' for line in lines)
+    return (
+        f"<h1>{html.escape(task.title or f'Task {task.id}')}</h1>"
+        f'<dl class="facts">{"".join(facts)}</dl>'
+        f'<h2>Log</h2><pre class="log" id="log">{rendered}</pre>'
+        + _SCRIPT.format(id=task.id, after=lines[-1].seq if lines else 0, token=html.escape(token))
+    )
 
 
 async def task_page(request: Request) -> Response:
     """What the check run's "details" link opens: the task's state and its live log."""
     engine = _engine(request)
     task_id = request.path_params["task_id"]
+    missing = layout.page("No such task", f"<h1>No task {task_id}</h1><p>The link may be incomplete: open it "
+                                          "from the task's check run or progress comment.</p>", status_code=404)
     if not _authorised(request, task_id):
-        return HTMLResponse(f"<h1>No task {task_id}</h1>", status_code=404)
+        return missing
     task, run = await run_in_threadpool(_load, engine, task_id, None)
     if task is None:
-        return HTMLResponse(f"<h1>No task {task_id}</h1>", status_code=404)
+        return missing
     lines = await run_in_threadpool(read_logs, engine, run.id, 0, PAGE_SIZE) if run else []
-    rendered = "".join(
-        f'<span class="{html.escape(line.stream)}">{html.escape(line.text)}\n</span>' for line in lines
-    )
-    page = _PAGE.format(
-        id=task.id,
-        title=html.escape(task.title or f"Task {task.id}"),
-        repo=html.escape(task.repo_full_name),
-        number=task.issue_number,
-        requester=html.escape(task.requester),
-        status=html.escape(run.status if run else task.status),
-        reason=f" ({html.escape(task.status_reason)})" if task.status_reason else "",
-        pr=f" · pull request #{task.pr_number}" if task.pr_number else "",
-        lines=rendered,
-        after=lines[-1].seq if lines else 0,
-        token=html.escape(request.query_params.get("token", "")),
-    )
-    return HTMLResponse(page)
+    web_url = git_origin(request.app.state.runtime.settings.github_api_url)
+    return layout.page(task.title or f"Task {task.id}",
+                       _task_body(task, run, lines, web_url=web_url, token=request.query_params.get("token", "")))
 
 
 routes = [
