@@ -33,3 +33,13 @@ def test_loopback_model_urls_and_operator_loopback_ports_get_forwards_inside_the
 
     assert forwards == {(8799, "127.0.0.1", 8799), (3141, "127.0.0.1", 3141)}, "none below 1024, none for names"
     assert (tmp_path / "egress").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_data_dir_too_deep_for_a_unix_socket_gets_a_short_private_one(tmp_path):
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 5) / "run-1" / "egress"
+    network = RunNetwork(deep, build_policy(Settings(), NetworkConfig(), [], None), print)
+    socket_path = network.egress.socket_path
+    assert len(str(socket_path)) <= 100
+    with network:
+        assert socket_path.exists() and socket_path.parent.stat().st_mode & 0o777 == 0o700
+    assert not socket_path.parent.exists(), "the short directory goes with the run"

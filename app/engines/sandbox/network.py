@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -65,6 +68,10 @@ def build_policy(settings, network, endpoints: list[Endpoint], redis_url: str | 
     )
 
 
+# sun_path holds 108 bytes with its terminating NUL; keep a margin.
+MAX_SOCKET_PATH = 100
+
+
 class RunNetwork:
     """The proxy of one run, on a socket in its own directory (bound into the run's sandboxes, nothing else).
 
@@ -72,6 +79,10 @@ class RunNetwork:
     """
 
     def __init__(self, directory: Path, policy: EgressPolicy, log: Callable[[str], None], *, resolve=None) -> None:
+        self._scratch = None
+        if len(os.fsencode(directory / "proxy.sock")) > MAX_SOCKET_PATH:
+            # A unix socket's path must fit in 108 bytes: a deep data dir gets a short private one instead.
+            self._scratch = directory = Path(tempfile.mkdtemp(prefix="draftsmith-egress-"))
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o700)  # the sandbox hands it to the run's uid; nobody else on the host uses the proxy
         self.policy = policy
@@ -85,6 +96,8 @@ class RunNetwork:
 
     def __exit__(self, *exc) -> None:
         self.proxy.stop()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     @property
     def egress(self) -> Egress:
