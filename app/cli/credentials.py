@@ -14,9 +14,37 @@ credentials_cli = typer.Typer(help="Provider API keys (stored encrypted) that ag
                               no_args_is_help=True)
 keys_cli = typer.Typer(help="The master key that encrypts stored credentials.", no_args_is_help=True)
 
-Installation = Annotated[int, typer.Option("--installation", help="GitHub App installation id.")]
-Repo = Annotated[str | None, typer.Option("--repo", help="owner/name: only for this repository (overrides "
-                                                          "the installation-wide value).")]
+InstallationOrName = Annotated[int | None, typer.Option(
+    "--installation", help="GitHub App installation id (or name it with --owner / --repo owner/name).")]
+Owner = Annotated[str | None, typer.Option("--owner", help="The organisation or user the App is installed on.")]
+Repo = Annotated[str | None, typer.Option("--repo", help="owner/name (or a name with --owner): only for this "
+                                                          "repository (overrides the installation-wide value).")]
+
+
+def _scope(settings, installation: int | None, owner: str | None, repo: str | None) -> tuple[int, str | None]:
+    """(installation id, owner/name or None), asking GitHub which installation covers a named owner or repo."""
+    if repo and "/" not in repo:
+        if not owner:
+            raise typer.BadParameter("give --repo as owner/name, or add --owner")
+        repo = f"{owner}/{repo}"
+    if installation is not None:
+        return installation, repo
+    if not owner and not repo:
+        raise typer.BadParameter("say where: --owner ORG|USER, --repo owner/name, or --installation ID")
+    from app.github.client import GitHubApp, GitHubNotConfigured
+    from app.github.installations import NoInstallation, find_installation
+
+    try:
+        app = GitHubApp(settings)
+    except GitHubNotConfigured as exc:
+        raise typer.BadParameter(f"{exc}; or pass --installation ID") from None
+    who, _, name = (repo or owner or "").partition("/")
+    try:
+        found = find_installation(app, who, name or None)
+    except NoInstallation as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"Installation {found.id} on {found.account} ({found.account_type}).", err=True)
+    return found.id, repo
 
 
 def register(cli: typer.Typer) -> None:
@@ -38,13 +66,15 @@ def _store(env_file):
 @credentials_cli.command("set")
 def set_credential(
     name: Annotated[str, typer.Argument(help="Environment variable name, e.g. ANTHROPIC_API_KEY or OPENAI_BASE_URL.")],
-    installation: Installation,
+    installation: InstallationOrName = None,
+    owner: Owner = None,
     repo: Repo = None,
     env_file: EnvFile = None,
 ) -> None:
     """Store a value, read from a hidden prompt or from standard input (never from the command line)."""
     from app.credentials import CredentialError
 
+    installation, repo = _scope(settings_from(env_file), installation, owner, repo)
     if sys.stdin.isatty():
         value = typer.prompt(f"Value for {name}", hide_input=True)
     else:
@@ -80,8 +110,10 @@ def list_credentials(
 
 
 @credentials_cli.command("delete")
-def delete_credential(name: str, installation: Installation, repo: Repo = None, env_file: EnvFile = None) -> None:
+def delete_credential(name: str, installation: InstallationOrName = None, owner: Owner = None, repo: Repo = None,
+                      env_file: EnvFile = None) -> None:
     """Remove a stored value."""
+    installation, repo = _scope(settings_from(env_file), installation, owner, repo)
     _, store = _store(env_file)
     if not store.delete(installation, name, repository=repo):
         typer.echo(f"No {name} stored for installation {installation}{' in ' + repo if repo else ''}.", err=True)

@@ -75,6 +75,23 @@ def get_repo_installation(ctx: Ctx):
     return 200, ctx.render.installation(installation)
 
 
+def _installation_of_account(ctx: Ctx, login: str, kind: str):
+    for installation in ctx.state.installations.values():
+        if installation.account.login.lower() == login.lower() and (installation.account.type == "Organization") == (kind == "org"):
+            return 200, ctx.render.installation(installation)
+    raise not_found()
+
+
+@api.route("GET", "/orgs/{org}/installation")
+def get_org_installation(ctx: Ctx):
+    return _installation_of_account(ctx, ctx.params["org"], "org")
+
+
+@api.route("GET", "/users/{username}/installation")
+def get_user_installation(ctx: Ctx):
+    return _installation_of_account(ctx, ctx.params["username"], "user")
+
+
 @api.route("GET", "/installation/repositories")
 def list_installation_repositories(ctx: Ctx):
     if ctx.principal.token is None:

@@ -304,12 +304,16 @@ class GitHubApp:
     def reached_by_sync(self, token: str) -> frozenset[str]:
         if (known := self._reach.get(token)) is not None:
             return known
-        client, names, page = self._client(TokenAuthStrategy(token)), set(), 1
+        return self._remember_reach(token, frozenset(name.lower() for name in self.token_repositories_sync(token)))
+
+    def token_repositories_sync(self, token: str) -> list[str]:
+        """`GET /installation/repositories` with `token`, every page: the full names it reaches."""
+        client, names, page = self._client(TokenAuthStrategy(token)), [], 1
         while True:
             data = client.request("GET", "/installation/repositories", params={"per_page": 100, "page": page}).json()
-            names.update(repo["full_name"].lower() for repo in data["repositories"])
+            names += [repo["full_name"] for repo in data["repositories"]]
             if len(data["repositories"]) < 100:
-                return self._remember_reach(token, frozenset(names))
+                return names
             page += 1
 
     def _remember_reach(self, token: str, names: frozenset[str]) -> frozenset[str]:

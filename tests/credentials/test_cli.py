@@ -99,3 +99,31 @@ def test_rotation_with_a_configured_key_uses_the_first_entry(operator_env, monke
     settings = load_settings()
     store = CredentialStore(make_engine(settings.effective_database_url), load_keyring(settings))
     assert store.get_env(1, None) == {"OPENAI_API_KEY": SECRET}
+
+
+def test_keys_are_set_by_owner_or_repository_name_and_installations_are_listed(operator_env, fakehub, monkeypatch):
+    fakehub.create_repo("octo", "demo")
+    fakehub.create_repo("octo", "tools")
+    fakehub.create_repo("solo", "site")
+    for name, value in fakehub.env().items():
+        monkeypatch.setenv(name, value)
+    octo, solo = fakehub.installation_id("octo/demo"), fakehub.installation_id("solo/site")
+
+    listed = invoke("installations")
+    assert listed.exit_code == 0, listed.output
+    assert f"{octo}  octo (" in listed.output and "    octo/demo" in listed.output and "    octo/tools" in listed.output
+    assert f"{solo}  solo (" in listed.output and "    solo/site" in listed.output
+
+    by_owner = invoke("credentials", "set", "--owner", "octo", "ANTHROPIC_API_KEY", input=SECRET + "\n")
+    by_repo = invoke("credentials", "set", "--owner", "solo", "--repo", "site", "OPENAI_API_KEY", input=SECRET + "\n")
+    by_full_name = invoke("credentials", "set", "--repo", "octo/tools", "GEMINI_API_KEY", input=SECRET + "\n")
+    assert [r.exit_code for r in (by_owner, by_repo, by_full_name)] == [0, 0, 0], by_owner.output + by_repo.output
+    settings = load_settings()
+    store = CredentialStore(make_engine(settings.effective_database_url), load_keyring(settings))
+    assert store.get_env(octo, "octo/demo") == {"ANTHROPIC_API_KEY": SECRET}
+    assert store.get_env(octo, "octo/tools") == {"ANTHROPIC_API_KEY": SECRET, "GEMINI_API_KEY": SECRET}
+    assert store.get_env(solo, "solo/site") == {"OPENAI_API_KEY": SECRET}
+
+    nowhere = invoke("credentials", "set", "--owner", "nobody", "ANTHROPIC_API_KEY", input=SECRET + "\n")
+    assert nowhere.exit_code != 0 and "not installed on nobody" in nowhere.output
+    assert invoke("credentials", "set", "--repo", "site", "X_KEY", input="v\n").exit_code != 0
