@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from app import audit
 from app.cli._options import EnvFile, settings_from
 
 credentials_cli = typer.Typer(help="Provider API keys (stored encrypted) that agents receive in their environment.",
@@ -86,6 +85,8 @@ def set_credential(
     except CredentialError as exc:
         raise typer.BadParameter(str(exc)) from None
     scope = f"repository {repo.lower()}" if repo else "every repository"
+    from app import audit
+
     audit.record(store.engine, actor=audit.shell_actor(), action="credential.set", repo=repo.lower() if repo else None,
                  installation_id=installation, subject=name, source="cli", details=f"for {scope}")
     typer.echo(f"Stored {name} for installation {installation}, {scope}.")
@@ -118,6 +119,8 @@ def delete_credential(name: str, installation: InstallationOrName = None, owner:
     if not store.delete(installation, name, repository=repo):
         typer.echo(f"No {name} stored for installation {installation}{' in ' + repo if repo else ''}.", err=True)
         raise typer.Exit(1)
+    from app import audit
+
     audit.record(store.engine, actor=audit.shell_actor(), action="credential.deleted",
                  repo=repo.lower() if repo else None, installation_id=installation, subject=name, source="cli")
     typer.echo(f"Deleted {name}.")
@@ -142,6 +145,8 @@ def rotate_keys(env_file: EnvFile = None) -> None:
     else:
         ring = store.keyring
     count = store.rotate(ring)
+    from app import audit
+
     audit.record(store.engine, actor=audit.shell_actor(), action="keys.rotated", subject=ring.current_id,
                  source="cli", details=f"{count} credential(s) re-encrypted")
     typer.echo(f"Re-encrypted {count} credential(s) under key {ring.current_id}.")

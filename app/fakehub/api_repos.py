@@ -369,9 +369,11 @@ def _changed_files(store, old: str | None, new: str) -> list[dict[str, Any]]:
     old_tree = store[old.encode()].tree if old else None
     files = []
     for change in tree_changes(store.object_store, old_tree, store[new.encode()].tree):
-        path = (change.new.path or change.old.path).decode()
+        # dulwich leaves the missing side None (or all-None) for an added or deleted file
+        side = change.new if change.new is not None and change.new.path else change.old
+        path = side.path.decode()
         status = {"add": "added", "delete": "removed", "modify": "modified"}.get(change.type, "modified")
-        sha = (change.new.sha or change.old.sha).decode()
+        sha = side.sha.decode()
         files.append({"sha": sha, "filename": path, "status": status, "additions": 0, "deletions": 0,
                       "changes": 0, "blob_url": "", "raw_url": "", "contents_url": ""})
     return files
