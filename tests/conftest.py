@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.support.redis",
     "tests.support.fakehub",
     "tests.support.webhooks",
-    "tests.support.fake_llm",
+    "tests.support.model_server",
+    "tests.support.agent_clis",
     "tests.support.app_server",
 ]

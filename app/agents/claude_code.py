@@ -16,7 +16,7 @@ from app.agents.base import (
     tail,
 )
 
-# Installed on a worker or in the sandbox image with npm (Node 18+):
+# Installed on a worker or in the sandbox image with npm (Node 18+), at the version app/agents/versions.py pins:
 #   npm install -g @anthropic-ai/claude-code
 INSTALL_HINT = "npm install -g @anthropic-ai/claude-code (needs Node.js 18+)"
 
@@ -49,9 +49,10 @@ class ClaudeCode(CliAgent):
         if max_turns:
             argv += ["--max-turns", str(max_turns)]
         env = {**agent_home(request), **provider_env(request, self.required_credentials(request.model))}
-        # No telemetry or auto-update calls from inside the sandbox.
-        env["DISABLE_AUTOUPDATER"] = "1"
-        env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+        # No telemetry, error reports, update checks or title requests from inside the sandbox (measured:
+        # with these set, the real CLI makes no request but the model calls).
+        env.update(DISABLE_AUTOUPDATER="1", DISABLE_TELEMETRY="1", DISABLE_ERROR_REPORTING="1",
+                   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
         # The prompt goes on stdin: it can be long and argv is visible in the process table.
         return Invocation(argv=argv, env=env, stdin=request.prompt, cwd=request.workspace,
                           workspace_writable=not request.plan_mode)

@@ -45,7 +45,7 @@ def limited(fakehub, make_draftsmith):
     return make
 
 
-def test_a_missing_provider_key_fails_at_once_naming_the_key_and_how_to_set_it(scene, fakehub, fake_llm):
+def test_a_missing_provider_key_fails_at_once_naming_the_key_and_how_to_set_it(scene, fakehub, model_server):
     # Given a repository that picks mini-swe-agent with an OpenAI model, and no key stored
     scene.repo("agent: mini-swe-agent\nmodel: openai/fake-model\n")
     installation_id = fakehub.installation_id(REPO)
@@ -59,7 +59,7 @@ def test_a_missing_provider_key_fails_at_once_naming_the_key_and_how_to_set_it(s
     assert task.status == "failed"
     how = f"draftsmith credentials set --installation {installation_id} OPENAI_API_KEY"
     assert "OPENAI_API_KEY" in task.status_reason and how in task.status_reason
-    assert fake_llm.requests == []
+    assert model_server.requests == []
     [run] = scene.runs(task.id)
     assert not any(line.text.startswith("cloning") for line in scene.logs(run.id))
 

@@ -1,4 +1,5 @@
-"""Real agent CLIs for tests, each installed once into its own cached venv so its pins never mix with ours."""
+"""Real agent CLIs for tests, at the versions app/agents/versions.py pins, each installed once into
+.cache/agents/NAME (an npm prefix or a venv of its own, so no CLI's pins mix with ours)."""
 
 from __future__ import annotations
 
@@ -10,45 +11,66 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from app.agents.versions import COMPANIONS, PINS
+
 CACHE_DIR = Path(os.environ.get("DRAFTSMITH_TEST_CACHE", Path(__file__).resolve().parents[2] / ".cache")) / "agents"
-
-# mini-swe-agent's litellm imports `mcp` when tools are passed but does not depend on it; without it every
-# model call fails and mini retries with growing backoff forever (shared/notes/test-harness.md §7).
-MINI_SWE_AGENT_PACKAGES = ["mini-swe-agent>=2.4,<3", "mcp"]
+# npm and uv retry a dead registry for minutes; a CI run should fail instead.
+INSTALL_TIMEOUT_S = 600
 
 
-def _install_venv(name: str, packages: list[str], executable: str) -> Path:
-    """Create CACHE_DIR/name with `packages` once (under a file lock) and return its bin/ directory."""
-    venv = CACHE_DIR / name
-    bin_dir = venv / "bin"
-    marker = venv / ".installed"
+def install(name: str) -> Path:
+    """bin/ of the pinned CLI `name`, installed on first use under a file lock (the first test pays)."""
+    registry, package, version = PINS[name]
+    prefix = CACHE_DIR / name
+    marker = prefix / ".installed"
+    wanted = f"{package}=={version}"
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with open(CACHE_DIR / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists() and (bin_dir / executable).exists():
-            return bin_dir
-        shutil.rmtree(venv, ignore_errors=True)
-        uv = shutil.which("uv")
-        if uv is None:
-            raise RuntimeError("uv is needed to install agent CLIs for tests")
+        if marker.exists() and marker.read_text().split("\n")[0] == wanted:
+            return prefix / "bin"
+        shutil.rmtree(prefix, ignore_errors=True)
         started = time.monotonic()
-        python = f"{sys.version_info.major}.{sys.version_info.minor}"
-        subprocess.run([uv, "venv", "--python", python, str(venv)], check=True, capture_output=True)
-        subprocess.run(
-            [uv, "pip", "install", "--python", str(bin_dir / "python"), *packages],
-            check=True,
-            capture_output=True,
-        )
-        marker.write_text(f"{time.monotonic() - started:.1f}\n")
-        return bin_dir
+        if registry == "npm":
+            _run(["npm", "install", "-g", "--prefix", str(prefix), "--no-audit", "--no-fund", "--loglevel=error",
+                  f"{package}@{version}"])
+        else:
+            uv = shutil.which("uv")
+            if uv is None:
+                raise RuntimeError("uv is needed to install agent CLIs for tests")
+            python = f"{sys.version_info.major}.{sys.version_info.minor}"
+            _run([uv, "venv", "--python", python, str(prefix)])
+            _run([uv, "pip", "install", "--python", str(prefix / "bin" / "python"), wanted, *COMPANIONS.get(name, [])])
+        marker.write_text(f"{wanted}\n{time.monotonic() - started:.1f}\n")
+        return prefix / "bin"
 
 
-def mini_swe_agent_bin() -> Path:
-    """bin/ of a venv holding mini-swe-agent (its `mini` command), installed on first use."""
-    return _install_venv("mini-swe-agent", MINI_SWE_AGENT_PACKAGES, "mini")
+def _run(argv: list[str]) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}")
 
 
 def install_seconds(name: str) -> float | None:
     """How long the cached install of `name` took, as recorded when it was made."""
     marker = CACHE_DIR / name / ".installed"
-    return float(marker.read_text()) if marker.exists() else None
+    lines = marker.read_text().splitlines() if marker.exists() else []
+    return float(lines[1]) if len(lines) > 1 else None
+
+
+def mini_swe_agent_bin() -> Path:
+    return install("mini-swe-agent")
+
+
+@pytest.fixture(scope="session")
+def real_cli():
+    """`real_cli("codex")`: bin/ holding that pinned CLI, installed once per cache."""
+    return install
+
+
+@pytest.fixture(scope="session")
+def mini_swe_agent_bin():
+    """bin/ of an isolated venv with the real mini-swe-agent (installed once into .cache/agents)."""
+    return install("mini-swe-agent")

@@ -83,8 +83,10 @@ def _binds_for(binary: str) -> list[Path]:
             break
     # A CLI installed outside /usr (npm -g under a prefix, uv tool) keeps its runtime beside bin/, e.g.
     # <prefix>/lib/node_modules; /usr itself is already visible read-only in the sandbox.
+    # An npm prefix's bin/ holds only a symlink into <prefix>/lib: the prefix itself must be visible.
     if not path.is_relative_to(Path("/usr")):
         binds.append(path.parent.parent)
+        binds.append(Path(binary).absolute().parent.parent)
     return sorted({b for b in binds if b.exists()}, key=str)
 
 
