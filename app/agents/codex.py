@@ -15,7 +15,7 @@ from app.agents.base import (
     tail,
 )
 
-# Installed on a worker or in the sandbox image with npm (Node 18+), or as the release binary:
+# Installed on a worker or in the sandbox image with npm (Node 18+), at the version versions.py pins:
 #   npm install -g @openai/codex
 INSTALL_HINT = "npm install -g @openai/codex"
 
@@ -23,8 +23,39 @@ INSTALL_HINT = "npm install -g @openai/codex"
 # `--json` prints JSONL events: thread.started, turn.started, item.started/item.completed (items of type
 # agent_message, reasoning, command_execution, file_change), turn.completed {usage: {input_tokens,
 # cached_input_tokens, output_tokens}}, turn.failed {error: {message}}, error {message}.
-# `--sandbox read-only` is its plan mode; `workspace-write` lets it edit the checkout (it never commits
-# unless asked, and the prompt says not to).
+# Measured with the real CLI (shared/notes/agent-clis.md): it speaks only the Responses API
+# (`wire_api = "chat"` is refused at config load), so a base URL goes into a provider of our own in
+# $CODEX_HOME/config.toml; the settings below stop its update, analytics and plugin lookups. Its own
+# Landlock sandbox cannot start inside ours (and is not needed there): our sandbox binds the workspace
+# read-only in plan mode, and the prompt says to change nothing.
+CONFIG_FILE = "home/.codex/config.toml"
+PROVIDER = "draftsmith"
+OPENAI_API = "https://api.openai.com/v1"
+
+
+def _config_toml(base_url: str) -> str:
+    return "\n".join([
+        f'model_provider = "{PROVIDER}"',
+        "check_for_update_on_startup = false",
+        "",
+        f"[model_providers.{PROVIDER}]",
+        f'name = "{PROVIDER}"',
+        f"base_url = {json.dumps(base_url)}",  # a JSON string is a valid TOML basic string
+        'env_key = "OPENAI_API_KEY"',
+        'wire_api = "responses"',
+        "",
+        "[analytics]",
+        "enabled = false",
+        "",
+        "[otel]",
+        'exporter = "none"',
+        'metrics_exporter = "none"',
+        "",
+        "[features]",
+        "apps = false",
+        "plugins = false",
+        "",
+    ])
 
 
 class Codex(CliAgent):
@@ -35,14 +66,15 @@ class Codex(CliAgent):
 
     def prepare(self, request: AgentRequest) -> Invocation:
         argv = [self.executable(), "exec", "--json", "--skip-git-repo-check",
-                "--sandbox", "read-only" if request.plan_mode else "workspace-write",
-                "--cd", str(request.workspace)]
+                "--dangerously-bypass-approvals-and-sandbox", "--cd", str(request.workspace)]
         if request.model:
             argv += ["--model", request.model]
         argv.append("-")  # read the prompt from stdin
         env = {**agent_home(request), **provider_env(request, self.required_credentials(request.model))}
         env["CODEX_HOME"] = str(request.artifacts_dir / "home" / ".codex")
-        return Invocation(argv=argv, env=env, stdin=request.prompt, cwd=request.workspace,
+        base_url = request.credentials.get("OPENAI_BASE_URL") or request.credentials.get("OPENAI_API_BASE")
+        files = {CONFIG_FILE: _config_toml(base_url or OPENAI_API)}
+        return Invocation(argv=argv, env=env, files=files, stdin=request.prompt, cwd=request.workspace,
                           workspace_writable=not request.plan_mode)
 
     def parse_result(self, request: AgentRequest, exit_code: int, stdout: str, stderr: str) -> AgentResult:

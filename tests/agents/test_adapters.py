@@ -87,7 +87,7 @@ def test_codex_exec_json_events_give_summary_and_tokens(bin_dir, workspace, tmp_
 
     argv = call["argv"]
     assert argv[:2] == ["exec", "--json"] and argv[-1] == "-"
-    assert argv[argv.index("--sandbox") + 1] == "workspace-write"
+    assert "--dangerously-bypass-approvals-and-sandbox" in argv  # its own sandbox cannot start inside ours
     assert argv[argv.index("--model") + 1] == "gpt-5-codex"
     assert call["stdin"] == PROMPT
     assert other_keys(call, ["OPENAI_API_KEY"]) == set() and call["env"]["OPENAI_API_KEY"] == KEYS["OPENAI_API_KEY"]
@@ -164,7 +164,6 @@ def test_opencode_error_event_fails_the_run(bin_dir, workspace, tmp_path):
     ("agent_name", "binary", "stdout", "flag", "expected"),
     [
         ("claude-code", "claude", samples.CLAUDE_OK, "--permission-mode", "plan"),
-        ("codex", "codex", samples.CODEX_OK, "--sandbox", "read-only"),
         ("gemini", "gemini", samples.GEMINI_OK, "--approval-mode", "default"),
         ("opencode", "opencode", samples.OPENCODE_OK, "--agent", "plan"),
         ("aider", "aider", samples.AIDER_OK, "--chat-mode", "ask"),
@@ -223,8 +222,10 @@ def test_missing_key_fails_before_start_and_says_how_to_set_it(workspace, tmp_pa
 def test_openai_compatible_base_url_reaches_the_agent_with_its_key(bin_dir, workspace, tmp_path):
     credentials = {**KEYS, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
     request = make_request(workspace, tmp_path, model="gpt-5", credentials=credentials)
-    _, call, _ = run("codex", "codex", samples.CODEX_OK, bin_dir, request)
+    invocation, call, _ = run("codex", "codex", samples.CODEX_OK, bin_dir, request)
     assert call["env"]["OPENAI_BASE_URL"] == "http://127.0.0.1:9/v1"
+    # Codex reads a base URL only from a provider in its config file
+    assert 'base_url = "http://127.0.0.1:9/v1"' in invocation.files["home/.codex/config.toml"]
 
 
 def test_unknown_agent_lists_the_known_names():

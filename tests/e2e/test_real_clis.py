@@ -44,6 +44,7 @@ class Cli:
 
 CLIS = {
     "claude-code": Cli("claude-sonnet-4-5", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", cost="Cost: $0.01"),
+    "codex": Cli("gpt-5-codex", "OPENAI_API_KEY", "OPENAI_BASE_URL", openai_style=True),
     "mini-swe-agent": Cli("openai/fake-model", "OPENAI_API_KEY", "OPENAI_BASE_URL", openai_style=True),
 }
 
@@ -92,6 +93,7 @@ def then_a_ready_pr_holds_exactly_the_scripted_change(scene, fakehub, model_serv
     assert task.status == "succeeded", (task.status_reason, [line.text for line in scene.logs(run.id)][-40:])
     assert _git(fakehub, "show", f"{task.branch}:{NEW_FILE}") == TEXT
     assert _git(fakehub, "diff", "--name-only", f"{task.base_sha}..{task.branch}").split() == [NEW_FILE]
+    assert task.head_sha in fakehub.state.verified_commits
     [pr] = scene.pulls()
     assert pr.pull.draft is False and pr.pull.head_ref == task.branch
     assert SUMMARY in pr.body
@@ -111,7 +113,7 @@ def then_a_ready_pr_holds_exactly_the_scripted_change(scene, fakehub, model_serv
     assert usage in pr.body and usage in check.output["summary"]
     if cli.cost:
         assert cli.cost in pr.body and cli.cost in check.output["summary"]
-    print(f"{task.agent or 'agent'} run: {run.agent_seconds:.1f} s in the sandbox")
+    print(f"{task.agent} run: {run.agent_seconds:.1f} s in the sandbox")
 
     assert API_KEY not in _everything_written(scene, fakehub, task)
 
@@ -128,4 +130,22 @@ def test_each_real_cli_turns_an_assignment_into_a_ready_pr_with_the_scripted_cha
     [task] = scene.wait_settled(timeout=180)
 
     # Then the real CLI made exactly the scripted change, on a ready PR, with its usage shown
+    then_a_ready_pr_holds_exactly_the_scripted_change(scene, fakehub, model_server, cli, task)
+
+
+def test_agent_run_with_agent_codex_runs_codex_where_the_repository_defaults_to_claude_code(
+        scene, fakehub, model_server, real_cli, monkeypatch):
+    # Given a repository that defaults to Claude Code, with keys stored for both
+    cli = given_a_repository_using(scene, fakehub, model_server, real_cli, monkeypatch, "codex",
+                                   config="agent: claude-code\n")
+    _store(scene.app, fakehub.installation_id(REPO), ANTHROPIC_API_KEY=API_KEY, ANTHROPIC_BASE_URL=model_server.url)
+    number = fakehub.open_issue(REPO, *ISSUE)
+
+    # When alice asks for Codex on the issue
+    fakehub.comment(REPO, number, "/agent run --agent codex --model gpt-5-codex")
+    [task] = scene.wait_settled(timeout=180)
+
+    # Then Codex (and only Codex) talked to the model, and its change is on a ready PR
+    assert task.agent == "codex"
+    assert {r.shape for r in model_server.requests} == {"responses"}
     then_a_ready_pr_holds_exactly_the_scripted_change(scene, fakehub, model_server, cli, task)
