@@ -15,7 +15,7 @@ from app.agents.base import (
     tail,
 )
 
-# Installed on a worker or in the sandbox image with npm (Node 20+):
+# Installed on a worker or in the sandbox image with npm (Node 20+), at the version versions.py pins:
 #   npm install -g @google/gemini-cli
 INSTALL_HINT = "npm install -g @google/gemini-cli (needs Node.js 20+)"
 
@@ -25,6 +25,17 @@ INSTALL_HINT = "npm install -g @google/gemini-cli (needs Node.js 20+)"
 # "files": {...}}, "error": {"type", "message", "code"}?}. Exit codes: 0 ok, 1 error, 42 input, 53 turns.
 # `--approval-mode auto_edit` approves edits only; `yolo` approves shell too (the sandbox contains it);
 # plan mode uses `default`, which in headless mode refuses every tool that would need approval.
+
+
+# Measured with the real CLI (shared/notes/agent-clis.md): without `selectedType` in its settings it exits
+# 41 ("Invalid auth method selected"); in an untrusted folder it silently ignores the approval mode; the
+# settings also switch off its telemetry and usage statistics.
+SETTINGS_FILE = "home/.gemini/settings.json"
+SETTINGS = {
+    "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": False}},
+    "telemetry": {"enabled": False},
+    "privacy": {"usageStatisticsEnabled": False},
+}
 
 
 class Gemini(CliAgent):
@@ -41,8 +52,13 @@ class Gemini(CliAgent):
         # Headless mode reads the prompt from stdin and appends -p's text; the instruction is all on stdin.
         argv += ["-p", "Follow the task description given on standard input."]
         env = {**agent_home(request), **provider_env(request, self.required_credentials(request.model))}
-        return Invocation(argv=argv, env=env, stdin=request.prompt, cwd=request.workspace,
-                          workspace_writable=not request.plan_mode)
+        env["GEMINI_CLI_TRUST_WORKSPACE"] = "true"
+        # Node reserves 8 GiB of address space per WebAssembly memory for its bounds-check trap handler,
+        # more than the sandbox's address-space limit: without this the CLI dies at start ("WebAssembly
+        # .instantiate(): Out of memory"). https://nodejs.org/api/cli.html#--disable-wasm-trap-handler
+        env["NODE_OPTIONS"] = "--disable-wasm-trap-handler"
+        return Invocation(argv=argv, env=env, files={SETTINGS_FILE: json.dumps(SETTINGS, indent=2)},
+                          stdin=request.prompt, cwd=request.workspace, workspace_writable=not request.plan_mode)
 
     def parse_result(self, request: AgentRequest, exit_code: int, stdout: str, stderr: str) -> AgentResult:
         try:

@@ -45,6 +45,7 @@ class Cli:
 CLIS = {
     "claude-code": Cli("claude-sonnet-4-5", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", cost="Cost: $0.01"),
     "codex": Cli("gpt-5-codex", "OPENAI_API_KEY", "OPENAI_BASE_URL", openai_style=True),
+    "gemini": Cli("gemini-2.5-pro", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL"),
     "mini-swe-agent": Cli("openai/fake-model", "OPENAI_API_KEY", "OPENAI_BASE_URL", openai_style=True),
 }
 
