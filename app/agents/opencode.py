@@ -15,7 +15,7 @@ from app.agents.base import (
     tail,
 )
 
-# Installed on a worker or in the sandbox image with npm (or its release binary):
+# Installed on a worker or in the sandbox image with npm, at the version versions.py pins:
 #   npm install -g opencode-ai
 INSTALL_HINT = "npm install -g opencode-ai"
 
@@ -26,21 +26,52 @@ INSTALL_HINT = "npm install -g opencode-ai"
 # `--agent plan` is its built-in read-only planning agent. Models are "provider/model".
 
 
+# Measured with the real CLI (shared/notes/agent-clis.md): its own config (OPENCODE_CONFIG) declares an
+# OpenAI-compatible server as a provider of ours (the SDK package is bundled, nothing is installed at run
+# time), approves edits and shell for `run`, and turns off autoupdate and sharing; the variables below stop
+# its model-list, plugin, LSP and Claude Code look-ups. The key stays in the environment: the file names it.
+CONFIG_FILE = "opencode.json"
+PROVIDER = "draftsmith"
+_QUIET = ("OPENCODE_DISABLE_MODELS_FETCH", "OPENCODE_DISABLE_AUTOUPDATE", "OPENCODE_DISABLE_DEFAULT_PLUGINS",
+          "OPENCODE_DISABLE_LSP_DOWNLOAD", "OPENCODE_DISABLE_SHARE", "OPENCODE_DISABLE_CLAUDE_CODE")
+
+
+def _config(model: str | None, base_url: str | None) -> tuple[dict, str | None]:
+    """opencode.json, and the model to ask for: an "openai/M" model with a stored base URL is M on our
+    OpenAI-compatible provider at that URL (OpenCode's own openai provider speaks the Responses API)."""
+    config: dict = {"$schema": "https://opencode.ai/config.json", "autoupdate": False, "share": "disabled",
+                    "permission": {"edit": "allow", "bash": "allow"}}
+    if base_url and model and model.startswith("openai/"):
+        name = model.split("/", 1)[1]
+        config["provider"] = {PROVIDER: {
+            "npm": "@ai-sdk/openai-compatible", "name": "OpenAI-compatible",
+            "options": {"baseURL": base_url, "apiKey": "{env:OPENAI_API_KEY}"},
+            "models": {name: {"name": name, "tool_call": True}},
+        }}
+        model = f"{PROVIDER}/{name}"
+    if model:
+        config["model"] = config["small_model"] = model
+    return config, model
+
+
 class OpenCode(CliAgent):
     name = "opencode"
     binary = "opencode"
     install_hint = INSTALL_HINT
 
     def prepare(self, request: AgentRequest) -> Invocation:
+        base_url = request.credentials.get("OPENAI_BASE_URL") or request.credentials.get("OPENAI_API_BASE")
+        config, model = _config(request.model, base_url)
         argv = [self.executable(), "run", "--format", "json"]
-        if request.model:
-            argv += ["--model", request.model]
+        if model:
+            argv += ["--model", model]
         argv += ["--agent", "plan" if request.plan_mode else "build"]
         argv.append(request.prompt)
         env = {**agent_home(request), **provider_env(request, self.required_credentials(request.model))}
-        env["OPENCODE_DISABLE_AUTOUPDATE"] = "1"
-        return Invocation(argv=argv, env=env, stdin="", cwd=request.workspace,
-                          workspace_writable=not request.plan_mode)
+        env.update({name: "true" for name in _QUIET})
+        env["OPENCODE_CONFIG"] = str(request.artifacts_dir / CONFIG_FILE)
+        return Invocation(argv=argv, env=env, files={CONFIG_FILE: json.dumps(config, indent=2)}, stdin="",
+                          cwd=request.workspace, workspace_writable=not request.plan_mode)
 
     def parse_result(self, request: AgentRequest, exit_code: int, stdout: str, stderr: str) -> AgentResult:
         texts: list[str] = []

@@ -46,6 +46,8 @@ CLIS = {
     "claude-code": Cli("claude-sonnet-4-5", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", cost="Cost: $0.01"),
     "codex": Cli("gpt-5-codex", "OPENAI_API_KEY", "OPENAI_BASE_URL", openai_style=True),
     "gemini": Cli("gemini-2.5-pro", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL"),
+    # OpenCode prices a model its config gives no cost for at zero, and says so.
+    "opencode": Cli("openai/fake-model", "OPENAI_API_KEY", "OPENAI_BASE_URL", openai_style=True, cost="Cost: $0.00"),
     "mini-swe-agent": Cli("openai/fake-model", "OPENAI_API_KEY", "OPENAI_BASE_URL", openai_style=True),
 }
 
