@@ -44,13 +44,13 @@ def test_responses_api_gets_the_write_as_a_shell_command():
     assert completed["response"]["usage"]["input_tokens"] == 7
 
 
-def test_chat_completions_without_tools_gets_aiders_whole_file_format():
+def test_chat_completions_without_tools_gets_the_whole_script_in_aiders_whole_file_format():
     body = {"model": "m", "messages": [{"role": "system", "content": "You are an expert."},
                                        {"role": "user", "content": "go"}]}
     reply = model().answer("POST", "/v1/chat/completions", {"authorization": f"Bearer {KEY}"},
                            json.dumps(body).encode())
     [message] = [c["message"] for c in json.loads(b"".join(reply.chunks))["choices"]]
-    assert message["content"] == "a.txt\n```\nhi\n```\n"
+    assert message["content"] == "Done.\n\na.txt\n```\nhi\n```\n"
 
 
 def test_gemini_router_call_gets_json_matching_its_schema_and_costs_nothing():

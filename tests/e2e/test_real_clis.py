@@ -48,6 +48,7 @@ CLIS = {
     "gemini": Cli("gemini-2.5-pro", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL"),
     # OpenCode prices a model its config gives no cost for at zero, and says so.
     "opencode": Cli("openai/fake-model", "OPENAI_API_KEY", "OPENAI_BASE_URL", openai_style=True, cost="Cost: $0.00"),
+    "aider": Cli("openai/fake-model", "OPENAI_API_KEY", "OPENAI_BASE_URL", openai_style=True),
     "mini-swe-agent": Cli("openai/fake-model", "OPENAI_API_KEY", "OPENAI_BASE_URL", openai_style=True),
 }
 

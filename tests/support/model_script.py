@@ -118,6 +118,8 @@ class ModelScript:
         if not tools and _is_title_call(shape, data):
             return Answer(text="Scripted task"), True
         steps = self.steps or [finish("(no script)")]
+        if not tools:
+            return _as_one_text(steps), False
         step = steps[min(_assistant_turns(shape, data), len(steps) - 1)]
         return _express(step, tools, self.workspace), False
 
@@ -165,6 +167,16 @@ def _express(step: Step, tools: list[str], workspace: str) -> Answer:
         command = MINI_SUBMIT_COMMAND if not step.text else f"{MINI_SUBMIT_COMMAND} && printf %s {shlex.quote(step.text)}"
         return Answer(tool="bash", arguments={"command": command}, step=step)
     return Answer(text=step.text, step=step)
+
+
+def _as_one_text(steps: list[Step]) -> Answer:
+    """The whole script as one reply, for a CLI without tools (aider): it applies every edit in the text
+    and ends its run, so there is no second turn to finish in. Its usage is the script's total."""
+    said = [s.text for s in steps if s.kind == "finish" and s.text]
+    blocks = [_express(s, [], "").text for s in steps if s.kind != "finish"]
+    total = Step("finish", input_tokens=sum(s.input_tokens for s in steps),
+                 output_tokens=sum(s.output_tokens for s in steps))
+    return Answer(text="\n\n".join([*said, *blocks]), step=total)
 
 
 def _shell(tools: list[str], command: str, step: Step) -> Answer | None:
