@@ -74,3 +74,10 @@ def real_cli():
 def mini_swe_agent_bin():
     """bin/ of an isolated venv with the real mini-swe-agent (installed once into .cache/agents)."""
     return install("mini-swe-agent")
+
+
+if __name__ == "__main__":  # .ci/run installs every pinned CLI up front, one at a time
+    for agent in PINS:
+        began = time.monotonic()
+        where = install(agent)
+        print(f"{agent}: {PINS[agent][1]} {PINS[agent][2]} in {where} ({time.monotonic() - began:.1f} s)")
