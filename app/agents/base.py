@@ -19,6 +19,11 @@ AGENT_PATH_ENV = "DRAFTSMITH_AGENT_PATH"
 # that uses that provider.
 BASE_URL_VARS = ("OPENAI_BASE_URL", "OPENAI_API_BASE", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
 
+# For CLIs built on Bun (Claude Code, OpenCode): its allocator, mimalloc, reserves address space in 1 GiB
+# arenas, and under the sandbox's address-space limit (RLIMIT_AS, 4 GiB) one run in three of the real
+# OpenCode crashed ("MemoryExhaustion: Crash intentionally"); 64 MiB arenas made it 0 in 12.
+BUN_MEMORY_ENV = {"MIMALLOC_ARENA_RESERVE": "64MiB"}
+
 # litellm-style provider prefixes ("anthropic/claude-...") and the key each one reads.
 PROVIDER_KEYS = {
     "anthropic": "ANTHROPIC_API_KEY",

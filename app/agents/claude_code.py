@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from app.agents.base import (
+    BUN_MEMORY_ENV,
     CliAgent,
     AgentRequest,
     AgentResult,
@@ -52,7 +53,7 @@ class ClaudeCode(CliAgent):
         # No telemetry, error reports, update checks or title requests from inside the sandbox (measured:
         # with these set, the real CLI makes no request but the model calls).
         env.update(DISABLE_AUTOUPDATER="1", DISABLE_TELEMETRY="1", DISABLE_ERROR_REPORTING="1",
-                   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
+                   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", **BUN_MEMORY_ENV)
         # The prompt goes on stdin: it can be long and argv is visible in the process table.
         return Invocation(argv=argv, env=env, stdin=request.prompt, cwd=request.workspace,
                           workspace_writable=not request.plan_mode)

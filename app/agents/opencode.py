@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from app.agents.base import (
+    BUN_MEMORY_ENV,
     CliAgent,
     AgentRequest,
     AgentResult,
@@ -68,7 +69,7 @@ class OpenCode(CliAgent):
         argv += ["--agent", "plan" if request.plan_mode else "build"]
         argv.append(request.prompt)
         env = {**agent_home(request), **provider_env(request, self.required_credentials(request.model))}
-        env.update({name: "true" for name in _QUIET})
+        env.update({name: "true" for name in _QUIET}, **BUN_MEMORY_ENV)
         env["OPENCODE_CONFIG"] = str(request.artifacts_dir / CONFIG_FILE)
         return Invocation(argv=argv, env=env, files={CONFIG_FILE: json.dumps(config, indent=2)}, stdin="",
                           cwd=request.workspace, workspace_writable=not request.plan_mode)
