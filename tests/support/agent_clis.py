@@ -60,20 +60,10 @@ def install_seconds(name: str) -> float | None:
     return float(lines[1]) if len(lines) > 1 else None
 
 
-def mini_swe_agent_bin() -> Path:
-    return install("mini-swe-agent")
-
-
 @pytest.fixture(scope="session")
 def real_cli():
     """`real_cli("codex")`: bin/ holding that pinned CLI, installed once per cache."""
     return install
-
-
-@pytest.fixture(scope="session")
-def mini_swe_agent_bin():
-    """bin/ of an isolated venv with the real mini-swe-agent (installed once into .cache/agents)."""
-    return install("mini-swe-agent")
 
 
 if __name__ == "__main__":  # .ci/run installs every pinned CLI up front, one at a time
