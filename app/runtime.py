@@ -45,6 +45,10 @@ class Runtime:
         redis_url: str | None = None,
     ) -> None:
         self.settings = settings
+        # Workers find the agent CLIs `draftsmith agents install` put in this settings' agents dir.
+        from app.agents.base import use_agents_dir
+
+        use_agents_dir(settings.effective_agents_dir)
         self.metrics = metrics or Metrics()
         # Set by whoever wires them: the Actions callbacks (app.engines.actions.callbacks.wire) and tests.
         self.run_callbacks: RunCallbacks | None = None

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # A PEM file of CA certificates sandboxes trust besides the system's (a TLS-inspecting proxy, a private CA).
     sandbox_ca_file: Path | None = None
     workspace_dir: Path | None = None
+    # Where `draftsmith agents install` puts agent CLIs (one venv or npm prefix each); workers look there.
+    agents_dir: Path | None = None
     encryption_key: SecretStr | None = None
 
     # Per-installation limits; over them a trigger gets a reply that says when the limit resets.
@@ -168,6 +170,10 @@ class Settings(BaseSettings):
     @property
     def effective_workspace_dir(self) -> Path:
         return self.workspace_dir or (self.data_dir / "workspaces")
+
+    @property
+    def effective_agents_dir(self) -> Path:
+        return (self.agents_dir or (self.data_dir / "agents")).absolute()
 
     def private_key_pem(self) -> str | None:
         if self.github_private_key is not None:

@@ -116,6 +116,15 @@ class MissingCredentials(Exception):
         super().__init__(f"The {agent} agent needs {', '.join(names)}, which is not set. Set it with {commands}.")
 
 
+class AgentNotInstalled(Exception):
+    """The chosen agent's CLI is not on this worker; the message says which command installs it."""
+
+    def __init__(self, agent: str, binary: str, install: str) -> None:
+        self.agent = agent
+        super().__init__(f"The {agent} agent's CLI (`{binary}`) is not installed on this worker "
+                         f"(looked on {search_path_text()}). Install it with `{install}`.")
+
+
 def config_value(config: Any, key: str, default: Any = None) -> Any:
     """Read `key` from a RepoConfig (attribute) or a plain mapping."""
     if config is None:
@@ -125,11 +134,41 @@ def config_value(config: Any, key: str, default: Any = None) -> Any:
     return getattr(config, key, default)
 
 
+# `draftsmith agents install` puts each CLI in <agents dir>/<agent>/ (a venv, or an npm prefix) and writes
+# this file there last, so a half-finished install is never picked up.
+INSTALLED_MARKER = "draftsmith-agent.json"
+# Set where a process starts, from settings.effective_agents_dir (Runtime, the `agents` command).
+_agents_dirs: list[Path] = []
+
+
+def use_agents_dir(path: Path) -> None:
+    """Look for CLIs installed under `path` (after DRAFTSMITH_AGENT_PATH, before PATH)."""
+    _agents_dirs[:] = [Path(path).absolute()]
+
+
+def agents_dir() -> Path | None:
+    return _agents_dirs[0] if _agents_dirs else None
+
+
+def installed_bin_dirs() -> list[Path]:
+    """bin/ of every finished install under the agents dir, in name order."""
+    root = agents_dir()
+    if root is None or not root.is_dir():
+        return []
+    return [child / "bin" for child in sorted(root.iterdir()) if (child / INSTALLED_MARKER).is_file()]
+
+
+def search_path_text() -> str:
+    """Where find_binary looks, for messages."""
+    root = agents_dir()
+    return f"{AGENT_PATH_ENV}, {root} or PATH" if root else f"{AGENT_PATH_ENV} or PATH"
+
+
 def find_binary(name: str) -> str | None:
-    """Absolute path of an agent CLI: DRAFTSMITH_AGENT_PATH first, then PATH."""
-    extra = os.environ.get(AGENT_PATH_ENV, "")
-    for directory in filter(None, extra.split(os.pathsep)):
-        candidate = Path(directory) / name
+    """Absolute path of an agent CLI: DRAFTSMITH_AGENT_PATH first, then the agents dir, then PATH."""
+    extra = [Path(d) for d in os.environ.get(AGENT_PATH_ENV, "").split(os.pathsep) if d]
+    for directory in [*extra, *installed_bin_dirs()]:
+        candidate = directory / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     return shutil.which(name)
@@ -138,7 +177,7 @@ def find_binary(name: str) -> str | None:
 def binary_availability(binary: str, install_hint: str, version_args: tuple[str, ...] = ("--version",)) -> Availability:
     path = find_binary(binary)
     if path is None:
-        return Availability(False, f"`{binary}` not found on {AGENT_PATH_ENV} or PATH", install_hint)
+        return Availability(False, f"`{binary}` not found on {search_path_text()}", install_hint)
     try:
         done = subprocess.run(
             [path, *version_args], capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL

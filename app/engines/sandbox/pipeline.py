@@ -9,7 +9,8 @@ import shutil
 import threading
 from pathlib import Path
 
-from app.agents.base import AgentRequest, MissingCredentials, redact
+from app.agents.base import INSTALLED_MARKER, AgentNotInstalled, AgentRequest, MissingCredentials, find_binary, redact
+from app.agents.installer import install_command
 from app.agents.prompt import build_prompt
 from app.agents.registry import get_agent
 from app.github.report import Reporter, Stage
@@ -87,6 +88,12 @@ def _binds_for(binary: str) -> list[Path]:
     if not path.is_relative_to(Path("/usr")):
         binds.append(path.parent.parent)
         binds.append(Path(binary).absolute().parent.parent)
+    # One `draftsmith agents install` directory is self-contained: bind it whole (bin/ holds symlinks
+    # into lib/node_modules, whose packages may load siblings).
+    for parent in Path(binary).parents:
+        if (parent / INSTALLED_MARKER).is_file():
+            binds.append(parent)
+            break
     return sorted({b for b in binds if b.exists()}, key=str)
 
 
@@ -109,6 +116,10 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
     missing = [name for name in agent.required_credentials(task.model or config.model) if name not in credentials]
     if missing:
         raise MissingCredentials(agent.name, missing, task.installation_id)
+    # A CLI that is not installed fails the run now, saying how to install it, not after clone and setup.
+    binary_name = getattr(agent, "binary", None)
+    if binary_name and find_binary(binary_name) is None:
+        raise AgentNotInstalled(agent.name, binary_name, install_command(agent.name))
     secrets.extend(credentials.values())
     sink.secrets.extend(credentials.values())
 
