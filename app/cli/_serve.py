@@ -50,6 +50,31 @@ def missing_credentials_help(settings: Settings, url: str) -> str | None:
     )
 
 
+def agents_help(settings: Settings) -> list[str]:
+    """What stops agent runs on this host: the sandbox, or a missing default agent. Empty when nothing does."""
+    from app.agents.base import find_binary, use_agents_dir
+    from app.agents.installer import install_command
+    from app.agents.registry import get_agent
+    from app.engines.sandbox.backends import sandbox_problem
+    from app.github.repo_config import DEFAULT_AGENT
+
+    problems = []
+    sandbox = sandbox_problem(settings)
+    if sandbox:
+        problems.append(f"draftsmith: agents cannot run: {sandbox}")
+    # Said, not done: an install downloads hundreds of MB from a registry this host may not reach, and
+    # several workers installing at once on a first assignment would race; the operator runs it once.
+    use_agents_dir(settings.effective_agents_dir)
+    binary = getattr(get_agent(DEFAULT_AGENT), "binary", None)
+    if binary and find_binary(binary) is None:
+        problems.append(
+            f"draftsmith: the default agent, {DEFAULT_AGENT}, is not installed, so repositories that do not "
+            f"choose another fail their runs. Install it (about 10 s, 550 MB) with:\n"
+            f"    {install_command(DEFAULT_AGENT)}\n"
+            f"  (in a checkout: uv run {install_command(DEFAULT_AGENT)}); `draftsmith agents` lists the others.")
+    return problems
+
+
 def warn_if_redis_has_no_password(settings: Settings) -> None:
     from app.logs import get_logger
 
@@ -149,6 +174,8 @@ def serve(env_file: EnvFile = None) -> None:
     help_text = missing_credentials_help(settings, url)
     if help_text:
         typer.echo(help_text, err=True)
+    for problem in agents_help(settings):
+        typer.echo(problem, err=True)
     database = make_url(settings.effective_database_url).render_as_string(hide_password=True)
     banner = "\n".join(
         [
@@ -191,6 +218,8 @@ def worker(
             "processes on this machine can share.",
             err=True,
         )
+    for problem in agents_help(settings):
+        typer.echo(problem, err=True)
     stop = _StopFlag()
     stop.install()
     env = procs.child_environment(procs.resolve_env_file(env_file), settings.redis_url)
