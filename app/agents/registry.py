@@ -33,5 +33,13 @@ def get_agent(name: str) -> Agent:
         raise UnknownAgent(name) from None
 
 
+def is_known(name: str) -> bool:
+    return name.strip().lower() in _AGENTS
+
+
+def names() -> list[str]:
+    return list(_AGENTS)
+
+
 def all_agents() -> list[Agent]:
     return list(_AGENTS.values())

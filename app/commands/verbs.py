@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from app import audit
+from app.agents import registry
 from app.commands.grammar import Command
 from app.github import render
 from app.engines import lifecycle
@@ -91,6 +92,10 @@ async def retry_latest(ctx: Context, repo: str, number: int, *, comment_id: int 
         return
     if latest.status in ("queued", "running"):
         await reporter.reply(repo, number, render.busy_reply(latest, reporter.task_url(latest), prefix))
+        return
+    if agent and not registry.is_known(agent):
+        await reporter.reply(repo, number, render.unknown_agent_reply(agent, registry.names(), asked=True,
+                                                                      prefix=prefix))
         return
     if agent or model:
         tasks.update(latest.id, **{k: v for k, v in (("agent", agent), ("model", model)) if v})

@@ -728,6 +728,18 @@ def nothing_to_cancel(prefix: str = "/agent") -> str:
     return f"There is no running Draftsmith task here to cancel. Reply {_code(prefix + ' status')} to see the last one."
 
 
+def unknown_agent_reply(name: str, known: Sequence[str], *, asked: bool, source: str = ".github/draftsmith.yml",
+                        prefix: str = "/agent") -> str:
+    """An agent name nobody can run: say where it came from and which names work. Nothing was started."""
+    where = f"asked for with {_code('--agent')}" if asked else f"named by {_code('agent:')} in {_code(source)}"
+    names = ", ".join(_code(n) for n in known)
+    fix = (f"Ask again with one of them, e.g. {_code(prefix + ' run --agent ' + known[0])}." if asked else
+           f"Set {_code('agent:')} to one of them on the default branch, or pick one with "
+           f"{_code(prefix + ' run --agent NAME')}.")
+    return (f"Draftsmith has no agent called {_code(_neutral(name, 60))} ({where}), so nothing was started. "
+            f"Known agents: {names}. {fix}")
+
+
 def nothing_to_retry(prefix: str = "/agent") -> str:
     return (f"There is no earlier Draftsmith task here to retry. Reply {_code(prefix + ' run')} "
             f"to start one.")

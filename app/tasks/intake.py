@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app import audit, policy
+from app.agents import registry
 from app.engines import lifecycle
 from app.engines.publish import Outcome
 from app.github import gitdata, render
@@ -69,6 +70,12 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
 
     if (earlier := tasks.task_for_delivery(ctx.event.delivery_id)) is not None:
         return earlier  # this delivery is being handled again: its task exists and is on its way
+    if not registry.is_known(trigger.agent or config.agent):
+        # Refused before any task exists: no failed task, no red check run, no draft PR for a typo.
+        await reporter.reply(repo_full_name, trigger.number, render.unknown_agent_reply(
+            trigger.agent or config.agent, registry.names(), asked=bool(trigger.agent), source=loaded.source,
+            prefix=config.command_prefix))
+        return None
     active = tasks.active_task_for(repo_full_name, trigger.number)
     queue_behind = False
     if active is not None:

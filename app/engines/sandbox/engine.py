@@ -6,7 +6,7 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from app.agents.base import MissingCredentials
+from app.agents.base import AgentNotInstalled, MissingCredentials
 from app.engines import lifecycle
 from app.engines.logsink import LogSink
 from app.engines.publish import Outcome
@@ -37,7 +37,7 @@ class SandboxEngine:
             if stop.status is Status.CANCELLED:  # say who cancelled and from where, as request_cancel recorded
                 reason = tasks.get(task.id).status_reason or reason
             outcome = Outcome(stop.status, reason)
-        except MissingCredentials as exc:
+        except (MissingCredentials, AgentNotInstalled) as exc:
             outcome = Outcome(Status.FAILED, str(exc))
         except Exception as exc:  # anything unexpected still ends the task visibly
             log.exception("run failed")
