@@ -39,6 +39,7 @@ SAMPLES = {
     "DRAFTSMITH_EGRESS_PRIVATE_RANGES": ("egress_private_ranges", "10.20.0.0/16", "10.20.0.0/16"),
     "DRAFTSMITH_SANDBOX_CA_FILE": ("sandbox_ca_file", "/etc/ca.pem", Path("/etc/ca.pem")),
     "DRAFTSMITH_WORKSPACE_DIR": ("workspace_dir", "/scratch", Path("/scratch")),
+    "DRAFTSMITH_AGENTS_DIR": ("agents_dir", "/opt/agents", Path("/opt/agents")),
     "DRAFTSMITH_MAX_CONCURRENT_TASKS": ("max_concurrent_tasks", "7", 7),
     "DRAFTSMITH_MAX_TASKS_PER_DAY": ("max_tasks_per_day", "70", 70),
     "DRAFTSMITH_DAILY_COST_CAP_USD": ("daily_cost_cap_usd", "12.5", 12.5),

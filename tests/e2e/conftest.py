@@ -22,6 +22,15 @@ def command_config(command: str, **extra) -> str:
     return "\n".join(lines) + "\n"
 
 
+def store_credentials(app, installation_id: int, **values: str) -> None:
+    """As `draftsmith credentials set --installation ID NAME` would."""
+    from app.credentials import CredentialStore, load_keyring
+
+    store = CredentialStore(app.engine, load_keyring(app.settings))
+    for name, value in values.items():
+        store.set(installation_id, name, value)
+
+
 class Scene:
     """One repository on the fake GitHub with the App installed and people with known permissions."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -10,9 +11,8 @@ from typer.testing import CliRunner
 
 from app.agents.versions import PINS
 from app.cli import cli
-from app.credentials import CredentialStore, load_keyring
 from app.engines.sandbox.bubblewrap import find_bwrap
-from tests.e2e.conftest import REPO
+from tests.e2e.conftest import REPO, store_credentials
 from tests.support.fake_llm import bash, submit
 
 PINNED = PINS["mini-swe-agent"][2]
@@ -74,10 +74,8 @@ def test_a_worker_runs_the_agent_installed_in_its_agents_dir(agents_dir, make_sc
     monkeypatch.delenv("DRAFTSMITH_AGENT_PATH", raising=False)
     scene = make_scene(DRAFTSMITH_AGENTS_DIR=str(root))
     scene.repo("agent: mini-swe-agent\nmodel: openai/fake-model\n")
-    store = CredentialStore(scene.app.engine, load_keyring(scene.app.settings))
-    installation_id = fakehub.installation_id(REPO)
-    store.set(installation_id, "OPENAI_API_KEY", API_KEY)
-    store.set(installation_id, "OPENAI_BASE_URL", fake_llm.base_url)
+    store_credentials(scene.app, fakehub.installation_id(REPO), OPENAI_API_KEY=API_KEY,
+                      OPENAI_BASE_URL=fake_llm.base_url)
     fake_llm.script([bash("sed -i 's/tpyo/typo/' README.md"), submit("Fixed the typo")])
     number = fakehub.open_issue(REPO, "Fix the spelling in README", "tpyo should be typo")
 
@@ -90,3 +88,18 @@ def test_a_worker_runs_the_agent_installed_in_its_agents_dir(agents_dir, make_sc
     readme = subprocess.run(["git", "--git-dir", fakehub.repo(REPO).git_dir, "show", f"{task.branch}:README.md"],
                             capture_output=True, text=True, check=True).stdout
     assert readme == "# Demo\n\nA typo here.\n"
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm (Node.js) is not installed")
+def test_an_npm_agent_installs_under_a_prefix_of_its_own_and_is_listed_at_its_pin(tmp_path):
+    # Gemini CLI is the smallest of the npm agents (about 100 MB, one bundled package).
+    os.chmod(tmp_path, 0o755)
+    root = tmp_path / "agents"
+    pinned = PINS["gemini"][2]
+    result = _agents(root, "install", "gemini")
+    assert result.exit_code == 0, result.output
+    assert f"installing gemini: npm package @google/gemini-cli {pinned}" in result.output
+    assert "added" in result.output  # npm's own summary line
+
+    [line] = [line for line in _agents(root).output.splitlines() if line.startswith("gemini ")]
+    assert line.split()[:4] == ["gemini", "available", pinned, pinned]

@@ -5,15 +5,7 @@ from __future__ import annotations
 import os
 
 from app.agents.registry import names
-from app.credentials import CredentialStore, load_keyring
-from tests.e2e.conftest import REPO
-
-
-def _store(app, installation_id: int, **values: str) -> None:
-    """As `draftsmith credentials set --installation ID NAME` would."""
-    store = CredentialStore(app.engine, load_keyring(app.settings))
-    for name, value in values.items():
-        store.set(installation_id, name, value)
+from tests.e2e.conftest import REPO, store_credentials
 
 
 def _names_every_known_agent(body: str) -> bool:
@@ -56,7 +48,7 @@ def test_an_agent_whose_cli_is_missing_fails_at_once_with_the_install_command(sc
     monkeypatch.setenv("DRAFTSMITH_AGENT_PATH", str(tmp_path / "empty"))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     scene.repo("agent: codex\nmodel: gpt-5\n")
-    _store(scene.app, fakehub.installation_id(REPO), OPENAI_API_KEY="sk-test-not-used")
+    store_credentials(scene.app, fakehub.installation_id(REPO), OPENAI_API_KEY="sk-test-not-used")
     number = fakehub.open_issue(REPO, "Fix the typo", "")
 
     # When alice assigns the bot
@@ -88,7 +80,7 @@ def test_a_cli_that_prints_nonsense_fails_the_run_with_the_tail_of_its_output(sc
     os.chmod(claude, 0o755)
     monkeypatch.setenv("DRAFTSMITH_AGENT_PATH", str(bin_dir))
     scene.repo("agent: claude-code\n")
-    _store(scene.app, fakehub.installation_id(REPO), ANTHROPIC_API_KEY="sk-ant-test-not-used")
+    store_credentials(scene.app, fakehub.installation_id(REPO), ANTHROPIC_API_KEY="sk-ant-test-not-used")
     number = fakehub.open_issue(REPO, "Fix the typo", "")
 
     # When alice assigns the bot
