@@ -117,8 +117,9 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
     if missing:
         raise MissingCredentials(agent.name, missing, task.installation_id)
     # A CLI that is not installed fails the run now, saying how to install it, not after clone and setup.
+    # The docker backend runs the CLI of its image, which this worker cannot see.
     binary_name = getattr(agent, "binary", None)
-    if binary_name and find_binary(binary_name) is None:
+    if binary_name and settings.sandbox != "docker" and find_binary(binary_name) is None:
         raise AgentNotInstalled(agent.name, binary_name, install_command(agent.name))
     secrets.extend(credentials.values())
     sink.secrets.extend(credentials.values())
