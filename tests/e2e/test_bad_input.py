@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from app.agents.registry import names
-from tests.e2e.conftest import REPO, store_credentials
+from tests.e2e.conftest import REPO, command_config, store_credentials
 
 
 def _names_every_known_agent(body: str) -> bool:
@@ -93,3 +93,21 @@ def test_a_cli_that_prints_nonsense_fails_the_run_with_the_tail_of_its_output(sc
     assert "config version 7 is not supported" in task.status_reason
     check = scene.check_run()
     assert check.conclusion == "failure" and "config version 7 is not supported" in check.output["text"]
+
+
+def test_retry_with_an_unknown_agent_gets_a_reply_and_runs_nothing_again(scene, fakehub):
+    # Given a task that has finished
+    scene.repo(command_config("echo more >> README.md && echo edited"))
+    number = fakehub.open_issue(REPO, "Add a line", "")
+    fakehub.assign(REPO, number, scene.bot)
+    [task] = scene.wait_settled()
+    assert task.status == "succeeded"
+
+    # When alice retries it with an agent that does not exist
+    fakehub.comment(REPO, number, "/agent retry --agent nonexistent")
+    [task] = scene.wait_settled()
+
+    # Then she is told the known agents, and the task keeps its one run and its agent
+    reply = scene.bot_comments(number)[-1]
+    assert "no agent called `nonexistent`" in reply.body and _names_every_known_agent(reply.body)
+    assert len(scene.runs(task.id)) == 1 and task.agent == "command"
