@@ -16,7 +16,6 @@ from pathlib import Path
 from app.agents.base import INSTALLED_MARKER, tail
 from app.agents.versions import COMPANIONS, PINS
 
-
 Echo = Callable[[str], None]
 
 
