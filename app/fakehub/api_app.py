@@ -1,11 +1,11 @@
-"""REST routes for the App itself: GET /app, installations and installation access tokens."""
+"""REST routes for the App itself: GET /app, installations, installation access tokens and webhook deliveries."""
 
 from __future__ import annotations
 
 from app.fakehub.auth import issue_token, permissions_exceed
 from app.fakehub.payloads import APP_PERMISSIONS
 from app.fakehub.routing import Api, Ctx, HttpError, not_found, validation_failed
-from app.fakehub.state import iso, now
+from app.fakehub.state import Delivery, iso, now
 
 api = Api()
 
@@ -98,3 +98,55 @@ def list_installation_repositories(ctx: Ctx):
         raise HttpError(403, "This endpoint requires you to authenticate as an installation")
     repos = [ctx.render.repository(ctx.state.repos[f], full=False) for f in sorted(ctx.principal.token.repos)]
     return 200, {"total_count": len(repos), "repository_selection": "selected", "repositories": ctx.page(repos)}
+
+
+# GitHub's cursors are opaque; ours name the attempt a page continues below.
+_CURSOR_PREFIX = "v1_"
+
+
+def hook_delivery_item(delivery: Delivery) -> dict:
+    """A "webhook delivery item" as GitHub lists it; a receiver never reached shows status_code 0."""
+    if delivery.status_code is None:
+        status = "failed to connect to host" if delivery.url else "no webhook URL configured"
+    elif delivery.ok:
+        status = "OK"
+    else:
+        status = f"Invalid HTTP Response: {delivery.status_code}"
+    return {
+        "id": delivery.attempt_id, "guid": delivery.id, "delivered_at": iso(delivery.delivered_at),
+        "redelivery": delivery.redelivery, "duration": delivery.duration, "status": status,
+        "status_code": delivery.status_code or 0, "event": delivery.event, "action": delivery.action,
+        "installation_id": (delivery.payload.get("installation") or {}).get("id"),
+        "repository_id": (delivery.payload.get("repository") or {}).get("id"),
+        "throttled_at": None,
+    }
+
+
+@api.route("GET", "/app/hook/deliveries")
+def list_hook_deliveries(ctx: Ctx):
+    """Newest first, `per_page` at a time (at most 100), continued by the cursor in the Link header."""
+    per_page = min(int(ctx.query.get("per_page", 30)), 100)
+    attempts = sorted(ctx.state.deliveries, key=lambda d: d.attempt_id, reverse=True)
+    if cursor := ctx.query.get("cursor"):
+        if not cursor.startswith(_CURSOR_PREFIX) or not cursor[len(_CURSOR_PREFIX):].isdigit():
+            raise HttpError(400, "Invalid cursor")
+        below = int(cursor[len(_CURSOR_PREFIX):])
+        attempts = [d for d in attempts if d.attempt_id < below]
+    wanted = ctx.query.get("status")  # "success" | "failure"
+    if wanted:
+        attempts = [d for d in attempts if d.ok == (wanted == "success")]
+    page = attempts[:per_page]
+    if len(attempts) > per_page:
+        ctx.headers["link-cursor"] = f"{_CURSOR_PREFIX}{page[-1].attempt_id}"
+    return 200, [hook_delivery_item(d) for d in page]
+
+
+@api.route("POST", "/app/hook/deliveries/{delivery_id}/attempts")
+def redeliver_hook_delivery(ctx: Ctx):
+    """Accepted: the attempt's event is sent again (same guid, redelivery=true) once the answer is ready."""
+    attempt_id = int(ctx.params["delivery_id"])
+    original = next((d for d in ctx.state.deliveries if d.attempt_id == attempt_id), None)
+    if original is None:
+        raise not_found()
+    ctx.resend.append(original)
+    return 202, {}

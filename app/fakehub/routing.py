@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from app.fakehub.auth import Principal
 from app.fakehub.payloads import Renderer
-from app.fakehub.state import FakeHubState, Repository, User
+from app.fakehub.state import Delivery, FakeHubState, Repository, User
 
 # Path parameters GitHub lets contain slashes (file paths, refs, branch names like draftsmith/issue-1, "base...head").
 SLASHY = {"path", "ref", "basehead", "branch"}
@@ -52,6 +52,7 @@ class Ctx:
     query: dict[str, str]
     body: Any
     pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    resend: list[Delivery] = field(default_factory=list)  # deliveries to redeliver, once the lock is released
     headers: dict[str, str] = field(default_factory=dict)
 
     @property

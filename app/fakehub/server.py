@@ -23,7 +23,7 @@ from app.fakehub.payloads import Renderer
 from app.fakehub.routing import Api, Ctx, HttpError
 from app.fakehub.spec import DOCS, ContractChecker
 from app.fakehub.state import Fault, RequestRecord
-from app.fakehub.webhooks import deliver
+from app.fakehub.webhooks import deliver, redeliver
 
 API = Api()
 for module in (api_app, api_repos, api_issues, api_pulls, api_checks):
@@ -100,6 +100,8 @@ class FakeGitHub:
                 status, data = route.handler(ctx)
             for event, payload in ctx.pending:
                 deliver(state, event, payload)
+            for original in ctx.resend:
+                redeliver(state, original)
             headers = _pagination_headers(request, ctx.headers)
             if self.hub.validate_responses and route.template not in UNDESCRIBED and status < 300:
                 problems = self.checker.check_response(route.template, params, method, status, data)
@@ -138,9 +140,12 @@ class _Answered(Exception):
 
 
 def _pagination_headers(request: Request, hints: dict[str, str]) -> dict[str, str]:
-    if "link-next" not in hints:
+    if "link-cursor" in hints:  # cursor-paginated lists (webhook deliveries) name the next page's cursor
+        url = request.url.include_query_params(cursor=hints["link-cursor"])
+    elif "link-next" in hints:
+        url = request.url.include_query_params(page=hints["link-next"])
+    else:
         return {}
-    url = request.url.include_query_params(page=hints["link-next"])
     return {"Link": f'<{url}>; rel="next"'}
 
 

@@ -228,7 +228,9 @@ class Repository:
 
 @dataclass
 class Delivery:
-    id: str  # the X-GitHub-Delivery uuid
+    """One attempt at handing an event over; a redelivery is a new attempt with the same `id` (guid)."""
+
+    id: str  # the X-GitHub-Delivery uuid, shared by every attempt at the same event
     event: str
     action: str | None
     payload: dict[str, Any]
@@ -236,6 +238,13 @@ class Delivery:
     url: str | None
     error: str | None = None
     delivered_at: datetime = field(default_factory=now)
+    attempt_id: int = 0  # GitHub's integer "id" of this attempt in GET /app/hook/deliveries (newer is larger)
+    redelivery: bool = False
+    duration: float = 0.0  # seconds the receiver took to answer
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
 
 
 @dataclass

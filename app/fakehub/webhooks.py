@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from typing import Any
 
@@ -31,13 +32,18 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def deliver(state: FakeHubState, event: str, payload: dict[str, Any]) -> Delivery:
-    """Send one delivery synchronously (so tests see its effect when the causing call returns) and record it."""
+def deliver(state: FakeHubState, event: str, payload: dict[str, Any], *, guid: str | None = None,
+            redelivery: bool = False) -> Delivery:
+    """Send one delivery synchronously (so tests see its effect when the causing call returns) and record it.
+
+    Each call is one attempt with its own `attempt_id`; a redelivery passes the original's `guid`, which
+    GitHub sends again as X-GitHub-Delivery.
+    """
     assert state.app is not None
     body = json.dumps(payload).encode()
     delivery = Delivery(
-        id=str(uuid.uuid4()), event=event, action=payload.get("action"), payload=payload,
-        status_code=None, url=state.webhook_url,
+        id=guid or str(uuid.uuid4()), event=event, action=payload.get("action"), payload=payload,
+        status_code=None, url=state.webhook_url, attempt_id=state.next_id(), redelivery=redelivery,
     )
     if state.webhook_url:
         headers = {
@@ -51,11 +57,18 @@ def deliver(state: FakeHubState, event: str, payload: dict[str, Any]) -> Deliver
             "X-Hub-Signature-256": sign(state.app.webhook_secret, body),
             "X-Hub-Signature": "sha1=" + hmac.new(state.app.webhook_secret.encode(), body, hashlib.sha1).hexdigest(),
         }
+        started = time.monotonic()
         try:
             response = _http().post(state.webhook_url, content=body, headers=headers)
             delivery.status_code = response.status_code
         except httpx.HTTPError as error:
             delivery.error = f"{type(error).__name__}: {error}"
+        delivery.duration = round(time.monotonic() - started, 3)
     with state.lock:
         state.deliveries.append(delivery)
     return delivery
+
+
+def redeliver(state: FakeHubState, original: Delivery) -> Delivery:
+    """Send `original` again, as `POST /app/hook/deliveries/{id}/attempts` does: same guid, a new attempt."""
+    return deliver(state, original.event, original.payload, guid=original.id, redelivery=True)
