@@ -57,6 +57,24 @@ class DeliveryPayload(SQLModel, table=True):
     payload_lz4: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # app.deliveries.records.pack(body)
 
 
+class DeliveryRecovery(SQLModel, table=True):
+    """How far back GitHub's list of the App's deliveries was last checked for lost ones (one row), and totals.
+
+    app.deliveries.recovery writes it; /metrics reads the totals, so every process reports the numbers
+    the one sweeping process made.
+    """
+
+    __tablename__ = "delivery_recovery"
+
+    id: int = Field(default=1, primary_key=True)
+    # The newest GitHub delivery attempt id (GET /app/hook/deliveries "id") checked; None before the first sweep.
+    checkpoint: int | None = Field(default=None, sa_column=Column(BigInteger))
+    checked_at: datetime | None = None
+    redeliveries: int = 0  # redeliveries asked of GitHub
+    failed_again: int = 0  # deliveries whose redelivery failed too (left for a person: one redelivery each)
+    rate_limited: int = 0  # sweeps GitHub's rate limit stopped
+
+
 class Installation(SQLModel, table=True):
     __tablename__ = "installations"
 

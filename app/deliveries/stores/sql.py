@@ -196,6 +196,18 @@ def unprocessed(engine: Engine, *, now: datetime, stale_after: timedelta | None,
         return list(conn.execute(stmt).scalars())
 
 
+def held(engine: Engine, delivery_ids: Sequence[str]) -> set[str]:
+    """Those of these delivery ids the log holds, whatever their status."""
+    if not delivery_ids:
+        return set()
+    found: set[str] = set()
+    ids = list(dict.fromkeys(delivery_ids))
+    with engine.connect() as conn:
+        for start in range(0, len(ids), 500):  # well under every database's bound-parameter limit
+            found.update(conn.execute(select(Delivery.id).where(Delivery.id.in_(ids[start:start + 500]))).scalars())
+    return found
+
+
 def counts_since(engine: Engine, since: datetime) -> list[tuple[str, str, str, int]]:
     stmt = (
         select(Delivery.event, Delivery.action, Delivery.status, func.count())
