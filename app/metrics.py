@@ -1,11 +1,11 @@
-"""Prometheus metrics for ingress and the delivery log, kept in a registry per Runtime (no import-time state)."""
+"""Prometheus metrics for ingress, the delivery log and its recovery, in a registry per Runtime (no import-time state)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 # Ingress answers in single-digit milliseconds when healthy; the buckets resolve that range finely.
@@ -64,6 +64,30 @@ class _ScrapeTimeGauges(Collector):
         yield kept
 
 
+class _RecoveryTotals(Collector):
+    """What delivery recovery (app.deliveries.recovery) did, read from the database when Prometheus scrapes:
+    the sweeping process is a worker, and the web processes answer /metrics."""
+
+    def __init__(self, totals: Callable[[], dict[str, float] | None]) -> None:
+        self.totals = totals
+
+    def collect(self):
+        try:
+            totals = self.totals() or {}
+        except Exception:  # the database down: report nothing rather than fail the whole scrape
+            return
+        for name, key, text in (
+            ("draftsmith_recovery_redeliveries", "redeliveries", "Redeliveries of lost deliveries asked of GitHub"),
+            ("draftsmith_recovery_failed_again", "failed_again",
+             "Lost deliveries whose redelivery failed too (each counted once, left for a person)"),
+            ("draftsmith_recovery_rate_limited", "rate_limited", "Recovery sweeps stopped by GitHub's rate limit"),
+        ):
+            yield CounterMetricFamily(name, text, value=totals.get(key, 0))
+        yield GaugeMetricFamily("draftsmith_recovery_last_sweep_timestamp_seconds",
+                                "When recovery last listed GitHub's deliveries (0: never)",
+                                value=totals.get("checked_at", 0))
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -86,8 +110,10 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch(self, queue_depths, delivery_counts, oldest_kept=None) -> None:
+    def watch(self, queue_depths, delivery_counts, oldest_kept=None, recovery_totals=None) -> None:
         self.registry.register(_ScrapeTimeGauges(queue_depths, delivery_counts, oldest_kept))
+        if recovery_totals is not None:
+            self.registry.register(_RecoveryTotals(recovery_totals))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

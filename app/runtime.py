@@ -65,7 +65,8 @@ class Runtime:
         self._owns_engine = engine is None
         # The web app's threads and a test's in-process worker may reach for the same part at once.
         self._lock = threading.Lock()
-        self.metrics.watch(self._queue_depths, self._delivery_counts, self._oldest_kept)
+        self.metrics.watch(self._queue_depths, self._delivery_counts, self._oldest_kept,
+                           recovery_totals=self._recovery_totals)
 
     @property
     def engine(self) -> Engine:
@@ -135,6 +136,11 @@ class Runtime:
         now = utcnow()
         return {kind: (now - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds() if at else None
                 for kind, at in retention.oldest(self.engine).items()}
+
+    def _recovery_totals(self):
+        from app.deliveries.recovery import totals
+
+        return totals(self.engine)
 
     async def identity(self) -> AppIdentity | None:
         """The App's slug and bot login, read from `GET /app` on first use and kept."""

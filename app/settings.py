@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     checkpoint_seconds: int = Field(120, ge=0)
     # How often serve/worker look for deliveries never processed and runs never finished.
     sweep_interval_seconds: float = Field(15.0, validation_alias="DRAFTSMITH_SWEEP_INTERVAL")
+    # How often the sweeper asks GitHub for deliveries it could not hand over, and has them sent again
+    # (app.deliveries.recovery); also once shortly after start-up. 0: never.
+    recovery_interval_seconds: float = Field(300.0, ge=0, validation_alias="DRAFTSMITH_RECOVERY_INTERVAL")
 
     # An Actions run that has not called back this long after its dispatch never started (GitHub still
     # queues it, or no workflow run appeared); until then GitHub's word that it is queued keeps it alive.

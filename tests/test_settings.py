@@ -46,6 +46,7 @@ SAMPLES = {
     "DRAFTSMITH_RUN_TIME_LIMIT": ("run_time_limit_seconds", "900", 900.0),
     "DRAFTSMITH_HEARTBEAT_TIMEOUT": ("heartbeat_timeout_seconds", "45", 45),
     "DRAFTSMITH_SWEEP_INTERVAL": ("sweep_interval_seconds", "2.5", 2.5),
+    "DRAFTSMITH_RECOVERY_INTERVAL": ("recovery_interval_seconds", "60", 60.0),
     "DRAFTSMITH_REQUEUE_DEAD_RUNS": ("requeue_dead_runs", "true", True),
     "DRAFTSMITH_CHECKPOINT_SECONDS": ("checkpoint_seconds", "30", 30),
     "DRAFTSMITH_RETENTION_DAYS": ("retention_days", "7", 7),

@@ -1,8 +1,9 @@
-"""The sweeper: re-enqueue deliveries recorded but never processed, and end runs whose worker died."""
+"""The sweeper: re-enqueue deliveries never processed, end runs whose worker died, have lost deliveries sent again."""
 
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 from app.deliveries.enqueuers import BrokerEnqueuer
@@ -77,21 +78,52 @@ def prune_old_rows(runtime) -> dict[str, int]:
     return pruned
 
 
+def recover_lost_deliveries(runtime) -> int:
+    """Have GitHub redeliver what it could not hand over (app.deliveries.recovery). Returns how many."""
+    from app.deliveries.recovery import recover_deliveries
+
+    outcome = recover_deliveries(runtime)
+    return len(outcome.redelivered) if outcome is not None else 0
+
+
+def _guarded(job, runtime) -> None:
+    try:
+        job(runtime)
+    except Exception as exc:  # Redis, the database or GitHub down: try again next round
+        log.warning("sweep_failed", job=job.__name__, error_type=type(exc).__name__)
+
+
 def _sweep_all(runtime) -> None:
     # Each job on its own: a failing GitHub call while reporting a dead run must not stop delivery sweeps.
     for job in (sweep, recover_runs, prune_old_rows):
-        try:
-            job(runtime)
-        except Exception as exc:  # Redis, the database or GitHub down: try again next round
-            log.warning("sweep_failed", job=job.__name__, error_type=type(exc).__name__)
+        _guarded(job, runtime)
+
+
+class _RecoverySchedule:
+    """Delivery recovery on the sweeper's ticks, every `interval` seconds (0: never). The first is due at
+    the first tick, one sweep interval after start-up rather than at once: under `serve` the web
+    processes start beside this one, and a redelivery GitHub sends before they listen fails again."""
+
+    def __init__(self, interval: float, first_after: float = 0.0) -> None:
+        self.interval = interval
+        self._due = time.monotonic() + first_after
+
+    def tick(self, runtime) -> None:
+        if self.interval <= 0 or time.monotonic() < self._due:
+            return
+        self._due = time.monotonic() + self.interval
+        _guarded(recover_lost_deliveries, runtime)
 
 
 class Sweeper:
-    """Calls sweep() every `interval` seconds on a daemon thread until stopped; errors are logged."""
+    """Calls sweep() every `interval` seconds, and delivery recovery every `recovery_interval`, on a daemon
+    thread until stopped; errors are logged."""
 
-    def __init__(self, runtime, interval: float | None = None) -> None:
+    def __init__(self, runtime, interval: float | None = None, recovery_interval: float | None = None) -> None:
         self.runtime = runtime
         self.interval = interval if interval is not None else runtime.settings.sweep_interval_seconds
+        self.recovery = _RecoverySchedule(
+            recovery_interval if recovery_interval is not None else runtime.settings.recovery_interval_seconds)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -108,6 +140,7 @@ class Sweeper:
             log.warning("sweep_failed", job="recover_runs", error_type=type(exc).__name__)
         while not self._stop.wait(self.interval):
             _sweep_all(self.runtime)
+            self.recovery.tick(self.runtime)
 
     def stop(self) -> None:
         self._stop.set()
@@ -129,9 +162,12 @@ def run_sweeper(settings, *, stop: threading.Event | None = None) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
     runtime = build_runtime(settings)
+    # This loop sweeps at once, so recovery waits one interval (see _RecoverySchedule).
+    recovery = _RecoverySchedule(settings.recovery_interval_seconds, first_after=settings.sweep_interval_seconds)
     try:
         while not stop.is_set():
             _sweep_all(runtime)
+            recovery.tick(runtime)
             stop.wait(runtime.settings.sweep_interval_seconds)
     finally:
         runtime.close()
