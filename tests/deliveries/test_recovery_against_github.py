@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from app.db import make_engine
@@ -14,14 +12,9 @@ from app.github.client import GitHubApp, TransientRetry
 from app.migrate import upgrade
 from app.runtime import Runtime
 from app.settings import Settings
+from tests.support.app_server import free_port
 
 REPO = "octo/demo"
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/api/github/webhooks"
 
 
 @pytest.fixture
@@ -39,7 +32,7 @@ def runtime(fakehub, sqlite_url):
 @pytest.fixture
 def app_down(fakehub):
     """Nothing listens where GitHub sends the App's webhooks; `issues(n)` opens n issues it fails to deliver."""
-    fakehub.webhook_url = _closed_port_url()
+    fakehub.webhook_url = f"http://127.0.0.1:{free_port()}/api/github/webhooks"
     fakehub.create_repo(*REPO.split("/"))
     fakehub.add_user("alice", permissions={REPO: "write"})
 

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 
 from tests.fakehub.conftest import app_jwt
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/hook"
+from tests.support.app_server import free_port
 
 
 def _as_app(fakehub) -> httpx.Client:
@@ -57,7 +50,7 @@ def test_the_deliveries_api_answers_only_the_app_itself(fakehub):
 
 def test_a_delivery_made_while_the_app_is_down_is_listed_failed_and_redelivered_under_its_guid(fakehub, webhook_sink):
     # Given a delivery GitHub could not hand over: nothing listens on the webhook URL
-    fakehub.webhook_url = _closed_port_url()
+    fakehub.webhook_url = f"http://127.0.0.1:{free_port()}/hook"
     _open_issues(fakehub, 1)
     client = _as_app(fakehub)
     [failed] = client.get("/app/hook/deliveries").json()
