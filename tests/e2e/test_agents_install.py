@@ -13,10 +13,10 @@ from app.agents.versions import PINS
 from app.cli import cli
 from app.engines.sandbox.bubblewrap import find_bwrap
 from tests.e2e.conftest import REPO, store_credentials
-from tests.support.fake_llm import bash, submit
+from tests.support.model_script import finish, run
+from tests.support.model_server import API_KEY as MODEL_KEY
 
 PINNED = PINS["mini-swe-agent"][2]
-API_KEY = "fake-openai-key-0d9c8b7a6f5e4d3c2b1a"
 
 
 def _agents(agents_dir, *args: str):
@@ -67,16 +67,16 @@ def test_install_refuses_an_agent_it_does_not_know_naming_the_known_ones(tmp_pat
 
 
 @pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap (apt: bubblewrap) is not installed")
-def test_a_worker_runs_the_agent_installed_in_its_agents_dir(agents_dir, make_scene, fakehub, fake_llm,
+def test_a_worker_runs_the_agent_installed_in_its_agents_dir(agents_dir, make_scene, fakehub, model_server,
                                                              monkeypatch):
     # Given an app whose agents dir holds the install, and nothing on DRAFTSMITH_AGENT_PATH or PATH
     root, _ = agents_dir
     monkeypatch.delenv("DRAFTSMITH_AGENT_PATH", raising=False)
     scene = make_scene(DRAFTSMITH_AGENTS_DIR=str(root))
     scene.repo("agent: mini-swe-agent\nmodel: openai/fake-model\n")
-    store_credentials(scene.app, fakehub.installation_id(REPO), OPENAI_API_KEY=API_KEY,
-                      OPENAI_BASE_URL=fake_llm.base_url)
-    fake_llm.script([bash("sed -i 's/tpyo/typo/' README.md"), submit("Fixed the typo")])
+    store_credentials(scene.app, fakehub.installation_id(REPO), OPENAI_API_KEY=MODEL_KEY,
+                      OPENAI_BASE_URL=model_server.base_url)
+    model_server.script([run("sed -i 's/tpyo/typo/' README.md"), finish("Fixed the typo")])
     number = fakehub.open_issue(REPO, "Fix the spelling in README", "tpyo should be typo")
 
     # When alice assigns the bot

@@ -42,13 +42,14 @@ def test_agent_run_with_an_unknown_agent_gets_a_reply_and_starts_nothing(scene, 
     assert scene.check_runs() == [] and scene.pulls() == []
 
 
-def test_an_agent_whose_cli_is_missing_fails_at_once_with_the_install_command(scene, fakehub, fake_llm,
+def test_an_agent_whose_cli_is_missing_fails_at_once_with_the_install_command(scene, fakehub, model_server,
                                                                              monkeypatch, tmp_path):
     # Given a repository that picks Codex, its key stored, and no `codex` anywhere on this worker
     monkeypatch.setenv("DRAFTSMITH_AGENT_PATH", str(tmp_path / "empty"))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     scene.repo("agent: codex\nmodel: gpt-5\n")
-    store_credentials(scene.app, fakehub.installation_id(REPO), OPENAI_API_KEY="sk-test-not-used")
+    store_credentials(scene.app, fakehub.installation_id(REPO), OPENAI_API_KEY="sk-test-not-used",
+                      OPENAI_BASE_URL=model_server.base_url)
     number = fakehub.open_issue(REPO, "Fix the typo", "")
 
     # When alice assigns the bot
@@ -61,7 +62,7 @@ def test_an_agent_whose_cli_is_missing_fails_at_once_with_the_install_command(sc
     assert how in task.status_reason and "`codex`" in task.status_reason
     [run] = scene.runs(task.id)
     assert not any(line.text.startswith("cloning") for line in scene.logs(run.id))
-    assert fake_llm.requests == []
+    assert model_server.requests == [], "no model was called"
     [progress] = scene.bot_comments(number)
     assert "Failed" in progress.body and how in progress.body
     check = scene.check_run()
