@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.fakehub import EXTRA_PACKAGES, MISSING_EXTRA
+from app.cli.fakehub import require_fakehub
 
 REPO = "octo/hello"
 PERSON = "maintainer"
@@ -45,17 +45,13 @@ def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Leave the fake GitHub and the app running to explore.")] = False,
 ) -> None:
     """Show the whole loop: an issue assigned to the bot becomes a reviewed-ready pull request."""
-    try:
-        from app.fakehub.background import BackgroundServer
-        from app.fakehub.hub import FakeHub
-        from app.fakehub.server import create_fakehub
-        from app.fakehub.spec import load
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in EXTRA_PACKAGES:
-            raise
-        typer.echo(MISSING_EXTRA.format(missing=exc.name.split(".")[0].replace("_", "-")), err=True)
-        raise typer.Exit(2) from None
+    require_fakehub()
     import httpx
+
+    from app.fakehub.background import BackgroundServer
+    from app.fakehub.hub import FakeHub
+    from app.fakehub.server import create_fakehub
+    from app.fakehub.spec import load
 
     started = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="draftsmith-demo-"))

@@ -17,6 +17,19 @@ MISSING_EXTRA = (
 )
 
 
+def require_fakehub() -> None:
+    """Exit with the install command when the fakehub extra is missing (the app itself needs neither)."""
+    try:
+        import app.fakehub.hub  # noqa: F401
+        import app.fakehub.server  # noqa: F401
+        import app.fakehub.spec  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in EXTRA_PACKAGES:
+            raise
+        typer.echo(MISSING_EXTRA.format(missing=exc.name.split(".")[0].replace("_", "-")), err=True)
+        raise typer.Exit(2) from None
+
+
 def write_env_file(path: Path, values: dict[str, str]) -> None:
     """Set `values` in the env file at `path`, keeping any other lines it already holds."""
     kept = []
@@ -34,15 +47,10 @@ def fakehub(
     """Run a fake GitHub (REST, webhooks, git over HTTP) until Ctrl-C; `draftsmith serve --env-file PATH` then talks to it."""
     import uvicorn
 
-    try:
-        from app.fakehub.hub import FakeHub
-        from app.fakehub.server import create_fakehub
-        from app.fakehub.spec import load
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in EXTRA_PACKAGES:
-            raise
-        typer.echo(MISSING_EXTRA.format(missing=exc.name.split(".")[0].replace("_", "-")), err=True)
-        raise typer.Exit(2) from None
+    require_fakehub()
+    from app.fakehub.hub import FakeHub
+    from app.fakehub.server import create_fakehub
+    from app.fakehub.spec import load
 
     started = time.monotonic()
     typer.echo("Loading GitHub's OpenAPI description (npm @octokit/openapi, installed on first use)...")
