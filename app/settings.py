@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     github_private_key_path: Path | None = Field(None, validation_alias="GITHUB_PRIVATE_KEY_PATH")
     github_webhook_secret: SecretStr | None = Field(None, validation_alias="GITHUB_WEBHOOK_SECRET")
     github_api_url: str = Field("https://api.github.com", validation_alias="GITHUB_API_URL")
+    # The App's OAuth client: signs users in (dashboard); the manifest flow writes both.
+    github_client_id: str | None = Field(None, validation_alias="GITHUB_CLIENT_ID")
+    github_client_secret: SecretStr | None = Field(None, validation_alias="GITHUB_CLIENT_SECRET")
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
 
@@ -212,7 +215,8 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret, so logs can scrub them."""
         values = list(self.webhook_secrets)
-        for secret in (self.github_private_key, self.github_webhook_secret, self.encryption_key):
+        for secret in (self.github_private_key, self.github_webhook_secret, self.github_client_secret,
+                       self.encryption_key):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
         if self.redis_password:

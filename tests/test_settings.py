@@ -19,6 +19,8 @@ SAMPLES = {
     "GITHUB_PRIVATE_KEY": ("github_private_key", "-----BEGIN KEY-----", "-----BEGIN KEY-----"),
     "GITHUB_PRIVATE_KEY_PATH": ("github_private_key_path", "/keys/app.pem", Path("/keys/app.pem")),
     "GITHUB_WEBHOOK_SECRET": ("github_webhook_secret", "hush", "hush"),
+    "GITHUB_CLIENT_ID": ("github_client_id", "Iv1.abc", "Iv1.abc"),
+    "GITHUB_CLIENT_SECRET": ("github_client_secret", "shh", "shh"),
     "GITHUB_API_URL": ("github_api_url", "https://ghe.example/api/v3", "https://ghe.example/api/v3"),
     "DATABASE_URL": ("database_url", "postgresql://u@db/d", "postgresql://u@db/d"),
     "REDIS_URL": ("redis_url", "redis://:pw@queue:6379/0", "redis://:pw@queue:6379/0"),
