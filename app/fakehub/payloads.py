@@ -109,7 +109,7 @@ class Renderer:
         data: dict[str, Any] = {
             "id": repo.id, "node_id": node_id("Repository", repo.id), "name": repo.name,
             "full_name": repo.full_name, "private": repo.private, "owner": self.user(repo.owner),
-            "html_url": f"{self.base}/{repo.full_name}", "description": None, "fork": False, "url": u,
+            "html_url": f"{self.base}/{repo.full_name}", "description": None, "fork": repo.fork_of is not None, "url": u,
             **{key: u + suffix for key, suffix in templates.items()},
             "created_at": iso(repo.created_at), "updated_at": iso(repo.pushed_at), "pushed_at": iso(repo.pushed_at),
             "git_url": f"git://{self.base.split('://', 1)[-1]}/{repo.full_name}.git",
@@ -222,7 +222,8 @@ class Renderer:
             "assignee": self.user(issue.assignees[0]) if issue.assignees else None,
             "assignees": [self.user(a) for a in issue.assignees],
             "requested_reviewers": [self.user(r) for r in pr.requested_reviewers], "requested_teams": [],
-            "head": self._branch(repo, pr.head_ref, head_sha), "base": self._branch(repo, pr.base_ref, base_sha),
+            "head": self._branch(self.state.repos[pr.head_repo] if pr.head_repo else repo, pr.head_ref, head_sha),
+            "base": self._branch(repo, pr.base_ref, base_sha),
             "_links": {
                 "self": {"href": u}, "html": {"href": html}, "issue": {"href": issue_url},
                 "comments": {"href": f"{issue_url}/comments"}, "review_comments": {"href": f"{u}/comments"},

@@ -150,6 +150,7 @@ class PullRequest:
     head_ref: str
     base_ref: str
     draft: bool = False
+    head_repo: str | None = None  # a fork's full name when the branch lives there
     maintainer_can_modify: bool = True
     merged: bool = False
     requested_reviewers: list[User] = field(default_factory=list)
@@ -215,6 +216,7 @@ class Repository:
     dispatches: list[Dispatch] = field(default_factory=list)
     created_at: datetime = field(default_factory=now)
     pushed_at: datetime = field(default_factory=now)
+    fork_of: str | None = None
 
     @property
     def full_name(self) -> str:

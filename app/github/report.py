@@ -189,6 +189,9 @@ class Reporter:
                 if pr["state"] != "open":
                     return
                 previous = pr.get("body") or ""
+            if not render.written_by_us(previous):
+                self._pr_bodies[task.pr_number] = previous  # a person's PR: their description stays theirs
+                return
             body = render.pr_body(task, run, files, run.tests_passed, previous=previous, summary=summary,
                                   draft_reason=draft_reason, stage=stage.value if stage else None,
                                   task_url=self.task_url(task))
@@ -329,6 +332,8 @@ class Reporter:
             return  # finished() writes the reason into the PR body
         owner, repo = self._split(task)
         pr = (await self.gh.rest.pulls.async_get(owner, repo, task.pr_number)).json()
+        if not render.written_by_us(pr.get("body")):
+            return  # a person's PR: whether it is ready, and who reviews it, is their call
         if pr.get("draft"):
             # REST cannot leave draft state; GraphQL's markPullRequestReadyForReview can.
             await self.gh.async_graphql(

@@ -30,6 +30,7 @@ class Trigger:
     title: str = ""
     comment_id: int | None = None
     review_comment_id: int | None = None
+    new_pr: bool = False  # on someone's pull request: a new PR instead of commits on theirs
 
 
 async def start_task(ctx, trigger: Trigger) -> Task | None:
@@ -100,6 +101,11 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         return None
 
     follow_up = tasks.task_for_pr(repo_full_name, trigger.number) if trigger.is_pull_request else None
+    theirs = None
+    if trigger.is_pull_request and follow_up is None and trigger.mode == "run" and not trigger.new_pr:
+        theirs = await _their_pull_request(ctx, trigger.number, config.command_prefix)
+        if theirs is None:
+            return None
     created = tasks.create(
         installation_id=installation_id,
         repo_full_name=repo_full_name,
@@ -115,12 +121,13 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         agent=trigger.agent or config.agent,
         model=trigger.model or config.model,
         runner=config.runner,
-        base_branch=trigger.base or (follow_up.base_branch if follow_up else None) or ctx.repository.default_branch,
-        # A follow-up on our own PR commits on top of its branch; a new task's draft PR gets this one
-        # (or the next free name).
-        branch=follow_up.branch if follow_up else (
+        base_branch=(trigger.base or (follow_up.base_branch if follow_up else None) or (theirs and theirs.base)
+                     or ctx.repository.default_branch),
+        # A follow-up on a PR (ours or a colleague's) commits on top of its branch; a new task's draft PR
+        # gets this one (or the next free name).
+        branch=follow_up.branch if follow_up else theirs.branch if theirs else (
             gitdata.branch_name(config.branch_prefix, trigger.number, trigger.title) if trigger.mode == "run" else None),
-        pr_number=follow_up.pr_number if follow_up else (None),
+        pr_number=follow_up.pr_number if follow_up else theirs.number if theirs else None,
     )
     audit.record(ctx.engine, actor=created.task.requester, action="task.triggered", repo=repo_full_name,
                  installation_id=installation_id, subject=f"task {created.task.id}",
@@ -141,6 +148,28 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         return task
     enqueue_run(ctx, created.run.id)
     return task
+
+
+@dataclass(frozen=True)
+class _TheirPullRequest:
+    number: int
+    branch: str
+    base: str
+
+
+async def _their_pull_request(ctx, number: int, prefix: str) -> _TheirPullRequest | None:
+    """A person's open PR whose branch is in this repository, which the task will commit on; None after
+    replying why not (a fork's branch, a closed PR)."""
+    owner, repo = ctx.repository.full_name.split("/", 1)
+    pr = (await ctx.gh.rest.pulls.async_get(owner, repo, number)).json()
+    head_repo = (pr["head"].get("repo") or {}).get("full_name")
+    if head_repo != ctx.repository.full_name:
+        await ctx.report.reply(ctx.repository.full_name, number, render.fork_pr_reply(head_repo, prefix))
+        return None
+    if pr["state"] != "open":
+        await ctx.report.reply(ctx.repository.full_name, number, render.closed_pr_reply(prefix))
+        return None
+    return _TheirPullRequest(number, pr["head"]["ref"], pr["base"]["ref"])
 
 
 async def _setup_failed(ctx, run_id: int, exc: Exception, prefix: str) -> None:

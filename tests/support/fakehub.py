@@ -106,6 +106,15 @@ class FakeHubHandle:
     def open_issue(self, repo: str, title: str, body: str = "", as_user: str = "alice") -> int:
         return self._ok(self.as_user(as_user).post(f"/repos/{repo}/issues", json={"title": title, "body": body}))["number"]
 
+    def open_pull(self, repo: str, head: str, title: str, body: str = "", base: str = "main",
+                  as_user: str = "alice", draft: bool = False) -> int:
+        return self._ok(self.as_user(as_user).post(f"/repos/{repo}/pulls", json={
+            "title": title, "body": body, "head": head, "base": base, "draft": draft}))["number"]
+
+    def fork(self, repo: str, owner: str) -> str:
+        """`owner`'s fork of `repo` (its git directory is a plain bare repository tests may push to)."""
+        return self.hub.fork_repo(repo, owner).full_name
+
     def comment(self, repo: str, number: int, body: str, as_user: str = "alice") -> int:
         return self._ok(self.as_user(as_user).post(f"/repos/{repo}/issues/{number}/comments", json={"body": body}))["id"]
 
