@@ -172,6 +172,21 @@ class CheckRun:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     check_suite_id: int = 0
+    app_slug: str | None = None  # another app's check run (e.g. "github-actions"); None: the App's
+
+
+@dataclass
+class CheckSuite:
+    """Another app's suite on a commit (the App's own check runs each get an id, not a listed suite)."""
+
+    id: int
+    repo: str
+    head_sha: str
+    head_branch: str | None
+    app_slug: str
+    status: str = "completed"
+    conclusion: str | None = None
+    created_at: datetime = field(default_factory=now)
 
 
 @dataclass
@@ -288,6 +303,8 @@ class FakeHubState:
         self.review_comments: dict[int, ReviewComment] = {}
         self.reviews: dict[int, Review] = {}
         self.check_runs: dict[int, CheckRun] = {}
+        self.check_suites: dict[int, CheckSuite] = {}
+        self.job_logs: dict[int, str] = {}  # Actions job id -> its log text
         self.workflow_runs: dict[int, WorkflowRun] = {}
         self.deliveries: list[Delivery] = []
         self.requests: list[RequestRecord] = []

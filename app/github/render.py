@@ -644,6 +644,47 @@ def permission_refusal(login: str, required: str) -> str:
             f"Draftsmith to work here, so I won't start anything. A maintainer can ask on your behalf.")
 
 
+def ci_marker(sha: str, kind: str) -> str:
+    """One note per head and kind ("fixed", "handover"), however many suites report completion."""
+    return f"{MARKER_PREFIX}ci {kind} sha={sha} -->"
+
+
+def _check_list(checks: Sequence[Any]) -> str:
+    lines = []
+    for check in checks:
+        title = f": {_neutral(_first_line(check.title))}" if check.title else ""
+        link = f"[{_neutral(check.name)}]({check.url})" if check.url else _code(check.name)
+        lines.append(f"- {link} ({_neutral(check.app)}, {check.conclusion}){title}")
+    return "\n".join(lines)
+
+
+def ci_fix_instruction(checks: Sequence[Any], *, attempt: int, max_attempts: int, sha: str) -> str:
+    """The follow-up task's instruction: what failed, quoted in its progress comment; the logs go to the
+    agent's prompt only."""
+    names = ", ".join(f"`{check.name}`" for check in checks)
+    return (f"The repository's CI failed on {sha[:7]} ({names}). Read the failures below and change the code "
+            f"so that these checks pass; do not weaken or skip the checks. Attempt {attempt} of {max_attempts}.")
+
+
+def ci_handover_comment(checks: Sequence[Any], *, attempts: int, sha: str, prefix: str = "/agent") -> str:
+    return "\n\n".join([
+        ci_marker(sha, "handover"),
+        f"### ❌ CI is still failing after {attempts} fix attempt{'s' if attempts != 1 else ''}",
+        f"These checks failed on {sha[:7]}:\n\n{_check_list(checks)}",
+        f"Draftsmith stops here and hands over: push a fix yourself, or reply {_code(prefix + ' run <instruction>')} "
+        f"with a hint to try again.",
+    ])
+
+
+def ci_fixed_comment(sha: str, attempts: int) -> str:
+    return "\n\n".join([
+        ci_marker(sha, "fixed"),
+        f"### ✅ CI passes on {sha[:7]}",
+        f"It failed before; the fix ({attempts} attempt{'s' if attempts != 1 else ''}) made every check pass, "
+        f"so this pull request is ready for review.",
+    ])
+
+
 def fork_pr_reply(head_repo: str | None, prefix: str = "/agent") -> str:
     """Asked to work on a pull request whose branch lives in another repository (a fork)."""
     where = f"`{head_repo}`" if head_repo else "a repository that no longer exists"

@@ -320,6 +320,20 @@ class Reporter:
         # A retry opens a fresh draft; the closed one keeps the record.
         return self.tasks.update(task.id, pr_number=None)
 
+    async def ci_note(self, task: Task, marker: str, body: str) -> bool:
+        """A note about the PR's CI, once per head and kind however many suites report (`marker`)."""
+        owner, repo = self._split(task)
+        comments = (await self.gh.rest.issues.async_list_comments(owner, repo, task.pr_number, per_page=100)).json()
+        if any(marker in (c.get("body") or "") for c in comments):
+            return False
+        await self.reply(task.repo_full_name, task.pr_number, body)
+        return True
+
+    async def ci_passed(self, task: Task, sha: str, attempts: int) -> None:
+        """CI is green after a fix: say so and mark the PR ready, as a task that passed its tests does."""
+        if await self.ci_note(task, render.ci_marker(sha, "fixed"), render.ci_fixed_comment(sha, attempts)):
+            await self.conclude_pr(task, None, ready=True)
+
     async def pushed(self, task: Task, run: Run, files: list[str], result) -> None:
         """The agent's final commit is on the branch: the PR body lists the files and the summary."""
         await self.refresh_pr(task, run, Stage.COMMIT, files=files, summary=getattr(result, "summary", None))

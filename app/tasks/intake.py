@@ -31,6 +31,9 @@ class Trigger:
     comment_id: int | None = None
     review_comment_id: int | None = None
     new_pr: bool = False  # on someone's pull request: a new PR instead of commits on theirs
+    # Not asked by the event's sender (a CI fix after another app's check suite): who the task is for,
+    # checked for write access like any requester; refusals are silent since nobody asked.
+    on_behalf_of: str | None = None
 
 
 async def start_task(ctx, trigger: Trigger) -> Task | None:
@@ -39,33 +42,38 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
     `ctx` is the handler's app.handlers.context.Context (its identity, config, tasks and report).
     """
     await ctx.identity()
-    if ctx.sender_is_ignored():
+    requester = trigger.on_behalf_of or ctx.event.sender_login or ""
+    if trigger.on_behalf_of is None and ctx.sender_is_ignored():
         return None
     if not ctx.config.read:
-        # The config and the sender's permission are independent reads: make them together.
-        await asyncio.gather(ctx.config.load(), ctx.permission(ctx.event.sender_login or ""))
+        # The config and the requester's permission are independent reads: make them together.
+        await asyncio.gather(ctx.config.load(), ctx.permission(requester))
     loaded = await ctx.config.load()
-    if ctx.sender_is_ignored(loaded):
+    if trigger.on_behalf_of is None and ctx.sender_is_ignored(loaded):
         ctx.log.info("ignored trigger from a bot", sender=ctx.event.sender_login)
         return None
     tasks, reporter = ctx.tasks, ctx.report
     repo_full_name = ctx.repository.full_name
     if loaded.blocking:
         # Only people who may ask learn about the file; a refused config never falls back to another agent.
-        audit.record(ctx.engine, actor=ctx.event.sender_login or "", action="config.error", repo=repo_full_name,
+        audit.record(ctx.engine, actor=requester, action="config.error", repo=repo_full_name,
                      installation_id=ctx.event.installation_id, subject=loaded.source,
                      source=trigger_source(ctx, trigger.number),
                      details="did not start: " + "; ".join(map(str, loaded.blocking[:10])))
-        if await ctx.may_ask(loaded, trigger.number):
+        if trigger.on_behalf_of is None and await ctx.may_ask(loaded, trigger.number):
             await reporter.reply(repo_full_name, trigger.number,
                                  render.config_error_comment(loaded.errors, loaded.source))
         return None
-    if loaded.errors:
-        audit.record(ctx.engine, actor=ctx.event.sender_login or "", action="config.error", repo=repo_full_name,
+    if loaded.errors and trigger.on_behalf_of is None:
+        audit.record(ctx.engine, actor=requester, action="config.error", repo=repo_full_name,
                      installation_id=ctx.event.installation_id, subject=loaded.source,
                      source=trigger_source(ctx, trigger.number), details="; ".join(map(str, loaded.errors[:10])))
         await reporter.reply(repo_full_name, trigger.number, render.config_error_comment(loaded.errors, loaded.source))
-    if not await ctx.may_ask(loaded, trigger.number):
+    if trigger.on_behalf_of is not None:
+        if not policy.has_permission(await ctx.permission(requester), loaded.config.required_permission):
+            ctx.log.info("not starting for a requester without access", requester=requester)
+            return None
+    elif not await ctx.may_ask(loaded, trigger.number):
         return None
     config = loaded.config
 
@@ -80,6 +88,8 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
     active = tasks.active_task_for(repo_full_name, trigger.number)
     queue_behind = False
     if active is not None:
+        if trigger.on_behalf_of is not None:
+            return None  # a run is on its way already; its own push gets CI of its own
         if config.on_busy != "queue":
             await reporter.reply(repo_full_name, trigger.number,
                                  render.busy_reply(active, reporter.task_url(active), config.command_prefix))
@@ -112,7 +122,7 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         issue_number=trigger.number,
         is_pull_request=trigger.is_pull_request,
         title=trigger.title or (follow_up.title if follow_up else ""),
-        requester=ctx.event.sender_login or "",
+        requester=requester,
         trigger=trigger.kind,
         trigger_comment_id=trigger.comment_id or trigger.review_comment_id,
         delivery_id=ctx.event.delivery_id,

@@ -111,6 +111,12 @@ class FakeHubHandle:
         return self._ok(self.as_user(as_user).post(f"/repos/{repo}/pulls", json={
             "title": title, "body": body, "head": head, "base": base, "draft": draft}))["number"]
 
+    def run_ci(self, repo: str, head_sha: str, jobs: list[dict], **extra) -> dict:
+        """Another app's CI (GitHub Actions by default) finishing on `head_sha`: jobs are
+        {name, conclusion, log?, title?, summary?}; sends check_run and check_suite `completed`."""
+        return self._ok(httpx.post(f"{self.api_url}/_fakehub/repos/{repo}/ci",
+                                   json={"head_sha": head_sha, "jobs": jobs, **extra}, timeout=30))
+
     def fork(self, repo: str, owner: str) -> str:
         """`owner`'s fork of `repo` (its git directory is a plain bare repository tests may push to)."""
         return self.hub.fork_repo(repo, owner).full_name
