@@ -134,8 +134,7 @@ def get_job(ctx: Ctx):
 def download_job_logs(ctx: Ctx):
     """As GitHub: a 302 to a short-lived URL of the plain-text log, which needs no token."""
     _, job = _find_job(ctx)
-    if job["id"] not in ctx.state.job_logs:
-        raise not_found()
+    ctx.state.job_logs.setdefault(job["id"], "")
     ctx.headers["location"] = f"{ctx.render.base}/_fakehub/job-logs/{job['id']}"
     return 302, None
 

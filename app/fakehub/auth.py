@@ -115,6 +115,8 @@ def permissions_exceed(asked: dict[str, str], granted: dict[str, str]) -> bool:
 _ROUTE_PERMISSIONS = (
     ("/repos/{owner}/{repo}/check-runs", "checks"),
     ("/repos/{owner}/{repo}/commits/{ref}/check-runs", "checks"),
+    ("/repos/{owner}/{repo}/check-suites", "checks"),
+    ("/repos/{owner}/{repo}/commits/{ref}/check-suites", "checks"),
     ("/repos/{owner}/{repo}/actions/", "actions"),
     ("/repos/{owner}/{repo}/pulls", "pull_requests"),
     ("/repos/{owner}/{repo}/issues", "issues"),
