@@ -84,9 +84,8 @@ def _emit(ctx: Ctx, repo: Repository, issue: Issue, action: str, **extra) -> Non
     if issue.pull is None:
         ctx.emit("issues", ctx.event(repo, action, issue=ctx.render.issue(issue), **extra))
         return
-    from app.fakehub.api_pulls import render_pull
-
-    ctx.emit("pull_request", ctx.event(repo, action, number=issue.number, pull_request=render_pull(ctx, issue), **extra))
+    ctx.emit("pull_request", ctx.event(repo, action, number=issue.number, pull_request=ctx.render.current_pull(issue),
+                                       **extra))
 
 
 def _assign(ctx: Ctx, repo: Repository, issue: Issue, login: str) -> None:

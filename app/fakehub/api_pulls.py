@@ -21,12 +21,7 @@ def find_pull(ctx: Ctx, repo: Repository) -> Issue:
 
 
 def render_pull(ctx: Ctx, issue: Issue, full: bool = True) -> dict[str, Any]:
-    repo = ctx.state.repos[issue.repo]
-    assert issue.pull is not None
-    store = git.open_repo(repo.git_dir)
-    head_store = git.open_repo(ctx.state.repos[issue.pull.head_repo].git_dir) if issue.pull.head_repo else store
-    return ctx.render.pull(issue, git.resolve_ref(head_store, issue.pull.head_ref),
-                           git.resolve_ref(store, issue.pull.base_ref), full)
+    return ctx.render.current_pull(issue, full)
 
 
 def _head(ctx: Ctx, repo: Repository, value: str) -> tuple[Repository, str]:

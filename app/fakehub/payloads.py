@@ -230,6 +230,14 @@ class Renderer:
             "user": self.user(repo.owner), "repo": self.repository(repo, full=False),
         }
 
+    def current_pull(self, issue: Issue, full: bool = True) -> dict[str, Any]:
+        """The pull request as it is now: head from its branch (in the fork, for a fork's PR), base from ours."""
+        pr = issue.pull
+        assert pr is not None
+        repo = self.state.repos[issue.repo]
+        head_repo = self.state.repos[pr.head_repo] if pr.head_repo else repo
+        return self.pull(issue, self._head_sha(head_repo, pr.head_ref), self._head_sha(repo, pr.base_ref), full)
+
     def pull(self, issue: Issue, head_sha: str | None, base_sha: str | None, full: bool = True) -> dict[str, Any]:
         pr = issue.pull
         assert pr is not None
