@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from app.fakehub import admin, api_app, api_checks, api_issues, api_pulls, api_repos
+from app.fakehub import admin, api_app, api_checks, api_issues, api_pulls, api_repos, relay
 from app.fakehub.auth import AuthError, Principal, authenticate, token_permits
 from app.fakehub.gitserver import GIT_PATH, GitEndpoint
 from app.fakehub.hub import FakeHub
@@ -191,6 +191,8 @@ def create_fakehub(
             return await admin.dispatch(hub, request)
         if GIT_PATH.match(request.url.path):
             return await git_endpoint(request)
+        if request.url.path.startswith(relay.PREFIX):
+            return await relay.dispatch(hub, request)
         return await fake.endpoint(request)
 
     methods = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"]
