@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".draftsmith")
     # The URL GitHub users (details links) and Actions runners (callbacks) reach this app at.
     public_url: str | None = None
+    # A smee.io-style relay channel GitHub posts the App's webhooks to, for a host GitHub cannot reach:
+    # `serve` runs one subscriber (app.relay) that replays each delivery into this app's own ingress.
+    webhook_relay_url: str | None = None
 
     web_processes: int = 1
     worker_processes: int = 1
@@ -123,6 +126,13 @@ class Settings(BaseSettings):
                 "DRAFTSMITH_RUNNER_PACKAGE must pin one version: a git URL at a full commit sha "
                 "(draftsmith @ git+https://github.com/OWNER/draftsmith@<40-hex sha>) or a requirement with "
                 "--hash=sha256:<64 hex>")
+        return value or None
+
+    @field_validator("webhook_relay_url")
+    @classmethod
+    def _relay_url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"https?://[^/]+/.+", value):
+            raise ValueError("DRAFTSMITH_WEBHOOK_RELAY_URL must be a channel URL, e.g. https://smee.io/AbC123")
         return value or None
 
     @field_validator("egress_allow")

@@ -170,6 +170,8 @@ def serve(env_file: EnvFile = None) -> None:
     specs += processes.web_specs(settings, listener, env)
     specs += processes.worker_specs(settings.worker_processes, settings.worker_threads, env,
                                     niceness=settings.worker_niceness)
+    if settings.webhook_relay_url:
+        specs.append(processes.relay_spec(f"{url.rstrip('/')}/api/github/webhooks", env))  # over loopback
 
     help_text = missing_credentials_help(settings, url)
     if help_text:
@@ -180,7 +182,8 @@ def serve(env_file: EnvFile = None) -> None:
     banner = "\n".join(
         [
             f"Draftsmith is running at {url}",
-            f"  webhooks: {(settings.public_url or url.rstrip('/'))}/api/github/webhooks",
+            f"  webhooks: {(settings.public_url or url.rstrip('/'))}/api/github/webhooks"
+            + (f" (and relayed from {settings.webhook_relay_url})" if settings.webhook_relay_url else ""),
             f"  database: {database}",
             f"  queue:    {queue}",
             f"  processes: {settings.web_processes} web, {settings.worker_processes} worker"

@@ -27,6 +27,7 @@ log = get_logger(component="relay")
 # smee.io pings every 30 s and gosmee writes a keep-alive comment as often: silence for longer is a dead
 # connection that TCP has not noticed yet.
 IDLE_TIMEOUT = 90.0
+INGRESS_MAX_BACKOFF = 5.0
 
 
 class RelayError(Exception):
@@ -163,7 +164,10 @@ class Relay:
                             status=status, raw_body=delivery.raw_body)
                 return
             failures += 1
-            delay = backoff(failures, self.jitter(), initial=self.initial_backoff, cap=self.max_backoff)
+            # Ingress is on this machine: it is back within seconds (a web process restarting), so the
+            # wait stays short however often it failed.
+            delay = backoff(failures, self.jitter(), initial=self.initial_backoff,
+                            cap=min(self.max_backoff, INGRESS_MAX_BACKOFF))
             log.warning("relay_ingress_unavailable", delivery_id=delivery.delivery_id, status=status or None,
                         error=None if status else error, retry_in_seconds=round(delay, 2))
             await asyncio.sleep(delay)
