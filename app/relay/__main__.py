@@ -11,20 +11,16 @@ from app.logs import configure_logging, get_logger
 from app.settings import Settings, settings_from_environment
 
 
-def state_file(settings: Settings):
-    """Where the subscriber keeps the last event id it delivered, so a restart resumes after it."""
-    return settings.data_dir / "relay" / "last-event-id.json"
-
-
 def run(settings: Settings, target_url: str, channel_url: str | None = None) -> int:
     """Relay `channel_url` (default DRAFTSMITH_WEBHOOK_RELAY_URL) to `target_url` until SIGINT/SIGTERM."""
+    from app.relay.state import state_path
     from app.relay.subscriber import Relay
 
     channel = channel_url or settings.webhook_relay_url
     if not channel:
         print("draftsmith relay: DRAFTSMITH_WEBHOOK_RELAY_URL is not set (or pass --channel)", file=sys.stderr)
         return 2
-    relay = Relay(channel, target_url, state_file=state_file(settings))
+    relay = Relay(channel, target_url, state_file=state_path(settings.data_dir))
     get_logger(component="relay").info("relay_starting", channel=channel, target=target_url)
 
     async def main() -> None:

@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -21,6 +21,7 @@ from httpx_sse import SSEError, aconnect_sse
 
 from app.logs import get_logger
 from app.relay.events import RelayedDelivery, RelayFormatError, backoff, delivery_from_event, stream_urls
+from app.relay.state import TOTALS, read_state, write_state
 
 log = get_logger(component="relay")
 
@@ -97,6 +98,7 @@ class Relay:
                 failures = 1 if self._was_connected else failures + 1
                 delay = backoff(failures, self.jitter(), initial=self.initial_backoff, cap=self.max_backoff)
                 self.stats.reconnects += 1
+                self._save()
                 log.warning("relay_disconnected", channel=self.channel_url, reason=reason,
                             reconnect_in_seconds=round(delay, 2), last_event_id=self.last_event_id)
                 await asyncio.sleep(delay)
@@ -117,11 +119,14 @@ class Relay:
                 self._was_connected = True
                 self.stats.connects += 1
                 self.connected.set()
+                self._save()
                 log.info("relay_connected", channel=self.channel_url, stream=url, last_event_id=self.last_event_id)
                 async for sse in source.aiter_sse():
                     await self._handle(ingress, sse.event, sse.data)
                     if sse.id:
                         self._advance(sse.id)
+                    elif self.state_file is not None and sse.event not in ("ping", "ready"):
+                        self._save()  # an event without an id: the totals alone
                 return
         raise RelayError("no event stream at the channel URL")
 
@@ -172,24 +177,24 @@ class Relay:
                         error=None if status else error, retry_in_seconds=round(delay, 2))
             await asyncio.sleep(delay)
 
-    # -- Last-Event-ID, kept across restarts -----------------------------------------------------------
+    # -- Last-Event-ID and totals, kept across restarts ---------------------------------------------------
     def _advance(self, event_id: str) -> None:
         self.last_event_id = event_id
+        self._save()
+
+    def _save(self) -> None:
         if self.state_file is not None:
-            tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"channel": self.channel_url, "last_event_id": event_id}))
-            tmp.replace(self.state_file)
+            write_state(self.state_file, {"channel": self.channel_url, "last_event_id": self.last_event_id,
+                                          "connected": self.connected.is_set(), "totals": asdict(self.stats)})
 
     def _load_last_event_id(self) -> str | None:
-        if self.state_file is None:
-            return None
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            saved = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return None
-        # An id means nothing on another channel.
-        return saved.get("last_event_id") if saved.get("channel") == self.channel_url else None
+        saved = read_state(self.state_file) if self.state_file is not None else None
+        if not saved or saved.get("channel") != self.channel_url:
+            return None  # an id means nothing on another channel
+        totals = saved.get("totals") or {}
+        # Counters go on from where the last process left them, as /metrics counters must.
+        self.stats = RelayStats(**{name: int(totals.get(name, 0)) for name in TOTALS})
+        return saved.get("last_event_id")
 
     _was_connected = False
 

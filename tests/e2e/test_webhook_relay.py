@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from app.fakehub.webhooks import redeliver
+from app.relay.state import state_path
 from app.relay.subscriber import create_channel
 from tests.e2e.conftest import REPO, Scene, command_config
 from tests.support.relay import RelayThread
@@ -17,16 +18,19 @@ EDIT = command_config("echo more >> README.md && echo edited")
 
 
 class Relayed:
-    """The fake GitHub posting to a channel, and the app subscribed to it (as DRAFTSMITH_WEBHOOK_RELAY_URL does)."""
+    """The fake GitHub posting to a channel, and the app with DRAFTSMITH_WEBHOOK_RELAY_URL set to it and its
+    relay subscriber running (in a thread here; `serve` runs it as a process: tests/cli/test_relay.py)."""
 
-    def __init__(self, fakehub, app) -> None:
+    def __init__(self, fakehub, make_draftsmith) -> None:
         self.fakehub = fakehub
         self.channel = asyncio.run(create_channel(f"{fakehub.api_url}/relay"))
         self.name = self.channel.rsplit("/", 1)[1]
         fakehub.webhook_url = self.channel
-        self.thread = RelayThread(self.channel, app.webhook_url).start()
+        self.app = make_draftsmith(fakehub.env(), DRAFTSMITH_WEBHOOK_RELAY_URL=self.channel)
+        self.thread = RelayThread(self.channel, self.app.webhook_url,
+                                  state_file=state_path(self.app.settings.data_dir)).start()
         self.stats = self.thread.relay.stats
-        self.scene = Scene(fakehub, app)
+        self.scene = Scene(fakehub, self.app)
         self.scene.wait_for(lambda: self.state()["open_streams"] == 1, what="the relay to subscribe")
 
     def state(self) -> dict:
@@ -37,14 +41,14 @@ class Relayed:
 
 
 @pytest.fixture
-def relayed(fakehub, draftsmith):
-    relayed = Relayed(fakehub, draftsmith)
+def relayed(fakehub, make_draftsmith):
+    relayed = Relayed(fakehub, make_draftsmith)
     yield relayed
     relayed.thread.stop()
 
 
-def test_an_assignment_sent_to_the_channel_is_acknowledged_and_a_redelivery_changes_nothing(relayed, fakehub, draftsmith):
-    scene = relayed.scene
+def test_an_assignment_sent_to_the_channel_is_acknowledged_and_a_redelivery_changes_nothing(relayed, fakehub):
+    scene, draftsmith = relayed.scene, relayed.app
     scene.repo(EDIT)
     number = fakehub.open_issue(REPO, "Docs", "")
     draftsmith.hold_runs()  # the acknowledgement is what this test looks at
@@ -78,8 +82,8 @@ def test_an_assignment_sent_to_the_channel_is_acknowledged_and_a_redelivery_chan
     assert (relayed.stats.duplicates, relayed.stats.refused) == (1, 0)
 
 
-def test_a_stream_dropped_mid_burst_reconnects_and_each_delivery_is_acted_on_once(relayed, fakehub, draftsmith):
-    scene = relayed.scene
+def test_a_stream_dropped_mid_burst_reconnects_and_each_delivery_is_acted_on_once(relayed, fakehub):
+    scene, draftsmith = relayed.scene, relayed.app
     scene.repo(EDIT)
     number = fakehub.open_issue(REPO, "Docs", "")
     scene.wait_for(lambda: fakehub.deliveries("issues", "opened") and relayed.stats.relayed >= 1,
@@ -109,3 +113,8 @@ def test_a_stream_dropped_mid_burst_reconnects_and_each_delivery_is_acted_on_onc
     scene.wait_for(lambda: relayed.stats.relayed == len(sent), what="every delivery to be relayed")
     assert all(draftsmith.delivery(guid) for guid in sent)
     assert relayed.stats.duplicates == 0
+    # And /metrics, answered by the web process, shows what the relay did
+    expected = [f"draftsmith_relay_relayed_total {float(len(sent))}", "draftsmith_relay_duplicates_total 0.0",
+                "draftsmith_relay_reconnects_total 1.0", "draftsmith_relay_connected 1.0"]
+    scene.wait_for(lambda: all(line in draftsmith.client.get("/metrics").text for line in expected),
+                   what=f"/metrics to show {expected}")
