@@ -74,3 +74,33 @@ def test_a_dropped_stream_resumes_after_the_last_event_it_delivered(fakehub, web
     state = channel_state(fakehub, channel)
     assert state["connects"] == 2 and state["last_event_ids"] == [None, "3"]
     assert relay.relay.stats.reconnects >= 1
+
+
+def post(channel: str, delivery_id: str) -> None:
+    headers = {"Content-Type": "application/json", "X-GitHub-Event": "ping", "X-GitHub-Delivery": delivery_id,
+               "X-Hub-Signature-256": "sha256=" + "0" * 64}
+    assert httpx.post(channel, content=b'{"zen":"x"}', headers=headers).status_code == 200
+
+
+def test_a_delivery_ingress_cannot_take_yet_is_retried_and_one_it_refuses_is_skipped(fakehub, webhook_sink):
+    channel = new_channel(fakehub)
+    relay = RelayThread(channel, webhook_sink.url).start()
+    try:
+        wait_until(lambda: channel_state(fakehub, channel)["open_streams"] == 1, what="the relay to subscribe")
+        # Given ingress answers 503 (it could not record the delivery)
+        webhook_sink.status = 503
+        post(channel, "d-1")
+        wait_until(lambda: len(webhook_sink.received) >= 2, what="a retry")
+        # When it recovers, the delivery goes through; then one it refuses (401) is not retried
+        webhook_sink.status = 202
+        wait_until(lambda: relay.relay.stats.relayed == 1, what="the retried delivery")
+        webhook_sink.status = 401
+        post(channel, "d-2")
+        wait_until(lambda: relay.relay.stats.refused == 1, what="the refusal")
+        webhook_sink.status = 202
+        post(channel, "d-3")
+        wait_until(lambda: relay.relay.stats.relayed == 2, what="the next delivery")
+    finally:
+        relay.stop()
+    ids = [headers["x-github-delivery"] for headers, _ in webhook_sink.received]
+    assert set(ids[:-2]) == {"d-1"} and len(ids) >= 3 and ids[-2:] == ["d-2", "d-3"]
