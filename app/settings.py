@@ -229,6 +229,8 @@ class Settings(BaseSettings):
                        self.encryption_key):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
+        if self.webhook_relay_url:  # whoever has it can read every delivery
+            values.append(self.webhook_relay_url)
         if self.redis_password:
             # As written in the URL too, where it may be percent-encoded.
             values += sorted({self.redis_password, quote(self.redis_password, safe="")})

@@ -126,6 +126,7 @@ def serve(env_file: EnvFile = None) -> None:
     from app.logs import configure_logging
     from app.migrate import upgrade
     from app.queue import embedded_redis
+    from app.relay.events import shown_channel
     from sqlalchemy.engine import make_url
 
     settings = settings_from(env_file)
@@ -183,7 +184,7 @@ def serve(env_file: EnvFile = None) -> None:
         [
             f"Draftsmith is running at {url}",
             f"  webhooks: {(settings.public_url or url.rstrip('/'))}/api/github/webhooks"
-            + (f" (and relayed from {settings.webhook_relay_url})" if settings.webhook_relay_url else ""),
+            + (f" (and relayed from {shown_channel(settings.webhook_relay_url)})" if settings.webhook_relay_url else ""),
             f"  database: {database}",
             f"  queue:    {queue}",
             f"  processes: {settings.web_processes} web, {settings.worker_processes} worker"

@@ -21,7 +21,9 @@ def run(settings: Settings, target_url: str, channel_url: str | None = None) -> 
         print("draftsmith relay: DRAFTSMITH_WEBHOOK_RELAY_URL is not set (or pass --channel)", file=sys.stderr)
         return 2
     relay = Relay(channel, target_url, state_file=state_path(settings.data_dir))
-    get_logger(component="relay").info("relay_starting", channel=channel, target=target_url)
+    from app.relay.events import shown_channel
+
+    get_logger(component="relay").info("relay_starting", channel=shown_channel(channel), target=target_url)
 
     async def main() -> None:
         task = asyncio.current_task()

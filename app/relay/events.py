@@ -125,6 +125,14 @@ def _top_level_spans(data: str) -> dict[str, tuple[int, int]]:
             raise ValueError(f"expected ',' or '}}' at {index}")
 
 
+def shown_channel(channel_url: str) -> str:
+    """The channel URL as logs and the console show it: anyone who has the whole URL can read every
+    delivery (smee.io and gosmee channels have no other access control), so only its start."""
+    parts = urlsplit(channel_url.rstrip("/"))
+    head, _, channel = parts.path.rpartition("/")
+    return urlunsplit((parts.scheme, parts.netloc, f"{head}/{channel[:4]}…", "", ""))
+
+
 def stream_urls(channel_url: str) -> list[str]:
     """Where a channel's event stream may be: the channel URL itself (smee.io, our fake), then gosmee's
     `/events/<channel>` beside it (gosmee serves a web page at the channel URL)."""

@@ -20,7 +20,8 @@ import httpx
 from httpx_sse import SSEError, aconnect_sse
 
 from app.logs import get_logger
-from app.relay.events import RelayedDelivery, RelayFormatError, backoff, delivery_from_event, stream_urls
+from app.relay.events import (RelayedDelivery, RelayFormatError, backoff, delivery_from_event, shown_channel,
+                              stream_urls)
 from app.relay.state import TOTALS, read_state, write_state
 
 log = get_logger(component="relay")
@@ -68,6 +69,7 @@ class Relay:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.channel_url = channel_url.rstrip("/")
+        self.shown = shown_channel(self.channel_url)
         self.target_url = target_url
         self.state_file = state_file
         self.initial_backoff = initial_backoff
@@ -93,13 +95,13 @@ class Relay:
                     await self._consume(stream_client, ingress)
                     reason = "stream closed"
                 except (httpx.HTTPError, SSEError, RelayError) as exc:
-                    reason = f"{type(exc).__name__}: {exc}"
+                    reason = f"{type(exc).__name__}: {str(exc).replace(self.channel_url, self.shown)}"
                 self.connected.clear()
                 failures = 1 if self._was_connected else failures + 1
                 delay = backoff(failures, self.jitter(), initial=self.initial_backoff, cap=self.max_backoff)
                 self.stats.reconnects += 1
                 self._save()
-                log.warning("relay_disconnected", channel=self.channel_url, reason=reason,
+                log.warning("relay_disconnected", channel=self.shown, reason=reason,
                             reconnect_in_seconds=round(delay, 2), last_event_id=self.last_event_id)
                 await asyncio.sleep(delay)
 
@@ -120,7 +122,7 @@ class Relay:
                 self.stats.connects += 1
                 self.connected.set()
                 self._save()
-                log.info("relay_connected", channel=self.channel_url, stream=url, last_event_id=self.last_event_id)
+                log.info("relay_connected", channel=self.shown, last_event_id=self.last_event_id)
                 async for sse in source.aiter_sse():
                     await self._handle(ingress, sse.event, sse.data)
                     if sse.id:
@@ -135,11 +137,11 @@ class Relay:
             delivery = delivery_from_event(event, data)
         except RelayFormatError as exc:
             self.stats.unreadable += 1
-            log.warning("relay_event_unreadable", channel=self.channel_url, sse_event=event, error=str(exc))
+            log.warning("relay_event_unreadable", channel=self.shown, sse_event=event, error=str(exc))
             return
         if delivery is None:
             if event == "gosmee-gap":  # the relay no longer has everything since our Last-Event-ID
-                log.warning("relay_history_gap", channel=self.channel_url, last_event_id=self.last_event_id)
+                log.warning("relay_history_gap", channel=self.shown, last_event_id=self.last_event_id)
             return
         await self._replay(ingress, delivery)
 

@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from app.relay.events import RelayFormatError, backoff, delivery_from_event, github_json, stream_urls
+from app.relay.events import (RelayFormatError, backoff, delivery_from_event, github_json, shown_channel,
+                              stream_urls)
 
 SECRET = "hush"
 # GitHub writes compact JSON with upper-case \u escapes and raw UTF-8 (what @octokit/webhooks expects).
@@ -89,6 +90,10 @@ def test_an_event_that_is_not_a_delivery_is_refused(data):
 
 def test_only_unicode_escapes_change_case_and_escaped_backslashes_stay():
     assert github_json(r'{"a":"\u001f\\u00ab\n"}') == r'{"a":"\u001F\\u00ab\n"}'
+
+
+def test_logs_show_only_the_start_of_a_channel_url():
+    assert shown_channel("https://smee.io/AbC123xyz") == "https://smee.io/AbC1…"
 
 
 def test_the_stream_is_at_the_channel_url_or_at_gosmees_events_path():
