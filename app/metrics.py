@@ -1,4 +1,4 @@
-"""Prometheus metrics for ingress, the delivery log, its recovery and the webhook relay, in a registry per Runtime (no import-time state)."""
+"""Prometheus metrics for ingress, the delivery log and its recovery, in a registry per Runtime (no import-time state)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ def register(cli: typer.Typer) -> None:
 
 def relay(
     channel: Annotated[str | None, typer.Option(help="Channel URL (default DRAFTSMITH_WEBHOOK_RELAY_URL).")] = None,
-    target: Annotated[str | None, typer.Option(help="Webhook URL to replay to (default: this app's, from the settings).")] = None,
+    target: Annotated[str | None, typer.Option(help="Webhook URL to replay to (default: this app's).")] = None,
     env_file: EnvFile = None,
 ) -> None:
     """Subscribe to a smee.io-style channel and replay each delivery to the app's webhook URL."""

@@ -81,14 +81,17 @@ class Relay:
         self.last_event_id: str | None = self._load_last_event_id()
         self.connected = asyncio.Event()
         self._stream_url: str | None = None
+        self._was_connected = False
 
     # -- the subscription ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Relay until cancelled, reconnecting with back-off whenever the stream ends or fails."""
         timeout = httpx.Timeout(10.0, read=self.idle_timeout)
         # trust_env=False for the loopback posts; the stream honours proxies as any client would.
-        async with httpx.AsyncClient(timeout=timeout, transport=self.transport) as stream_client, \
-                httpx.AsyncClient(timeout=30.0, trust_env=False, transport=self.transport) as ingress:
+        # Redirects followed: smee.io sends http:// to https:// when FORCE_HTTPS is on.
+        stream = httpx.AsyncClient(timeout=timeout, transport=self.transport, follow_redirects=True)
+        ingress = httpx.AsyncClient(timeout=30.0, trust_env=False, transport=self.transport)
+        async with stream as stream_client, ingress:
             failures = 0
             while True:
                 try:
@@ -197,8 +200,6 @@ class Relay:
         # Counters go on from where the last process left them, as /metrics counters must.
         self.stats = RelayStats(**{name: int(totals.get(name, 0)) for name in TOTALS})
         return saved.get("last_event_id")
-
-    _was_connected = False
 
 
 def _duplicate(response: httpx.Response | None) -> bool:

@@ -59,7 +59,8 @@ def test_a_relayed_delivery_keeps_githubs_headers_and_signed_bytes(data, raw):
 def test_a_body_smee_io_respelled_fails_its_signature_rather_than_passing_unsigned():
     # GitHub wrote 1.0; JavaScript parses and writes it back as 1, so the bytes no longer match.
     body = b'{"action":"opened","score":1.0}'
-    headers = {**HEADERS, "x-hub-signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()}
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {**HEADERS, "x-hub-signature-256": signature}
     data = js_stringify({**headers, "body": {"action": "opened", "score": 1}, "query": {}, "timestamp": 1})
     delivery = delivery_from_event("message", data)
     assert delivery.body == b'{"action":"opened","score":1}'
