@@ -28,7 +28,8 @@ def test_serve_relays_a_channel_and_a_restarted_relay_resumes_after_the_last_eve
     def state() -> dict:
         return httpx.get(f"{fakehub.api_url}/_fakehub/relay/{name}").json()
 
-    serve = start_serve(f"GITHUB_WEBHOOK_SECRET={SECRET}\nDRAFTSMITH_WEBHOOK_RELAY_URL={channel}\n")
+    serve = start_serve(f"GITHUB_WEBHOOK_SECRET={SECRET}\nDRAFTSMITH_WEBHOOK_RELAY_URL={channel}\n", wait=False)
+    serve.wait_healthy(timeout=90)  # a shared, busy machine can take over 30 s to start five processes
     serve.wait_for_output(f"(and relayed from {fakehub.api_url}/relay/{name[:4]}…)")
     # One subscriber for the deployment
     [relay] = serve.children_named("app.relay")
