@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from app.fakehub import admin, api_app, api_checks, api_issues, api_pulls, api_repos, relay
+from app.fakehub import admin, api_app, api_checks, api_issues, api_pulls, api_repos, manifests, relay
 from app.fakehub.auth import AuthError, Principal, authenticate, token_permits
 from app.fakehub.gitserver import GIT_PATH, GitEndpoint
 from app.fakehub.hub import FakeHub
@@ -26,7 +26,7 @@ from app.fakehub.state import Fault, RequestRecord
 from app.fakehub.webhooks import deliver, redeliver
 
 API = Api()
-for module in (api_app, api_repos, api_issues, api_pulls, api_checks):
+for module in (api_app, api_repos, api_issues, api_pulls, api_checks, manifests):
     API.include(module.api)
 
 # Not in the OpenAPI description (GraphQL is checked by hand in api_pulls.graphql).
@@ -193,6 +193,8 @@ def create_fakehub(
             return await git_endpoint(request)
         if request.url.path.startswith(relay.PREFIX):
             return await relay.dispatch(hub, request)
+        if manifests.handles(request.url.path):  # GitHub's web pages of the manifest flow
+            return await manifests.page(hub, request)
         return await fake.endpoint(request)
 
     methods = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"]
