@@ -161,3 +161,34 @@ def test_children_stay_in_the_supervisors_session_in_process_groups_of_their_own
             assert os.getpgid(pid) == pid
     finally:
         supervisor.stop()
+
+
+def test_replacing_children_starts_new_ones_before_stopping_the_old_and_leaves_the_rest(tmp_path):
+    log = tmp_path / "log"
+    web = ChildSpec("web", python(f"""
+        import os, signal, sys, time
+        def bye(*_):
+            open({str(log)!r}, "a").write(f"stop {{os.getpid()}}\\n"); sys.exit(0)
+        signal.signal(signal.SIGTERM, bye)
+        open({str(log)!r}, "a").write(f"start {{os.getpid()}}\\n")
+        time.sleep(60)
+    """))
+    redis = ChildSpec("redis", python("import time; time.sleep(60)"), stop_rank=2)
+    supervisor = Supervisor([web, redis])
+    supervisor.start()
+    try:
+        wait_for(lambda: log.exists() and "start" in log.read_text())
+        before = supervisor.pids()
+
+        supervisor.replace(lambda spec: spec.name == "web")
+
+        after = supervisor.pids()
+        assert after["redis"] == before["redis"]
+        assert after["web"] != before["web"] and gone(before["web"])
+        wait_for(lambda: f"start {after['web']}" in log.read_text())
+        assert f"stop {before['web']}" in log.read_text()  # asked to stop, not killed
+        assert supervisor.children[0].restarts == 0  # planned, not counted as a crash
+        supervisor.poll()
+        assert supervisor.pids()["web"] == after["web"]
+    finally:
+        supervisor.stop()
