@@ -113,7 +113,8 @@ def _already_set_up(existing: _Existing, status_code: int = 200) -> Response:
                "Install it on repositories</a></p>" if existing.html_url else "")
     return _page("Set up", (
         "<h1>The GitHub App is set up</h1>"
-        f"<p>Draftsmith already has its GitHub App, {link}, from {existing.where}. Nothing was changed.</p>"
+        f"<p>Draftsmith already has its GitHub App, {link}, from {existing.where}. There is nothing to set up, "
+        "and nothing was changed.</p>"
         f"{install}"
         "<p>To register another App instead, delete that file (or those settings) first; "
         '<a href="/">the status page</a> says when Draftsmith runs without one.</p>'
