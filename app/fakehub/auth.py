@@ -156,10 +156,14 @@ def needs_app_jwt(template: str) -> bool:
     )
 
 
+# Routes GitHub serves to anyone: the manifest flow's code is itself the credential (app.fakehub.manifests).
+UNAUTHENTICATED = {"/app-manifests/{code}/conversions"}
+
+
 def authenticate(state: FakeHubState, template: str, headers) -> Principal:
     """The principal a request acts as; raises AuthError with GitHub's status and message."""
     token = credential(headers.get("authorization"))
-    if template == "/app-manifests/{code}/conversions":  # the code is the credential
+    if template in UNAUTHENTICATED:
         return Principal(kind="anonymous")
     if needs_app_jwt(template):
         return verify_app_jwt(state, token)
