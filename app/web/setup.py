@@ -78,7 +78,7 @@ def _refusal(title: str, why: str, status_code: int = 400) -> Response:
 class _Existing:
     name: str
     html_url: str | None
-    where: str  # "the settings file <path>" or "the environment or .env"
+    where: str  # HTML: the settings file's path, or "the environment or .env"
 
 
 async def _existing_app(request: Request) -> _Existing | None:

@@ -59,6 +59,8 @@ def test_setup_saves_the_new_apps_credentials_privately_and_sends_the_user_to_in
     assert saved["GITHUB_PRIVATE_KEY"].startswith("-----BEGIN PRIVATE KEY-----\n")
     # GitHub now sends the App's webhooks to this server
     assert fakehub.webhook_url == f"{app.url}/api/github/webhooks"
+    # ...and this process, which serve replaces with one reading the file, says it is on its way
+    assert "starting with its new GitHub App" in app.client.get("/").text
 
 
 def test_the_manifest_sent_is_app_yml_with_the_chosen_name_and_this_servers_urls(app):
