@@ -163,3 +163,21 @@ def test_a_bad_name_or_organisation_is_asked_again(app):
 
 def test_the_status_page_points_to_setup_until_an_app_is_configured(app):
     assert 'href="/setup"' in app.client.get("/").text
+
+
+@pytest.mark.parametrize(("form", "github"), [
+    ({"github": "github.com"}, "https://github.com"),
+    ({"github": "enterprise", "host": "https://ghe.acme.dev/"}, "https://ghe.acme.dev"),
+])
+def test_the_manifest_goes_to_the_chosen_github_with_a_warning_it_cannot_reach_a_loopback_server(
+        make_draftsmith, form, github):
+    app = make_draftsmith({}, worker=False)  # GITHUB_API_URL unset: the form asks which GitHub
+
+    review = app.client.post("/setup", data={"name": NAME, "owner": "user", **form})
+
+    assert review.status_code == 200
+    assert f'action="{github}/settings/apps/new?state=' in review.text
+    assert "GitHub cannot reach" in review.text and "DRAFTSMITH_PUBLIC_URL" in review.text
+    with app.engine.connect() as conn:
+        [(api_url,)] = conn.execute(text("SELECT api_url FROM setup_states")).all()
+    assert api_url == ("https://api.github.com" if github == "https://github.com" else f"{github}/api/v3")
