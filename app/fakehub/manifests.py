@@ -149,7 +149,8 @@ def _register(state: FakeHubState, manifest: dict[str, Any], owner: User, slug: 
         bot = state.user(f"{slug}[bot]", type="Bot")
         app = App(
             id=random.randrange(1_000_000, 9_000_000), slug=slug, name=manifest["name"], owner=owner, bot=bot,
-            public_key_pem=public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+            public_key_pem=public.public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo),
             webhook_secret=secrets.token_hex(20), client_id=f"Iv23li{secrets.token_hex(7)}",
         )
         state.app = app
@@ -190,5 +191,6 @@ def _install(hub: FakeHub, request: Request, form: dict[str, str], slug: str) ->
     installation = hub.install(account)
     setup_url = (_apps.get(hub.state, {}).get(slug) or Registration(app, "", "", {})).manifest.get("setup_url")
     if setup_url:
-        return RedirectResponse(f"{setup_url}?{urlencode({'installation_id': installation.id, 'setup_action': 'install'})}", 302)
+        query = urlencode({"installation_id": installation.id, "setup_action": "install"})
+        return RedirectResponse(f"{setup_url}?{query}", 302)
     return _html("Installed", f"<h1>{html.escape(app.name)} is installed on {html.escape(account)}</h1>")

@@ -34,7 +34,8 @@ def default_permissions() -> dict[str, str]:
     return dict(load_manifest()["default_permissions"])
 
 
-def build_manifest(*, name: str, homepage_url: str, webhook_url: str, redirect_url: str, setup_url: str) -> dict[str, Any]:
+def build_manifest(*, name: str, homepage_url: str, webhook_url: str, redirect_url: str,
+                   setup_url: str) -> dict[str, Any]:
     """The manifest for a new App called `name`: app.yml's events and permissions, our URLs.
 
     https://docs.github.com/en/apps/sharing-github-apps/registering-a-github-app-from-a-manifest

@@ -1,4 +1,4 @@
-"""/setup: register the GitHub App from app.yml (GitHub's manifest flow), keep its credentials, send the user on to install it.
+"""/setup: register the GitHub App from app.yml (GitHub's manifest flow), keep its credentials, send on to install it.
 
 GET /setup explains and asks for a name, a GitHub and an owner; POST /setup shows the manifest and posts it to
 GitHub with a fresh `state`; GitHub sends the browser to /setup/callback with a code, exchanged here for the
@@ -266,7 +266,8 @@ def _remember(engine, state: str, choice: _Choice) -> None:
 
     now = utcnow()
     with session_scope(engine) as session:
-        session.exec(delete(SetupState).where(SetupState.expires_at < now - timedelta(days=1)))  # type: ignore[call-overload]
+        stale = delete(SetupState).where(SetupState.expires_at < now - timedelta(days=1))
+        session.exec(stale)  # type: ignore[call-overload]
         session.add(SetupState(state_hash=_hash(state), web_url=choice.web_url, api_url=choice.api_url,
                                created_at=now, expires_at=now + STATE_LIFETIME))
 
@@ -293,7 +294,8 @@ async def review(request: Request) -> Response:
         redirect_url=f"{base}/setup/callback", setup_url=f"{public}/setup/installed",
     )
     target = manifest.new_app_url(choice.web_url, state, choice.organization)
-    owner = f"the organisation <code>{html.escape(choice.organization)}</code>" if choice.organization else "your personal account"
+    owner = (f"the organisation <code>{html.escape(choice.organization)}</code>" if choice.organization
+             else "your personal account")
     warning = ""
     if _unreachable(hook) and not _unreachable(choice.web_url):
         warning = ('<div class="notice" role="alert"><p>GitHub cannot reach '
@@ -352,7 +354,8 @@ def _use_state(engine, state: str):
 _STATE_PROBLEMS = {
     "unknown": "This answer does not belong to a set-up this Draftsmith started.",
     "used": "This set-up was finished already: each answer from GitHub is used once.",
-    "expired": f"This set-up was started more than {int(STATE_LIFETIME.total_seconds() // 60)} minutes ago and has expired.",
+    "expired": f"This set-up was started more than {int(STATE_LIFETIME.total_seconds() // 60)} minutes ago "
+               "and has expired.",
 }
 _NEEDED = ("id", "slug", "pem", "webhook_secret", "client_id", "client_secret")
 

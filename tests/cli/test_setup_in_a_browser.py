@@ -1,4 +1,4 @@
-"""From a fresh data dir to a working App in a browser: `serve` with nothing configured, /setup, the fake GitHub, and back.
+"""From a fresh data dir to a working App in a browser: `serve` with nothing configured, /setup, the fake, and back.
 
 Screenshots of each step go to .cache/screenshots/setup-*.png.
 """
@@ -39,8 +39,9 @@ def post_webhook(url: str, secret: str) -> httpx.Response:
 def test_a_fresh_serve_gets_its_app_from_the_browser_and_uses_it_without_a_restart(start_serve, fakehub, chromium):
     # Given: `serve` in an empty directory, no App configured, GitHub being the fake
     port = free_port()
-    serve = start_serve("", GITHUB_API_URL=fakehub.api_url, DRAFTSMITH_PORT=str(port),
+    serve = start_serve("", wait=False, GITHUB_API_URL=fakehub.api_url, DRAFTSMITH_PORT=str(port),
                         DRAFTSMITH_PUBLIC_URL=f"http://127.0.0.1:{port}", DRAFTSMITH_SWEEP_INTERVAL="0.5")
+    serve.wait_healthy(timeout=90)  # a first start migrates and probes the sandbox: slow on a busy machine
     assert f"{serve.url}/setup" in serve.output  # the console points to the set-up
     assert post_webhook(serve.url, "anything").status_code == 503  # no secret yet: nothing is accepted
     old_web = {p.pid for p in serve.children_named("app.web.asgi")}
@@ -87,7 +88,7 @@ def test_a_fresh_serve_gets_its_app_from_the_browser_and_uses_it_without_a_resta
 
     # ...and the same serve now uses them: `/` says so, webhooks signed with the new secret are accepted
     status = open_page(chromium, f"{serve.url}/")
-    wait_for(lambda: status.reload() and status.inner_text("h1") == "Draftsmith is running", 30, "/ to say it is ready")
+    wait_for(lambda: status.reload() and status.inner_text("h1") == "Draftsmith is running", 60, "/ to say it is ready")
     assert "The GitHub App is ready" in status.inner_text("main")
     screenshot(status, "setup-6-ready")
     assert post_webhook(serve.url, new_app.webhook_secret).status_code == 202
@@ -96,7 +97,7 @@ def test_a_fresh_serve_gets_its_app_from_the_browser_and_uses_it_without_a_resta
     assert not old_web & {p.pid for p in serve.children_named("app.web.asgi")}  # its web processes were replaced
     serve.wait_for_output(f"connected to GitHub App {new_app.id}")  # once the old processes have stopped
     # ...and its workers sign in as the new App (the sweeper's first look at the App's deliveries)
-    wait_for(lambda: [r for r in fakehub.requests() if r.path == "/app/hook/deliveries" and r.status == 200], 30,
+    wait_for(lambda: [r for r in fakehub.requests() if r.path == "/app/hook/deliveries" and r.status == 200], 60,
              "a worker to call GitHub as the new App")
 
     # When: the App is installed, GitHub tells the app so, and sends the browser back
