@@ -245,6 +245,7 @@ class SetupState(SQLModel, table=True):
     state_hash: str = Field(primary_key=True, max_length=64)
     web_url: str = Field(max_length=255)  # the GitHub the manifest went to, e.g. https://github.com
     api_url: str = Field(max_length=255)  # where its code is exchanged (GITHUB_API_URL of that GitHub)
+    relay_url: str | None = Field(default=None, max_length=2048)  # a relay channel made the webhook URL
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     used_at: datetime | None = None

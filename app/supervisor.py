@@ -158,6 +158,15 @@ class Supervisor:
                 tick()
             time.sleep(interval)
 
+    def add(self, spec: ChildSpec) -> None:
+        """Start one more child while running (a relay newly configured), supervised like the others."""
+        child = _Child(spec)
+        self.children.append(child)
+        self._spawn(child)
+
+    def has(self, name: str) -> bool:
+        return any(child.spec.name == name for child in self.children)
+
     def replace(self, chosen: Callable[[ChildSpec], bool], grace_seconds: float | None = None) -> None:
         """Start a fresh process for each chosen child, then stop the old ones as `stop()` does.
 

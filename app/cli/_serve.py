@@ -134,7 +134,7 @@ class _FileWatch:
         return True
 
 
-def _restart_on_new_app_settings(supervisor, env_file: Path | None, path: Path):
+def _restart_on_new_app_settings(supervisor, env_file: Path | None, path: Path, relay=None):
     """What `serve` does when /setup writes (or someone removes) the App settings file: every web and worker
     process is replaced by one that reads it. Settings are built once per process and passed down, so a
     fresh process is the one way every part of it (webhook secrets, the GitHub client, log scrubbing) moves
@@ -159,6 +159,8 @@ def _restart_on_new_app_settings(supervisor, env_file: Path | None, path: Path):
         typer.echo(f"draftsmith: GitHub App settings {state} ({path}); restarting the web and worker processes "
                    "onto them", err=True)
         supervisor.replace(lambda spec: spec.stop_rank != REDIS_RANK)
+        if settings.webhook_relay_url and relay is not None and not supervisor.has("relay"):
+            supervisor.add(relay())  # /setup made a relay channel the App's webhook URL
         missing = settings.missing_github_settings()
         typer.echo("draftsmith: " + (f"still missing {', '.join(missing)}" if missing else
                                      f"connected to GitHub App {settings.github_app_id}"), err=True)
@@ -255,7 +257,9 @@ def serve(env_file: EnvFile = None) -> None:
     )
     from app.settings import app_settings_path
 
-    restart = functools.partial(_restart_on_new_app_settings, env_file=env_file, path=app_settings_path(settings))
+    relay = functools.partial(processes.relay_spec, f"{url.rstrip('/')}/api/github/webhooks", env)
+    restart = functools.partial(_restart_on_new_app_settings, env_file=env_file, path=app_settings_path(settings),
+                                relay=relay)
     try:
         _supervise(specs, stop, banner, tick=restart)
     finally:

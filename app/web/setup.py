@@ -14,6 +14,7 @@ import hashlib
 import html
 import ipaddress
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +28,8 @@ from starlette.routing import Route
 
 from app.github import manifest
 from app.logs import get_logger
+from app.relay.events import shown_channel
+from app.relay.subscriber import RelayError, create_channel
 from app.settings import Settings, app_settings_path, write_app_settings
 from app.web import layout
 from app.web.webhooks import PATH as WEBHOOK_PATH
@@ -34,6 +37,7 @@ from app.web.webhooks import PATH as WEBHOOK_PATH
 # Long enough to sign in to GitHub and pick a free name there, short enough that a leaked link soon dies.
 STATE_LIFETIME = timedelta(minutes=30)
 COOKIE = "draftsmith_setup"
+DEFAULT_RELAY_SERVER = "https://smee.io"
 # What the settings file holds; any of them set in the environment or .env would win over it.
 WRITTEN_SETTINGS = {
     "github_app_id": "GITHUB_APP_ID",
@@ -49,11 +53,12 @@ NAME_KEY, SLUG_KEY, HTML_URL_KEY = "GITHUB_APP_NAME", "GITHUB_APP_SLUG", "GITHUB
 log = get_logger(component="setup")
 
 
-def webhook_url(settings: Settings, base_url: str) -> str:
-    """Where the new App's webhooks go: DRAFTSMITH_PUBLIC_URL's ingress, else that of the URL /setup was opened at.
-
-    The one place this is chosen: a webhook relay's channel URL (issue 19) is to be picked here.
-    """
+def webhook_url(settings: Settings, base_url: str, relay_channel: str | None = None) -> str:
+    """Where the new App's webhooks go: a relay channel (one /setup just created, or
+    DRAFTSMITH_WEBHOOK_RELAY_URL), else DRAFTSMITH_PUBLIC_URL's ingress, else that of the URL /setup was
+    opened at."""
+    if relay_channel or settings.webhook_relay_url:
+        return relay_channel or settings.webhook_relay_url
     return f"{(settings.public_url or base_url).rstrip('/')}{WEBHOOK_PATH}"
 
 
@@ -145,6 +150,7 @@ class _Choice:
     web_url: str
     api_url: str
     organization: str | None
+    relay_server: str | None = None  # create a channel there and make it the webhook URL
 
 
 def _fixed_web_url(settings: Settings) -> str | None:
@@ -173,9 +179,14 @@ def _parse(form: dict[str, str], settings: Settings) -> tuple[_Choice | None, li
         organization = str(form.get("organization", "")).strip()
         if not manifest.LOGIN_PATTERN.fullmatch(organization):
             errors.append("The organisation: its login as in its URL, e.g. acme for github.com/acme.")
+    relay_server = None
+    if form.get("relay") == "on" and not settings.webhook_relay_url:
+        relay_server = str(form.get("relay_server", "")).strip().rstrip("/") or DEFAULT_RELAY_SERVER
+        if not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", relay_server):
+            errors.append("The relay server: its address, such as https://smee.io.")
     if errors:
         return None, errors
-    return _Choice(name, web_url, api_url, organization), []
+    return _Choice(name, web_url, api_url, organization, relay_server), []
 
 
 def _checked(condition: bool) -> str:
@@ -225,9 +236,27 @@ def _form_page(settings: Settings, form: dict[str, str], errors: list[str] = (),
         f'<input type="text" name="organization" placeholder="acme" value="{value("organization")}" '
         'aria-label="Organisation login" autocapitalize="none" spellcheck="false">'
         "</fieldset>"
-        '<button type="submit">Review the App</button>'
+        + _relay_fieldset(settings, form)
+        + '<button type="submit">Review the App</button>'
         "</form>"
     ), status_code)
+
+
+def _relay_fieldset(settings: Settings, form: dict[str, str]) -> str:
+    if settings.webhook_relay_url:
+        return ""  # a relay is configured already; the App's webhooks go to its channel
+    server = html.escape(str(form.get("relay_server", DEFAULT_RELAY_SERVER)))
+    return (
+        "<fieldset><legend>Webhooks</legend>"
+        f'<label><input type="checkbox" name="relay" value="on"{_checked(form.get("relay") == "on")}> '
+        "GitHub cannot reach this server (a laptop, a private network): relay webhooks through a channel</label>"
+        '<label for="relay-server">Relay server</label>'
+        f'<input type="text" id="relay-server" name="relay_server" value="{server}" autocapitalize="none" '
+        'spellcheck="false">'
+        "<small>Draftsmith creates a channel there, makes it the App's webhook URL and subscribes to it. Anyone "
+        "who knows the channel's address can read the deliveries.</small>"
+        "</fieldset>"
+    )
 
 
 def _unreachable(url: str) -> bool:
@@ -258,7 +287,7 @@ async def start(request: Request) -> Response:
     return _form_page(request.app.state.runtime.settings, {})
 
 
-def _remember(engine, state: str, choice: _Choice) -> None:
+def _remember(engine, state: str, choice: _Choice, relay_url: str | None) -> None:
     from sqlalchemy import delete
 
     from app.db import session_scope
@@ -269,7 +298,7 @@ def _remember(engine, state: str, choice: _Choice) -> None:
         stale = delete(SetupState).where(SetupState.expires_at < now - timedelta(days=1))
         session.exec(stale)  # type: ignore[call-overload]
         session.add(SetupState(state_hash=_hash(state), web_url=choice.web_url, api_url=choice.api_url,
-                               created_at=now, expires_at=now + STATE_LIFETIME))
+                               relay_url=relay_url, created_at=now, expires_at=now + STATE_LIFETIME))
 
 
 async def review(request: Request) -> Response:
@@ -283,11 +312,19 @@ async def review(request: Request) -> Response:
     if choice is None:
         return _form_page(settings, form, errors, 400)
 
+    channel = None
+    if choice.relay_server:
+        try:
+            channel = await create_channel(choice.relay_server)
+        except (RelayError, httpx.HTTPError) as exc:
+            log.warning("setup_relay_channel_failed", error_type=type(exc).__name__)
+            return _form_page(settings, form, [f"No channel could be created at {choice.relay_server} "
+                                               f"({type(exc).__name__}); try again, or another relay server."], 502)
     state = secrets.token_urlsafe(32)
-    await run_in_threadpool(_remember, runtime.engine, state, choice)
+    await run_in_threadpool(_remember, runtime.engine, state, choice, channel)
     base = str(request.base_url).rstrip("/")
     public = (settings.public_url or base).rstrip("/")
-    hook = webhook_url(settings, base)
+    hook = webhook_url(settings, base, channel)
     built = manifest.build_manifest(
         name=choice.name, homepage_url=public, webhook_url=hook,
         # Where this browser is sent back: the address it reached us at, whatever the public URL.
@@ -297,7 +334,7 @@ async def review(request: Request) -> Response:
     owner = (f"the organisation <code>{html.escape(choice.organization)}</code>" if choice.organization
              else "your personal account")
     warning = ""
-    if _unreachable(hook) and not _unreachable(choice.web_url):
+    if channel is None and _unreachable(hook) and not _unreachable(choice.web_url):
         warning = ('<div class="notice" role="alert"><p>GitHub cannot reach '
                    f"<code>{html.escape(hook)}</code>, so its webhooks will fail until this server has an address "
                    "GitHub reaches. Set <code>DRAFTSMITH_PUBLIC_URL</code> to it, restart, and start again; or "
@@ -311,7 +348,8 @@ async def review(request: Request) -> Response:
         '<dl class="facts">'
         f"<dt>Name</dt><dd>{html.escape(choice.name)}</dd>"
         f"<dt>GitHub</dt><dd><code>{html.escape(choice.web_url)}</code></dd>"
-        f"<dt>Webhooks to</dt><dd><code>{html.escape(hook)}</code></dd>"
+        f"<dt>Webhooks to</dt><dd><code>{html.escape(shown_channel(hook) if channel else hook)}</code>"
+        f"{' (a relay channel this server subscribes to)' if channel else ''}</dd>"
         f"<dt>Permissions</dt><dd>{permissions}</dd>"
         f"<dt>Events</dt><dd>{events}</dd>"
         "</dl>"
@@ -391,7 +429,7 @@ async def _convert(api_url: str, code: str) -> dict:
     return data
 
 
-def _written(data: dict, api_url: str) -> dict[str, str]:
+def _written(data: dict, api_url: str, relay_url: str | None = None) -> dict[str, str]:
     values = {
         "GITHUB_APP_ID": str(data["id"]),
         "GITHUB_PRIVATE_KEY": data["pem"],
@@ -401,6 +439,8 @@ def _written(data: dict, api_url: str) -> dict[str, str]:
     }
     if api_url.rstrip("/") != manifest.GITHUB_COM_API:
         values["GITHUB_API_URL"] = api_url.rstrip("/")
+    if relay_url:
+        values["DRAFTSMITH_WEBHOOK_RELAY_URL"] = relay_url
     values[SLUG_KEY] = data["slug"]
     values[NAME_KEY] = str(data.get("name") or data["slug"])
     if data.get("html_url"):
@@ -433,7 +473,7 @@ async def callback(request: Request) -> Response:
     comment = (f'The GitHub App "{data.get("name") or data["slug"]}", registered by Draftsmith\'s /setup.\n'
                "Settings in the environment or .env win over these. Keep this file secret.")
     try:
-        await run_in_threadpool(write_app_settings, path, _written(data, row.api_url), comment)
+        await run_in_threadpool(write_app_settings, path, _written(data, row.api_url, row.relay_url), comment)
     except FileExistsError:
         return _already_set_up(await _existing_app(request), 409)
     log.info("github_app_registered", app_id=data["id"], slug=data["slug"], settings_file=str(path))

@@ -192,3 +192,29 @@ def test_replacing_children_starts_new_ones_before_stopping_the_old_and_leaves_t
         assert supervisor.pids()["web"] == after["web"]
     finally:
         supervisor.stop()
+
+
+def test_settings_from_setup_naming_a_relay_start_one_relay_child_without_a_restart(tmp_path, monkeypatch):
+    from app.cli._serve import _restart_on_new_app_settings
+    from app.settings import APP_SETTINGS_FILE
+
+    monkeypatch.setenv("DRAFTSMITH_DATA_DIR", str(tmp_path))
+    path = tmp_path / APP_SETTINGS_FILE
+    worker = ChildSpec(name="worker", argv=python("import time; time.sleep(60)"))
+    supervisor = Supervisor([worker])
+    supervisor.start()
+    try:
+        tick = _restart_on_new_app_settings(supervisor, None, path, relay=lambda: ChildSpec(
+            name="relay", argv=python("import time; time.sleep(60)")))
+        tick()
+        assert not supervisor.has("relay")
+        path.write_text("GITHUB_APP_ID=7\nDRAFTSMITH_WEBHOOK_RELAY_URL=https://smee.io/AbCdEf123\n")
+        wait_for(lambda: tick() or supervisor.has("relay"), timeout=5)
+        [relay] = [child for child in supervisor.children if child.spec.name == "relay"]
+        assert relay.process.poll() is None
+        path.write_text("GITHUB_APP_ID=8\nDRAFTSMITH_WEBHOOK_RELAY_URL=https://smee.io/AbCdEf123\n")
+        time.sleep(0.6)
+        tick()
+        assert [child.spec.name for child in supervisor.children].count("relay") == 1
+    finally:
+        supervisor.stop()

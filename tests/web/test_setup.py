@@ -181,3 +181,29 @@ def test_the_manifest_goes_to_the_chosen_github_with_a_warning_it_cannot_reach_a
     with app.engine.connect() as conn:
         [(api_url,)] = conn.execute(text("SELECT api_url FROM setup_states")).all()
     assert api_url == ("https://api.github.com" if github == "https://github.com" else f"{github}/api/v3")
+
+
+def test_a_machine_github_cannot_reach_gets_a_relay_channel_as_its_webhook_url(app, fakehub):
+    relay_server = f"{fakehub.api_url}/relay"
+
+    target, manifest = begin(app, relay="on", relay_server=relay_server)
+    back = create_on_github(target, manifest)
+    answer = app.client.get(back)
+
+    import json
+
+    channel = json.loads(manifest)["hook_attributes"]["url"]
+    assert channel.startswith(f"{relay_server}/") and channel != f"{relay_server}/new"
+    assert answer.status_code == 303, answer.text
+    assert dotenv_values(settings_file(app))["DRAFTSMITH_WEBHOOK_RELAY_URL"] == channel
+    # GitHub now posts the App's deliveries to the channel, which serve's relay subscribes to.
+    assert fakehub.webhook_url == channel
+
+
+def test_a_relay_server_that_makes_no_channel_is_said_so_and_nothing_starts(app):
+    review = app.client.post(f"{app.url}/setup", data={"name": NAME, "owner": "user", "relay": "on",
+                                                       "relay_server": "http://127.0.0.1:9"})
+
+    assert review.status_code == 502
+    assert "No channel could be created at http://127.0.0.1:9" in review.text
+    assert 'name="manifest"' not in review.text and not settings_file(app).exists()
