@@ -172,6 +172,11 @@ def authenticate(state: FakeHubState, template: str, headers) -> Principal:
         return Principal(kind="user", user=state.user(actor))
     if token is None:
         raise AuthError(401, "Requires authentication")
+    if token.startswith("ghu_"):  # a user access token (app.fakehub.oauth)
+        person = state.user_tokens.get(token)
+        if person is None or not person.live:
+            raise AuthError(401, "Bad credentials")
+        return Principal(kind="user", user=person.user)
     issued = state.tokens.get(token)
     if issued is None or not issued.live:
         raise AuthError(401, "Bad credentials")

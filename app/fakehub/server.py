@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from app.fakehub import admin, api_app, api_checks, api_issues, api_pulls, api_repos, manifests, relay
+from app.fakehub import admin, api_app, api_checks, api_issues, api_pulls, api_repos, manifests, oauth, relay
 from app.fakehub.auth import AuthError, Principal, authenticate, token_permits
 from app.fakehub.gitserver import GIT_PATH, GitEndpoint
 from app.fakehub.hub import FakeHub
@@ -26,7 +26,7 @@ from app.fakehub.state import Fault, RequestRecord
 from app.fakehub.webhooks import deliver, redeliver
 
 API = Api()
-for module in (api_app, api_repos, api_issues, api_pulls, api_checks, manifests):
+for module in (api_app, api_repos, api_issues, api_pulls, api_checks, manifests, oauth):
     API.include(module.api)
 
 # Not in the OpenAPI description (GraphQL is checked by hand in api_pulls.graphql).
@@ -189,6 +189,8 @@ def create_fakehub(
             return PlainTextResponse(log) if log is not None else PlainTextResponse("Not Found", 404)
         if request.url.path.startswith("/_fakehub/"):
             return await admin.dispatch(hub, request)
+        if request.url.path.startswith(oauth.PATH_PREFIX):
+            return await oauth.dispatch(hub, request)
         if GIT_PATH.match(request.url.path):
             return await git_endpoint(request)
         if request.url.path.startswith(relay.PREFIX):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,6 +40,7 @@ class App:
     webhook_secret: str
     client_id: str
     created_at: datetime = field(default_factory=now)
+    client_secret: str = field(default_factory=lambda: secrets.token_hex(20))  # for the OAuth web flow
 
 
 @dataclass
@@ -61,6 +63,29 @@ class Token:
     @property
     def live(self) -> bool:
         return self.revoked_at is None and self.expires_at > now()
+
+
+@dataclass
+class OAuthGrant:
+    """A code the authorize page handed out (app.fakehub.oauth), good once for a user access token."""
+
+    code: str
+    user: User
+    redirect_uri: str | None
+    code_challenge: str | None
+    expires_at: datetime
+
+
+@dataclass
+class UserToken:
+    token: str  # ghu_...
+    user: User
+    expires_at: datetime
+    refresh_token: str  # ghr_...
+
+    @property
+    def live(self) -> bool:
+        return self.expires_at > now()
 
 
 @dataclass
@@ -298,6 +323,8 @@ class FakeHubState:
         self.users: dict[str, User] = {}
         self.installations: dict[int, Installation] = {}
         self.tokens: dict[str, Token] = {}
+        self.oauth_grants: dict[str, OAuthGrant] = {}
+        self.user_tokens: dict[str, UserToken] = {}
         self.repos: dict[str, Repository] = {}
         self.comments: dict[int, Comment] = {}
         self.review_comments: dict[int, ReviewComment] = {}

@@ -139,6 +139,10 @@ METADATA_ROUTES = {
     ("GET", "/installation/repositories"),
     ("DELETE", "/installation/token"),
     ("POST", "/graphql"),
+    # Served to user access tokens (the dashboard's sign-in), which need no App permission for them.
+    ("GET", "/user"),
+    ("GET", "/user/installations"),
+    ("GET", "/user/installations/{installation_id}/repositories"),
 }
 
 

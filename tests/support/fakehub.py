@@ -45,6 +45,13 @@ class FakeHubHandle:
             "GITHUB_API_URL": self.api_url,
         }
 
+    def oauth_env(self) -> dict[str, str]:
+        """The App's OAuth client id and secret, for signing in to the dashboard through this fake."""
+        from app.fakehub.oauth import client_credentials
+
+        client_id, client_secret = client_credentials(self.hub)
+        return {"GITHUB_CLIENT_ID": client_id, "GITHUB_CLIENT_SECRET": client_secret}
+
     @property
     def webhook_url(self) -> str | None:
         return self.hub.state.webhook_url
