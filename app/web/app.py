@@ -28,6 +28,7 @@ EXTRA_ROUTE_MODULES: dict[str, tuple[str, ...]] = {
     "app.engines.actions.package_route": ("/api/runner/",),  # the wheel Actions runners install
     "app.web.tasks": ("/api/tasks/", "/tasks/"),  # task page and logs API
     "app.web.setup": ("/setup",),  # manifest set-up flow (/setup)
+    "app.web.dashboard.routes": ("/dashboard",),  # the dashboard behind GitHub sign-in
 }
 
 # app.web.webhooks.PATH (imported lazily in create_app).
