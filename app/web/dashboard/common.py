@@ -88,7 +88,7 @@ def sign_in_redirect(request: Request) -> Response:
 def nav(session: Session | None) -> str:
     if session is None:
         return ' <a href="/dashboard/login">Sign in</a>'
-    return (' <a href="/dashboard/">Tasks</a>'
+    return (' <a href="/dashboard/">Tasks</a> <a href="/dashboard/usage">Usage</a> <a href="/dashboard/keys">Keys</a>'
             f' <span class="who">@{html.escape(session.login)}</span>'
             '<form method="post" action="/dashboard/logout" class="inline">'
             f'<input type="hidden" name="csrf" value="{html.escape(session.csrf)}">'

@@ -112,7 +112,7 @@ def usage_chart(days: list[tuple[date, int, int]], *, width: int = 720, height: 
                      f'height="{h_all:.1f}" class="bar"/>'
                      f'<rect x="{x:.1f}" y="{height - bottom - h_ok:.1f}" width="{max(1.0, bar_w - 2):.1f}" '
                      f'height="{h_ok:.1f}" class="bar ok"/></g>')
-        if index % 7 == 0 or index == len(days) - 1:
+        if (len(days) - 1 - index) % 7 == 0:  # weekly, counted back from today so the last bar has one
             parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - 6}" class="label" text-anchor="middle">'
                          f"{day:%m-%d}</text>")
     parts.append("</svg>")

@@ -174,14 +174,14 @@ class Usage:
 def usage(engine: Engine, scopes: list[tuple[int, str]], days: int = USAGE_DAYS, now: datetime | None = None) -> Usage:
     now = now or utcnow()
     first_day = (now - timedelta(days=days - 1)).date()
-    since = datetime.combine(first_day, datetime.min.time())
+    since = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
     with Session(engine) as session:
         tasks = list(session.exec(select(Task).where(_in_scope(scopes), Task.created_at >= since)).all())
         runs = _runs_of(session, [t.id for t in tasks])
     per_day = {first_day + timedelta(days=i): [0, 0] for i in range(days)}
     total, repos, agents = Group("all"), {}, {}
     for task in tasks:
-        day = task.created_at.date()
+        day = _utc(task.created_at).date()
         if day in per_day:
             per_day[day][0] += 1
             per_day[day][1] += task.status == "succeeded"

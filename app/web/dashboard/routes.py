@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from app.web.dashboard import signin, tasks
+from app.web.dashboard import keys, signin, tasks, usage
 
 routes = [
     Route("/dashboard/", tasks.task_list, methods=["GET"]),
@@ -15,4 +15,8 @@ routes = [
     Route("/dashboard/tasks/{task_id:int}/logs", tasks.task_logs, methods=["GET"]),
     Route("/dashboard/tasks/{task_id:int}/cancel", tasks.cancel, methods=["POST"]),
     Route("/dashboard/tasks/{task_id:int}/retry", tasks.retry, methods=["POST"]),
+    Route("/dashboard/keys", keys.keys_page, methods=["GET"]),
+    Route("/dashboard/keys", keys.add_key, methods=["POST"]),
+    Route("/dashboard/keys/delete", keys.delete_key, methods=["POST"]),
+    Route("/dashboard/usage", usage.usage_page, methods=["GET"]),
 ]
