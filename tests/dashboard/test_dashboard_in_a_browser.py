@@ -64,8 +64,19 @@ def test_people_see_what_github_lets_them_and_a_writer_watches_and_cancels_a_run
     assert f"{fakehub.api_url}/{REPO}/issues/{number}" in links
     assert f"{fakehub.api_url}/{REPO}/pull/{task.pr_number}" in links
     assert f"{fakehub.api_url}/{REPO}/runs/{task.check_run_id}" in links
+    # (and in a browser without EventSource, which polls, she pauses the log first)
+    poller = sign_in(chromium, scene.app.url, "alice")
+    poller.add_init_script("delete window.EventSource; window.EventSource = undefined;")
+    poller.goto(f"{scene.app.url}/dashboard/tasks/{task.id}")
+    assert poller.evaluate("typeof window.EventSource") == "undefined"
+    poller.get_by_role("button", name="Pause").click()
     (Path(scene.app.settings.effective_workspace_dir) / f"run-{run.id}" / "artifacts" / "go").write_text("")
     alice.wait_for_function("document.getElementById('log').innerText.includes('fixing it now')", timeout=20_000)
+    poller.wait_for_timeout(2500)  # a poll or two
+    assert "fixing it now" not in poller.inner_text("#log") and "Paused" in poller.inner_text("#live")
+    poller.get_by_role("button", name="Resume").click()
+    poller.wait_for_function("document.getElementById('log').innerText.includes('fixing it now')", timeout=10_000)
+    poller.context.close()
     assert_looks_like_a_product(alice)
     screenshot(alice, "dashboard-task-running")
 
