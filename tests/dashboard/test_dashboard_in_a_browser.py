@@ -42,6 +42,8 @@ def test_people_see_what_github_lets_them_and_a_writer_watches_and_cancels_a_run
     rows = alice.locator("table.tasks tbody tr").all_inner_texts()
     assert [REPO in rows[0], SECRET in rows[1]] == [True, True]
     assert "@alice" in alice.inner_text("header")
+    [cookie] = [c for c in alice.context.cookies() if c["name"] == "draftsmith_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and "ghu_" not in cookie["value"]
     assert_looks_like_a_product(alice)
     screenshot(alice, "dashboard-tasks")
     # and filtering by repository narrows the list

@@ -70,6 +70,8 @@ async def start(request: Request) -> Response:
 async def callback(request: Request) -> Response:
     """`GET /dashboard/callback?code&state`: check the state, trade the code (and verifier) for a user token."""
     settings = request.app.state.runtime.settings
+    if common.missing_signin_settings(settings):
+        return await start(request)  # says which settings are missing
     codec = common.codec(request)
     pending = codec.open(request.cookies.get(SIGNIN_COOKIE), SIGNIN_TTL_SECONDS)
     state = request.query_params.get("state", "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from githubkit.exception import GitHubException
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -14,6 +15,7 @@ from app.agents import registry
 from app.engines.logsink import read_logs
 from app.events.event import Event
 from app.github.client import git_origin
+from app.logs import get_logger
 from app.models import Task
 from app.tasks.states import ACTIVE, Status, is_terminal
 from app.web import tasks as signed_task_page
@@ -36,6 +38,11 @@ async def _signed_in(request: Request, *, fresh: bool = False) -> tuple[Session,
         return session, await common.reach_of(request, session, fresh=fresh)
     except common.SignedOut:
         return common.sign_in_redirect(request)
+    except GitHubException as exc:  # GitHub down or slow: say so rather than answer 500
+        get_logger().warning("dashboard_reach_failed", login=session.login, error_type=type(exc).__name__)
+        return common.message(request, session, "GitHub did not answer",
+                              "The dashboard asks GitHub which repositories you reach, and GitHub did not answer. "
+                              "Try again in a moment.", status_code=502)
 
 
 def _filters(request: Request) -> queries.Filters:
