@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlmodel import Session, select
 
 from app.credentials import CredentialStore, load_keyring
+from app.engines.publish import save_artifact
 from app.models import AuditEntry, utcnow
 from app.tasks.service import TaskService
 from app.tasks.states import Status
@@ -14,6 +15,23 @@ from tests.dashboard.conftest import sign_in
 from tests.support.browser import PHONE, assert_looks_like_a_product, screenshot
 
 SECRET_VALUE = "sk-ant-api03-abcdefghijklmnop-WXYZ"
+DIFF = """diff --git a/README.md b/README.md
+index 1111111..2222222 100644
+--- a/README.md
++++ b/README.md
+@@ -1,3 +1,3 @@
+ # Demo
+ 
+-A tpyo here.
++A typo here, fixed.
+diff --git a/docs/new.md b/docs/new.md
+new file mode 100644
+--- /dev/null
++++ b/docs/new.md
+@@ -0,0 +1,2 @@
++# New
++Written by the agent.
+"""
 
 
 def _finished_task(app, repo: str, installation_id: int, number: int, *, status: Status, agent: str,
@@ -131,9 +149,17 @@ def test_no_route_shows_another_installations_tasks_logs_or_keys(dashboard, fake
     store = CredentialStore(app.engine, load_keyring(app.settings))
     store.set(b, "BOBS_KEY", "bob-secret-value-QRST")
 
+    run = TaskService(app.engine).latest_run(mine.id)
+    save_artifact(app.engine, run.id, "diff", DIFF, [])
+
+    # Alice's own task opens, with what its run changed, file by file
     alice = sign_in(chromium, app.url, "alice")
     csrf = alice.get_attribute("header form input[name=csrf]", "value")
     assert alice.goto(f"{app.url}/dashboard/tasks/{mine.id}").status == 200
+    files = alice.locator("details.diff summary").all_inner_texts()
+    assert [" ".join(f.split()) for f in files] == ["README.md +1 −1", "docs/new.md +2 −0"]
+    assert "+A typo here, fixed." in alice.inner_text("details.diff >> nth=0")
+    screenshot(alice, "dashboard-task-diff")
     for task in (theirs, spoofed):
         for path in ("", "/logs"):
             assert alice.request.get(f"{app.url}/dashboard/tasks/{task.id}{path}").status == 404, path
