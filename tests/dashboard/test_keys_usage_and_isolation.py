@@ -57,12 +57,14 @@ def test_an_admin_adds_a_key_sees_only_its_last_four_characters_and_deletes_it(d
     fakehub.create_repo("octo", "demo")
     fakehub.add_user("alice", permissions={"octo/demo": "admin"})
     fakehub.add_user("rita", permissions={"octo/demo": "write"})
+    fakehub.create_repo("octo", "private-ops", private=True)  # in the installation, but not alice's
     installation = fakehub.installation_id("octo/demo")
 
-    # When alice, an admin of octo/demo, adds a key for it
+    # When alice, an admin of octo/demo (not of all octo's repositories), adds a key for it
     alice = sign_in(chromium, app.url, "alice")
     alice.get_by_role("link", name="Keys").click()
     assert_looks_like_a_product(alice)
+    assert alice.locator("select[name=repository] option").all_inner_texts() == ["octo/demo only"]
     alice.get_by_label("Name").fill("ANTHROPIC_API_KEY")
     alice.get_by_label("Value").fill(SECRET_VALUE)
     alice.get_by_label("For").select_option("octo/demo")

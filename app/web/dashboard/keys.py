@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session, func, select
+from githubkit.exception import GitHubException
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app import audit
 from app.credentials import CredentialError, CredentialInfo, CredentialStore, load_keyring
-from app.models import Repository
 from app.web.dashboard import common, queries
 from app.web.dashboard.reach import InstallationAccess, Reach
 from app.web.dashboard.session import csrf_ok
@@ -31,22 +30,28 @@ class Scope:
     repos: list[str]  # repositories they administer (lower-cased full names, as keys store them)
 
 
-def _known_repository_count(engine, installation_id: int) -> int:
-    with Session(engine) as session:
-        return session.exec(select(func.count()).select_from(Repository).where(
-            Repository.installation_id == installation_id, Repository.removed == False)).one()  # noqa: E712
+async def _installation_size(github_app, installation_id: int) -> int | None:
+    """How many repositories the installation covers, as GitHub tells the App (None if it cannot say)."""
+    try:
+        answer = await github_app.installation_client(installation_id).arequest(
+            "GET", "/installation/repositories", params={"per_page": 1})
+        return int(answer.json()["total_count"])
+    except (GitHubException, KeyError, ValueError):
+        return None
 
 
-def scopes(engine, reach: Reach) -> list[Scope]:
+async def scopes(github_app, reach: Reach) -> list[Scope]:
     """Repository admins manage that repository's keys. Installation-wide keys are for the account itself
     (a personal installation) or whoever administers every repository of the installation: the App cannot
-    read organisation roles (it asks for no organisation permission), so this is what GitHub lets us check."""
+    read organisation roles (it asks for no organisation permission), so this is what GitHub lets us check.
+    "Every" is counted by the App's installation token, which sees repositories the person's token may not."""
     found = []
     for installation in sorted(reach.installations.values(), key=lambda i: i.account.lower()):
         repos = reach.repos_of(installation.id)
         admin_of = [r.full_name.lower() for r in repos if r.at_least("admin")]
-        whole = installation.account.lower() == reach.login.lower() or (
-            bool(repos) and len(admin_of) == len(repos) >= _known_repository_count(engine, installation.id))
+        whole = installation.account.lower() == reach.login.lower()
+        if not whole and admin_of and len(admin_of) == len(repos):
+            whole = await _installation_size(github_app, installation.id) == len(repos)
         if whole or admin_of:
             found.append(Scope(installation, whole, admin_of))
     return found
@@ -70,7 +75,7 @@ async def keys_page(request: Request) -> Response:
         return signed
     session, reach = signed
     engine = request.app.state.runtime.engine
-    mine = await run_in_threadpool(scopes, engine, reach)
+    mine = await scopes(request.app.state.runtime.github, reach)
     store = _store(request)
 
     def load():
@@ -100,10 +105,9 @@ async def _authorised_scope(request: Request) -> tuple[dict, object, Scope, str 
     session, reach = signed
     installation_id = fields.get("installation", "")
     repository = (fields.get("repository") or "").strip().lower() or None
-    engine = request.app.state.runtime.engine
     if not any(str(i) == installation_id for i in reach.installations):  # not theirs at all: nothing here
         return common.not_found(request, session, "installation")
-    scope = next((s for s in await run_in_threadpool(scopes, engine, reach)
+    scope = next((s for s in await scopes(request.app.state.runtime.github, reach)
                   if str(s.installation.id) == installation_id), None)
     if scope is None or (repository is None and not scope.whole) or (repository is not None
                                                                      and repository not in scope.repos):
