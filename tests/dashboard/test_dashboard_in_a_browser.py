@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app import audit
 from tests.dashboard.conftest import sign_in
 from tests.e2e.conftest import REPO, command_config
 from tests.support.browser import PHONE, assert_looks_like_a_product, screenshot
@@ -120,6 +121,12 @@ def test_people_see_what_github_lets_them_and_a_writer_watches_and_cancels_a_run
     alice.get_by_role("button", name="Cancel").click()
     [task] = [t for t in scene.wait_settled(timeout=30) if t.id == task.id]
     assert task.status == "cancelled" and len(scene.runs(task.id)) == 2
+    # and the audit log has each press, as for the check run's buttons
+    pressed = [(e.actor, e.action, e.source) for e in reversed(audit.entries(scene.app.engine, repo=REPO))
+               if e.action in ("task.cancelled", "task.retried")]
+    assert pressed == [("alice", "task.cancelled", f"dashboard cancel on #{number}"),
+                       ("alice", "task.retried", f"dashboard retry on #{number}"),
+                       ("alice", "task.cancelled", f"dashboard cancel on #{number}")]
 
     # The task page reads well on a phone too
     phone = sign_in(chromium, scene.app.url, "alice", viewport=PHONE)
