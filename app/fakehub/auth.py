@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from dataclasses import dataclass
@@ -162,6 +163,8 @@ UNAUTHENTICATED = {"/app-manifests/{code}/conversions"}
 
 def authenticate(state: FakeHubState, template: str, headers) -> Principal:
     """The principal a request acts as; raises AuthError with GitHub's status and message."""
+    if template.startswith("/applications/{client_id}/"):  # the App's OAuth client, with Basic credentials
+        return _oauth_client(state, headers.get("authorization"))
     token = credential(headers.get("authorization"))
     if template in UNAUTHENTICATED:
         return Principal(kind="anonymous")
@@ -183,6 +186,19 @@ def authenticate(state: FakeHubState, template: str, headers) -> Principal:
     installation = state.installations[issued.installation_id]
     assert state.app is not None
     return Principal(kind="installation", user=state.app.bot, installation=installation, token=issued)
+
+
+def _oauth_client(state: FakeHubState, authorization: str | None) -> Principal:
+    scheme, _, value = (authorization or "").partition(" ")
+    try:
+        client_id, _, secret = base64.b64decode(value).decode().partition(":")
+    except ValueError:
+        client_id, secret = "", ""
+    app = state.app
+    if scheme.lower() != "basic" or app is None or client_id != app.client_id or not secrets.compare_digest(
+            secret, app.client_secret):
+        raise AuthError(404, "Not Found")  # GitHub answers 404 to wrong client credentials here
+    return Principal(kind="app", user=None)
 
 
 def git_access(state: FakeHubState, token: str | None, full_name: str, write: bool) -> int:

@@ -189,3 +189,14 @@ def list_user_installation_repositories(ctx: Ctx):
         data["permissions"] = _permission_flags(ctx.state.role(repo, ctx.actor.login))
         rendered.append(data)
     return 200, {"total_count": len(rendered), "repository_selection": "selected", "repositories": ctx.page(rendered)}
+
+
+@api.route("DELETE", "/applications/{client_id}/token")
+def revoke_user_token(ctx: Ctx):
+    """The App revokes one of its user access tokens (sign-out): it stops working at once."""
+    if ctx.params["client_id"] != ctx.state.app.client_id:
+        raise not_found()
+    token = (ctx.body or {}).get("access_token", "")
+    if ctx.state.user_tokens.pop(token, None) is None:
+        raise not_found()
+    return 204, None

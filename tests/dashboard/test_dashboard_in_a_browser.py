@@ -143,7 +143,14 @@ def test_people_see_what_github_lets_them_and_a_writer_watches_and_cancels_a_run
     assert signed.inner_text("h1") == "Fix typo in README"
 
     # When alice signs out, the dashboard asks her to sign in again
+    [kept] = [c for c in alice.context.cookies() if c["name"] == "draftsmith_session"]
     alice.get_by_role("button", name="Sign out").click()
     assert alice.get_by_role("link", name="Sign in with GitHub").count() == 1
     alice.goto(f"{scene.app.url}/dashboard/tasks/{task.id}")
     assert "/login/oauth/authorize" in alice.url
+    # and a copy of her session cookie taken before is worth nothing: GitHub revoked its token
+    thief = chromium.new_context()
+    thief.add_cookies([kept])
+    stolen = thief.new_page()
+    stolen.goto(f"{scene.app.url}/dashboard/")
+    assert "/login/oauth/authorize" in stolen.url

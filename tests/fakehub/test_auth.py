@@ -143,6 +143,7 @@ METADATA_ROUTES = {
     ("GET", "/user"),
     ("GET", "/user/installations"),
     ("GET", "/user/installations/{installation_id}/repositories"),
+    ("DELETE", "/applications/{client_id}/token"),  # the App's OAuth client, with Basic credentials
 }
 
 

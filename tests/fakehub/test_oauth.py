@@ -73,3 +73,19 @@ def test_a_user_token_lists_only_the_installations_and_repositories_its_person_r
     assert sorted(alice) == ["octo/demo", "octo/secret"]
     assert alice["octo/secret"]["admin"] and alice["octo/demo"]["push"] and not alice["octo/demo"]["admin"]
     assert sorted(rita) == ["octo/demo"] and not rita["octo/demo"]["push"]
+
+
+def test_the_app_revokes_a_user_token_with_its_client_credentials_only(fakehub):
+    fakehub.create_repo("octo", "demo")
+    fakehub.add_user("alice", permissions={"octo/demo": "write"})
+    token = _exchange(fakehub, _authorize(fakehub, "alice"))["access_token"]
+    env = fakehub.oauth_env()
+    url = f"{fakehub.api_url}/applications/{env['GITHUB_CLIENT_ID']}/token"
+
+    wrong = httpx.request("DELETE", url, json={"access_token": token}, auth=(env["GITHUB_CLIENT_ID"], "nope"))
+    assert wrong.status_code == 404
+    assert httpx.get(f"{fakehub.api_url}/user", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    revoked = httpx.request("DELETE", url, json={"access_token": token},
+                            auth=(env["GITHUB_CLIENT_ID"], env["GITHUB_CLIENT_SECRET"]))
+    assert revoked.status_code == 204
+    assert httpx.get(f"{fakehub.api_url}/user", headers={"Authorization": f"Bearer {token}"}).status_code == 401

@@ -119,7 +119,7 @@ def _failed(request: Request, why: str) -> Response:
 
 
 async def sign_out(request: Request) -> Response:
-    """`POST /dashboard/logout` (a form with the CSRF token): the session cookie is dropped."""
+    """`POST /dashboard/logout` (a form with the CSRF token): the session cookie is dropped, the token revoked."""
     session = common.codec(request).session(request.cookies.get(SESSION_COOKIE))
     form = await common.form(request)
     if session is not None and not csrf_ok(session, form.get("csrf")):
@@ -128,4 +128,24 @@ async def sign_out(request: Request) -> Response:
     common.codec(request).end_session(response)
     if session is not None:
         common.reach_cache(request).forget(session.token)
+        await _revoke(request.app.state.runtime.settings, session.token)
     return response
+
+
+async def _revoke(settings, token: str) -> None:
+    """Revoke the user token at GitHub, so a copy of the cookie taken before sign-out is worth nothing.
+
+    https://docs.github.com/en/rest/apps/oauth-applications#delete-an-app-token
+    """
+    if common.missing_signin_settings(settings):
+        return
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.request(
+                "DELETE", f"{settings.github_api_url.rstrip('/')}/applications/{settings.github_client_id}/token",
+                json={"access_token": token}, headers={"Accept": "application/vnd.github+json"},
+                auth=(settings.github_client_id, settings.github_client_secret.get_secret_value()))
+        if answer.status_code not in (204, 404):  # 404: already gone
+            get_logger().warning("dashboard_token_revoke_failed", status=answer.status_code)
+    except httpx.HTTPError as exc:  # the token lapses within 8 hours anyway
+        get_logger().warning("dashboard_token_revoke_failed", error_type=type(exc).__name__)
