@@ -155,7 +155,7 @@ def _register(state: FakeHubState, manifest: dict[str, Any], owner: User, slug: 
         )
         state.app = app
         state.webhook_url = (manifest.get("hook_attributes") or {}).get("url")
-        registration = Registration(app=app, pem=pem.decode(), client_secret=secrets.token_hex(20), manifest=manifest)
+        registration = Registration(app=app, pem=pem.decode(), client_secret=app.client_secret, manifest=manifest)
         _apps.setdefault(state, {})[slug] = registration
     return registration
 

@@ -35,12 +35,11 @@ def default_permissions() -> dict[str, str]:
 
 
 def build_manifest(*, name: str, homepage_url: str, webhook_url: str, redirect_url: str,
-                   setup_url: str) -> dict[str, Any]:
+                   setup_url: str, callback_url: str | None = None) -> dict[str, Any]:
     """The manifest for a new App called `name`: app.yml's events and permissions, our URLs.
 
     https://docs.github.com/en/apps/sharing-github-apps/registering-a-github-app-from-a-manifest
-    No `callback_urls`: nothing signs users in with the App's OAuth client yet, and a callback URL
-    pointing at no route would be worse than none.
+    `callback_url` is where GitHub sends people signing in to the dashboard with the App's OAuth client.
     """
     base = load_manifest()
     return {
@@ -54,6 +53,7 @@ def build_manifest(*, name: str, homepage_url: str, webhook_url: str, redirect_u
         "public": bool(base.get("public", False)),
         "default_events": list(base["default_events"]),
         "default_permissions": dict(base["default_permissions"]),
+        **({"callback_urls": [callback_url]} if callback_url else {}),
     }
 
 

@@ -142,6 +142,8 @@ def status_page(settings: Settings, *, restarting: bool = False) -> str:
         f"<p>The GitHub App is ready: connected to App {settings.github_app_id} at "
         f"<code>{html.escape(settings.github_api_url)}</code>. "
         "Webhooks go to <code>/api/github/webhooks</code>; assign the App's bot on an issue to start a task.</p>"
+        + ('<p><a class="button" href="/dashboard">Open the dashboard</a> (sign in with GitHub)</p>'
+           if settings.github_client_id and settings.github_client_secret else "")
     )
 
 

@@ -329,6 +329,7 @@ async def review(request: Request) -> Response:
         name=choice.name, homepage_url=public, webhook_url=hook,
         # Where this browser is sent back: the address it reached us at, whatever the public URL.
         redirect_url=f"{base}/setup/callback", setup_url=f"{public}/setup/installed",
+        callback_url=f"{public}/dashboard/callback",
     )
     target = manifest.new_app_url(choice.web_url, state, choice.organization)
     owner = (f"the organisation <code>{html.escape(choice.organization)}</code>" if choice.organization

@@ -63,7 +63,8 @@ def test_status_page_names_the_missing_github_settings(make_draftsmith):
     assert page.status_code == 200
     for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET"):
         assert name in page.text
-    assert 'href="https://docs.github.com/' in page.text and 'href="/setup"' not in page.text
+    assert 'href="https://docs.github.com/' in page.text and 'href="/setup"' in page.text
+    assert app.client.get("/setup").status_code == 200
     assert webhook.status_code == 503
 
 
@@ -73,3 +74,11 @@ def test_status_page_says_running_once_configured(make_draftsmith):
     page = app.client.get("/")
 
     assert "Draftsmith is running" in page.text and "missing" not in page.text
+
+
+def test_status_page_links_to_the_dashboard_once_people_can_sign_in(make_draftsmith):
+    without = make_draftsmith().client.get("/").text
+    app = make_draftsmith({"GITHUB_CLIENT_ID": "Iv1.abc", "GITHUB_CLIENT_SECRET": "shh"})
+
+    assert 'href="/dashboard"' not in without
+    assert 'href="/dashboard"' in app.client.get("/").text

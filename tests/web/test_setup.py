@@ -75,6 +75,7 @@ def test_the_manifest_sent_is_app_yml_with_the_chosen_name_and_this_servers_urls
     assert sent["name"] == NAME
     assert sent["hook_attributes"]["url"] == f"{app.url}/api/github/webhooks"
     assert sent["redirect_url"] == f"{app.url}/setup/callback"
+    assert sent["callback_urls"] == [f"{app.url}/dashboard/callback"]  # the dashboard's sign-in
     assert sent["default_permissions"] == load_manifest()["default_permissions"]
 
 
