@@ -133,9 +133,11 @@ def test_cancel_mid_run_deletes_the_job(kube_scene, fakehub, kube_cluster, kubel
 
 
 def test_a_pod_that_fails_ends_the_task_failed_with_its_last_log_lines(kube_scene, fakehub, kube_cluster, kubelet):
+    # The pod's command dies before any runner starts, printing its Secret's payload on the way out
     scene = kube_scene()
     scene.repo(_kube_config(FIX))
-    kubelet.players.append(lambda pod: ["sh", "-c", "echo cloning; echo 'out of memory, giving up' >&2; exit 3"])
+    kubelet.players.append(lambda pod: ["sh", "-c", 'echo "payload: $DRAFTSMITH_RUN_PAYLOAD"; '
+                                        "echo 'out of memory, giving up' >&2; exit 3"])
     number = fakehub.open_issue(REPO, "Fix typo in README", "")
     fakehub.assign(REPO, number, scene.bot)
     [task] = scene.wait_settled(timeout=90)
@@ -143,7 +145,12 @@ def test_a_pod_that_fails_ends_the_task_failed_with_its_last_log_lines(kube_scen
     assert task.status == "failed"
     assert "exit code 3" in task.status_reason and "out of memory, giving up" in task.status_reason
     assert scene.check_run().conclusion == "failure"
-    _gone(scene, kube_cluster, scene.runs(task.id)[0].id)
+    [run] = scene.runs(task.id)
+    # The callback credential it printed is scrubbed from the run's log and from what GitHub shows
+    logs = "\n".join(line.text for line in scene.logs(run.id))
+    assert "payload: " in logs and '"callback"' in logs
+    assert "dsr_" not in logs and "dsr_" not in task.status_reason
+    _gone(scene, kube_cluster, run.id)
 
 
 def test_a_job_the_cluster_never_schedules_fails_as_never_started(kube_scene, fakehub, kube_cluster, kubelet):

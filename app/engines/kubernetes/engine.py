@@ -30,7 +30,7 @@ from app.engines.logsink import LogSink
 from app.engines.publish import Outcome
 from app.engines.sandbox.network import model_endpoints
 from app.github.report import Reporter, Stage
-from app.logs import get_logger
+from app.logs import get_logger, scrub
 from app.models import utcnow
 from app.tasks.service import TaskService
 from app.tasks.states import Status, is_terminal
@@ -188,7 +188,7 @@ def follow(runtime, tasks: TaskService, run_id: int, cluster: Cluster, sink: Log
                 if index <= seen:
                     continue
                 seen = index
-                tail = [*tail[-(LAST_LINES - 1):], line]
+                tail = [*tail[-(LAST_LINES - 1):], scrub(line, sink.secrets)]
                 sink.write("stdout", line)
         except Exception as exc:
             log.warning("pod_log_interrupted", error=describe(exc))
@@ -198,7 +198,7 @@ def follow(runtime, tasks: TaskService, run_id: int, cluster: Cluster, sink: Log
         if ended is None:
             continue  # the stream broke off while the pod still runs: follow it again
         if rest:  # the pod ended: its last line had no newline, and is whole
-            tail = [*tail[-(LAST_LINES - 1):], rest[0]]
+            tail = [*tail[-(LAST_LINES - 1):], scrub(rest[0], sink.secrets)]
             sink.write("stdout", rest[0])
         if ended.phase == "Succeeded":
             deadline = time.monotonic() + RESULT_GRACE_SECONDS
@@ -327,6 +327,7 @@ class KubernetesEngine:
                 if state is not None:
                     try:
                         tail = await asyncio.to_thread(cluster.log_tail, state.name, LAST_LINES)
+                        tail = [scrub(line, runtime.settings.secret_values()) for line in tail]
                     except Exception:
                         tail = []
                 outcome = Outcome(Status.FAILED, _pod_failed(state, tail) if ended == "failed"
