@@ -98,6 +98,12 @@ def test_an_assigned_issue_runs_as_a_job_and_ends_in_a_ready_pull_request(kube_s
     assert clone_token.startswith("ghs_") and payload["callback"]["token"].startswith("dsr_")
     assert clone_token not in json.dumps(job) and payload["callback"]["token"] not in json.dumps(job)
     assert policy["spec"]["podSelector"]["matchLabels"] == {"draftsmith.dev/run-id": str(run.id)}
+    # ...whose egress lets the pod reach this app (its callbacks) and GitHub (the clone) on loopback, on
+    # their ports only
+    loopback = [rule for rule in policy["spec"]["egress"] for peer in rule.get("to", [])
+                if peer.get("ipBlock", {}).get("cidr") == "127.0.0.1/32"]
+    github_port = int(fakehub.api_url.rsplit(":", 1)[1].strip("/"))
+    assert sorted(port["port"] for rule in loopback for port in rule["ports"]) == sorted([scene.app.port, github_port])
     # ...the clone token could read this one repository only, and the pod revoked it after the clone
     token = fakehub.state.tokens[clone_token]
     assert token.repos == {REPO} and token.permissions.get("contents") == "read"
