@@ -160,7 +160,7 @@ def follow(runtime, tasks: TaskService, run_id: int, cluster: Cluster, sink: Log
     thread). None when the run ended otherwise (its result came in, or it was cancelled)."""
     settings = runtime.settings
     name = manifests.object_name(run_id)
-    created = time.monotonic()
+    created = last_beat = time.monotonic()
     seen = 0  # log lines already copied: after a reconnect (the apiserver restarted) they are skipped
     tail: list[str] = []
     log = get_logger(run_id=run_id)
@@ -175,8 +175,12 @@ def follow(runtime, tasks: TaskService, run_id: int, cluster: Cluster, sink: Log
             time.sleep(1)
             continue
         if state is None or not state.started:
-            if time.monotonic() - created > settings.kubernetes_startup_timeout_seconds:
+            waited = time.monotonic() - created
+            if waited > settings.kubernetes_startup_timeout_seconds:
                 return Outcome(Status.FAILED, _never_started(settings, state.reason if state else "no pod created"))
+            if time.monotonic() - last_beat > 10:  # an image pull may take minutes, and this worker lives
+                tasks.heartbeat(run_id)
+                last_beat = time.monotonic()
             time.sleep(0.2)
             continue
         tasks.heartbeat(run_id)
