@@ -88,6 +88,32 @@ class _RecoveryTotals(Collector):
                                 value=totals.get("checked_at", 0))
 
 
+class _RelayTotals(Collector):
+    """What the webhook relay subscriber (app.relay) did, read from the state file it keeps when Prometheus
+    scrapes: it runs in a process of its own, and the web processes answer /metrics. Nothing before it ran."""
+
+    def __init__(self, state: Callable[[], dict | None]) -> None:
+        self.state = state
+
+    def collect(self):
+        try:
+            state = self.state()
+        except Exception:
+            return
+        if not state:
+            return
+        totals = state.get("totals") or {}
+        for key, text in (
+            ("relayed", "Deliveries the relay handed to ingress that ingress recorded"),
+            ("duplicates", "Deliveries the relay handed to ingress that it already held (redeliveries, resends)"),
+            ("refused", "Deliveries ingress refused for good (a bad signature, not JSON)"),
+            ("reconnects", "Times the relay's event stream ended or failed and was opened again"),
+        ):
+            yield CounterMetricFamily(f"draftsmith_relay_{key}", text, value=totals.get(key, 0))
+        yield GaugeMetricFamily("draftsmith_relay_connected", "1 while the relay's event stream is open",
+                                value=1 if state.get("connected") else 0)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -110,10 +136,12 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch(self, queue_depths, delivery_counts, oldest_kept=None, recovery_totals=None) -> None:
+    def watch(self, queue_depths, delivery_counts, oldest_kept=None, recovery_totals=None, relay_state=None) -> None:
         self.registry.register(_ScrapeTimeGauges(queue_depths, delivery_counts, oldest_kept))
         if recovery_totals is not None:
             self.registry.register(_RecoveryTotals(recovery_totals))
+        if relay_state is not None:
+            self.registry.register(_RelayTotals(relay_state))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

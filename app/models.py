@@ -232,3 +232,20 @@ class AuditEntry(SQLModel, table=True):
     source: str = Field(default="", max_length=255)  # "comment on #5", "check run button", "cli"
     details: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
+
+
+class SetupState(SQLModel, table=True):
+    """A /setup attempt, found again by the `state` GitHub hands back: used once, expires (only its hash is kept).
+
+    In the database, not in one process's memory, so any web process can take the callback.
+    """
+
+    __tablename__ = "setup_states"
+
+    state_hash: str = Field(primary_key=True, max_length=64)
+    web_url: str = Field(max_length=255)  # the GitHub the manifest went to, e.g. https://github.com
+    api_url: str = Field(max_length=255)  # where its code is exchanged (GITHUB_API_URL of that GitHub)
+    relay_url: str | None = Field(default=None, max_length=2048)  # a relay channel made the webhook URL
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None

@@ -66,7 +66,7 @@ class Runtime:
         # The web app's threads and a test's in-process worker may reach for the same part at once.
         self._lock = threading.Lock()
         self.metrics.watch(self._queue_depths, self._delivery_counts, self._oldest_kept,
-                           recovery_totals=self._recovery_totals)
+                           recovery_totals=self._recovery_totals, relay_state=self._relay_state)
 
     @property
     def engine(self) -> Engine:
@@ -141,6 +141,11 @@ class Runtime:
         from app.deliveries.recovery import totals
 
         return totals(self.engine)
+
+    def _relay_state(self):
+        from app.relay.state import read_state, state_path
+
+        return read_state(state_path(self.settings.data_dir)) if self.settings.webhook_relay_url else None
 
     async def identity(self) -> AppIdentity | None:
         """The App's slug and bot login, read from `GET /app` on first use and kept."""

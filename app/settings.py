@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".draftsmith")
     # The URL GitHub users (details links) and Actions runners (callbacks) reach this app at.
     public_url: str | None = None
+    # A smee.io-style relay channel GitHub posts the App's webhooks to, for a host GitHub cannot reach:
+    # `serve` runs one subscriber (app.relay) that replays each delivery into this app's own ingress.
+    webhook_relay_url: str | None = None
 
     web_processes: int = 1
     worker_processes: int = 1
@@ -139,6 +142,13 @@ class Settings(BaseSettings):
                 "DRAFTSMITH_RUNNER_PACKAGE must pin one version: a git URL at a full commit sha "
                 "(draftsmith @ git+https://github.com/OWNER/draftsmith@<40-hex sha>) or a requirement with "
                 "--hash=sha256:<64 hex>")
+        return value or None
+
+    @field_validator("webhook_relay_url")
+    @classmethod
+    def _relay_url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"https?://[^/]+/.+", value):
+            raise ValueError("DRAFTSMITH_WEBHOOK_RELAY_URL must be a channel URL, e.g. https://smee.io/AbC123")
         return value or None
 
     @field_validator("egress_allow")
@@ -249,6 +259,8 @@ class Settings(BaseSettings):
                        self.encryption_key):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
+        if self.webhook_relay_url:  # whoever has it can read every delivery
+            values.append(self.webhook_relay_url)
         if self.redis_password:
             # As written in the URL too, where it may be percent-encoded.
             values += sorted({self.redis_password, quote(self.redis_password, safe="")})
@@ -283,7 +295,51 @@ def settings_from_environment() -> Settings:
 
 
 def load_settings(env_file: Path | None = None, **overrides) -> Settings:
-    """Build settings from the environment, then `env_file` (default `.env` when it exists)."""
+    """Build settings from the environment, then `env_file` (default `.env` when it exists), then the data
+    dir's App settings file (what /setup wrote; app_settings_path), each winning over the next."""
     if env_file is None and Path(".env").exists():
         env_file = Path(".env")
-    return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    app_file = app_settings_path(settings)
+    if not app_file.is_file():
+        return settings
+    # pydantic-settings lets later files win; the environment and keywords win over every file.
+    files = (app_file, env_file) if env_file is not None else app_file
+    return Settings(_env_file=files, **overrides)  # type: ignore[call-arg]
+
+
+# The file /setup (the manifest flow) writes the new App's credentials to, in the data dir.
+APP_SETTINGS_FILE = "github-app.env"
+
+
+def app_settings_path(settings: Settings) -> Path:
+    return settings.data_dir / APP_SETTINGS_FILE
+
+
+def write_app_settings(path: Path, values: dict[str, str], comment: str = "") -> None:
+    """Create `path` as a dotenv file holding `values`, readable by this user only from its first byte.
+
+    Written to a temporary file opened with mode 0600, then linked into place, so no process ever
+    reads half a file and an existing file is never replaced (FileExistsError: set up already).
+    """
+    import os
+    import secrets
+
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    for name, value in values.items():
+        if "$" in value:  # dotenv would expand ${...}; nothing GitHub hands out contains one
+            raise ValueError(f"{name} holds a '$'")
+        quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        lines.append(f'{name}="{quoted}"')
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

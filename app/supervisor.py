@@ -149,11 +149,50 @@ class Supervisor:
                     delay = min(self.backoff_max, self.backoff_initial * 2**child.failures_in_a_row)
                     child.restart_at = time.monotonic() + delay
 
-    def run_until(self, should_stop: Callable[[], bool], interval: float = 0.1) -> None:
-        """Supervise until `should_stop()` is true; the caller then calls `stop()`."""
+    def run_until(self, should_stop: Callable[[], bool], interval: float = 0.1,
+                  tick: Callable[[], None] | None = None) -> None:
+        """Supervise until `should_stop()` is true; the caller then calls `stop()`. `tick` runs on each round."""
         while not should_stop():
             self.poll()
+            if tick is not None:
+                tick()
             time.sleep(interval)
+
+    def add(self, spec: ChildSpec) -> None:
+        """Start one more child while running (a relay newly configured), supervised like the others."""
+        child = _Child(spec)
+        self.children.append(child)
+        self._spawn(child)
+
+    def has(self, name: str) -> bool:
+        return any(child.spec.name == name for child in self.children)
+
+    def replace(self, chosen: Callable[[ChildSpec], bool], grace_seconds: float | None = None) -> None:
+        """Start a fresh process for each chosen child, then stop the old ones as `stop()` does.
+
+        A planned restart, not counted as a failure. The new processes start before the old ones get
+        SIGTERM, so web processes sharing the supervisor's listening socket never leave it unserved:
+        connections made meanwhile wait in its backlog for whichever process accepts first.
+        """
+        grace = self.grace_seconds if grace_seconds is None else grace_seconds
+        old = []
+        for child in self.children:
+            if chosen(child.spec) and child.process is not None:
+                old.append((child.spec.name, child.process))
+                self._spawn(child)
+                child.failures_in_a_row = 0
+        for name, process in old:
+            self.log.info("replacing child", child=name, pid=process.pid)
+            _signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name, process in old:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log.warning("child ignored SIGTERM; killing it", child=name, pid=process.pid)
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait()
+            _signal_group(process.pid, signal.SIGKILL)
 
     def stop(self, grace_seconds: float | None = None) -> None:
         """SIGTERM each rank of children (lowest rank first), then SIGKILL what outlives the grace period."""

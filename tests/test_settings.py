@@ -27,6 +27,7 @@ SAMPLES = {
     "DRAFTSMITH_HOST": ("host", "0.0.0.0", "0.0.0.0"),
     "DRAFTSMITH_PORT": ("port", "3100", 3100),
     "DRAFTSMITH_PUBLIC_URL": ("public_url", "https://bot.example", "https://bot.example"),
+    "DRAFTSMITH_WEBHOOK_RELAY_URL": ("webhook_relay_url", "https://smee.io/AbC123", "https://smee.io/AbC123"),
     "DRAFTSMITH_DATA_DIR": ("data_dir", "/data", Path("/data")),
     "DRAFTSMITH_WEB_PROCESSES": ("web_processes", "2", 2),
     "DRAFTSMITH_WORKER_PROCESSES": ("worker_processes", "3", 3),

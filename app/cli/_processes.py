@@ -12,9 +12,9 @@ from app.settings import Settings
 from app.supervisor import ChildSpec
 from app.settings import ENV_FILE_VARIABLE
 
-# Stop order: stop taking webhooks first, then let workers finish, and stop Redis last so workers
-# can still acknowledge the jobs they were running.
-WEB_RANK, WORKER_RANK, REDIS_RANK = 0, 1, 2
+# Stop order: stop taking webhooks first (the relay before the web processes it posts to), then let
+# workers finish, and stop Redis last so workers can still acknowledge the jobs they were running.
+RELAY_RANK, WEB_RANK, WORKER_RANK, REDIS_RANK = -1, 0, 1, 2
 
 
 def child_environment(env_file: Path | None, redis_url: str | None) -> dict[str, str]:
@@ -77,6 +77,15 @@ def worker_specs(processes: int, threads: int, env: dict[str, str], niceness: in
         )
         for i in range(1, max(1, processes) + 1)
     ]
+
+
+def relay_spec(target_url: str, env: dict[str, str]) -> ChildSpec:
+    """The one webhook relay subscriber of a deployment (DRAFTSMITH_WEBHOOK_RELAY_URL), posting to `target_url`.
+
+    A process of its own, not a task in a web process: there is one however many web processes
+    share the port, a web restart does not drop the stream, and it imports only httpx."""
+    return ChildSpec(name="relay", argv=[sys.executable, "-m", "app.relay", "--target", target_url], env=env,
+                     stop_rank=RELAY_RANK)
 
 
 def free_port() -> int:

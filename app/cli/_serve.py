@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import signal
+import time
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -42,10 +44,10 @@ def missing_credentials_help(settings: Settings, url: str) -> str | None:
     return "\n".join(
         [
             message,
-            "Register the App at GitHub > Settings > Developer settings > GitHub Apps > New GitHub App",
-            "(app.yml lists the events and permissions it needs), point its webhook at",
-            "<your public URL>/api/github/webhooks, then put the settings in .env and restart.",
-            f"The page at {url} says the same.",
+            f"Register the App in a few clicks at {url}setup: GitHub creates it from app.yml and",
+            "Draftsmith keeps its credentials, with no restart. Or register it by hand (GitHub > Settings >",
+            "Developer settings > GitHub Apps > New GitHub App, webhook <your public URL>/api/github/webhooks),",
+            f"put the settings in .env and restart. The page at {url} says the same.",
         ]
     )
 
@@ -104,7 +106,69 @@ class _StopFlag:
         return self.signal is not None
 
 
-def _supervise(specs, stop: _StopFlag, banner: str | None = None) -> None:
+class _FileWatch:
+    """Tells whether a file appeared, changed or went away since the last look (at most every `every` s)."""
+
+    def __init__(self, path: Path, every: float = 0.5) -> None:
+        self.path = path
+        self.every = every
+        self._next = 0.0
+        self._seen = self._stamp()
+
+    def _stamp(self):
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def changed(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.every
+        stamp = self._stamp()
+        if stamp == self._seen:
+            return False
+        self._seen = stamp
+        return True
+
+
+def _restart_on_new_app_settings(supervisor, env_file: Path | None, path: Path, relay=None):
+    """What `serve` does when /setup writes (or someone removes) the App settings file: every web and worker
+    process is replaced by one that reads it. Settings are built once per process and passed down, so a
+    fresh process is the one way every part of it (webhook secrets, the GitHub client, log scrubbing) moves
+    to the new App together; the supervisor holds the listening socket, so no connection is refused meanwhile.
+    """
+    from app.cli._processes import REDIS_RANK
+    from app.logs import configure_logging
+
+    watch = _FileWatch(path)
+
+    def tick() -> None:
+        if not watch.changed():
+            return
+        try:
+            settings = settings_from(env_file)
+        except Exception as exc:  # restarted children would only crash on it: say so, keep the old ones
+            typer.echo(f"draftsmith: cannot read the new settings ({path}), processes left as they are: {exc}",
+                       err=True)
+            return
+        configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+        state = "written" if path.exists() else "removed"
+        typer.echo(f"draftsmith: GitHub App settings {state} ({path}); restarting the web and worker processes "
+                   "onto them", err=True)
+        supervisor.replace(lambda spec: spec.stop_rank != REDIS_RANK)
+        if settings.webhook_relay_url and relay is not None and not supervisor.has("relay"):
+            supervisor.add(relay())  # /setup made a relay channel the App's webhook URL
+        missing = settings.missing_github_settings()
+        typer.echo("draftsmith: " + (f"still missing {', '.join(missing)}" if missing else
+                                     f"connected to GitHub App {settings.github_app_id}"), err=True)
+
+    return tick
+
+
+def _supervise(specs, stop: _StopFlag, banner: str | None = None, tick=None) -> None:
     from app.supervisor import Supervisor
 
     supervisor = Supervisor(specs)
@@ -112,7 +176,7 @@ def _supervise(specs, stop: _StopFlag, banner: str | None = None) -> None:
         supervisor.start()
         if banner:
             typer.echo(banner)
-        supervisor.run_until(stop)
+        supervisor.run_until(stop, tick=tick(supervisor) if tick else None)
     finally:
         # Also reached when start-up fails half way: never leave a child behind.
         supervisor.stop()
@@ -126,6 +190,7 @@ def serve(env_file: EnvFile = None) -> None:
     from app.logs import configure_logging
     from app.migrate import upgrade
     from app.queue import embedded_redis
+    from app.relay.events import shown_channel
     from sqlalchemy.engine import make_url
 
     settings = settings_from(env_file)
@@ -170,6 +235,8 @@ def serve(env_file: EnvFile = None) -> None:
     specs += processes.web_specs(settings, listener, env)
     specs += processes.worker_specs(settings.worker_processes, settings.worker_threads, env,
                                     niceness=settings.worker_niceness)
+    if settings.webhook_relay_url:
+        specs.append(processes.relay_spec(f"{url.rstrip('/')}/api/github/webhooks", env))  # over loopback
 
     help_text = missing_credentials_help(settings, url)
     if help_text:
@@ -180,15 +247,21 @@ def serve(env_file: EnvFile = None) -> None:
     banner = "\n".join(
         [
             f"Draftsmith is running at {url}",
-            f"  webhooks: {(settings.public_url or url.rstrip('/'))}/api/github/webhooks",
+            f"  webhooks: {(settings.public_url or url.rstrip('/'))}/api/github/webhooks"
+            + (f" (and relayed from {shown_channel(settings.webhook_relay_url)})" if settings.webhook_relay_url else ""),
             f"  database: {database}",
             f"  queue:    {queue}",
             f"  processes: {settings.web_processes} web, {settings.worker_processes} worker"
             f" x {settings.worker_threads} threads (the first also sweeps). Press Ctrl-C to stop.",
         ]
     )
+    from app.settings import app_settings_path
+
+    relay = functools.partial(processes.relay_spec, f"{url.rstrip('/')}/api/github/webhooks", env)
+    restart = functools.partial(_restart_on_new_app_settings, env_file=env_file, path=app_settings_path(settings),
+                                relay=relay)
     try:
-        _supervise(specs, stop, banner)
+        _supervise(specs, stop, banner, tick=restart)
     finally:
         listener.close()
 

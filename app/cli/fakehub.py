@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-SETTINGS = ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET", "GITHUB_API_URL")
+SETTINGS = ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET", "GITHUB_API_URL",
+            "GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET")
 # What the fakehub extra installs (pyproject.toml); the app itself needs neither.
 EXTRA_PACKAGES = ("dulwich", "openapi_core")
 MISSING_EXTRA = (
@@ -64,6 +65,8 @@ def fakehub(
     write_env_file(env_file, {
         "GITHUB_APP_ID": str(hub.app.id), "GITHUB_PRIVATE_KEY_PATH": str(key_path),
         "GITHUB_WEBHOOK_SECRET": hub.app.webhook_secret, "GITHUB_API_URL": api_url,
+        # the dashboard's sign-in (the fake's authorize page lets you pick any of its users)
+        "GITHUB_CLIENT_ID": hub.app.client_id, "GITHUB_CLIENT_SECRET": hub.app.client_secret,
     })
     for full_name in repo or []:
         owner, _, name = full_name.partition("/")

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 
 VERBS: tuple[str, ...] = ("run", "plan", "cancel", "retry", "status", "help")
 FLAGS: tuple[str, ...] = ("agent", "model", "base")
+# Flags without a value. `--new-pr`: on someone's pull request, open a new one instead of adding to theirs.
+SWITCHES: tuple[str, ...] = ("new-pr",)
 # Which flags each verb accepts; retry may switch agent or model for the new attempt.
 VERB_FLAGS: dict[str, frozenset[str]] = {
-    "run": frozenset(FLAGS),
+    "run": frozenset({*FLAGS, *SWITCHES}),
     "plan": frozenset(FLAGS),
     "retry": frozenset({"agent", "model"}),
     "cancel": frozenset(),
@@ -50,6 +52,7 @@ class Command:
     agent: str | None = None
     model: str | None = None
     base: str | None = None
+    new_pr: bool = False
     line: int = 1
     via_mention: bool = False
 
@@ -60,6 +63,8 @@ class Command:
             value = getattr(self, name)
             if value is not None:
                 parts += [f"--{name}", _quote(value)]
+        if self.new_pr:
+            parts.append("--new-pr")
         if self.instruction:
             if self.instruction.startswith("-"):
                 parts.append("--")
@@ -195,8 +200,8 @@ def _parse_prefixed(rest: str, number: int, original: str) -> Command | CommandE
     return Command(verb, instruction=instruction, line=number, **values)
 
 
-def _read_flags(text: str, verb: str, number: int, original: str) -> tuple[dict[str, str], str] | CommandError:
-    values: dict[str, str] = {}
+def _read_flags(text: str, verb: str, number: int, original: str) -> tuple[dict[str, str | bool], str] | CommandError:
+    values: dict[str, str | bool] = {}
     position = 0
     while True:
         while position < len(text) and text[position].isspace():
@@ -209,15 +214,21 @@ def _read_flags(text: str, verb: str, number: int, original: str) -> tuple[dict[
         name = text[position + 2 : token_end].lower()
         if not name:  # a bare `--` ends the flags
             return values, text[token_end:].strip()
-        if name not in FLAGS:
-            close = difflib.get_close_matches(name, FLAGS, n=1, cutoff=0.6)
+        if name not in FLAGS and name not in SWITCHES:
+            close = difflib.get_close_matches(name, FLAGS + SWITCHES, n=1, cutoff=0.6)
             hint = f"; did you mean `--{close[0]}`?" if close else f"; the flags are {_flag_list()}"
             return CommandError(number, f"unknown flag `--{name}`{hint}", original)
         if name not in VERB_FLAGS[verb]:
             return CommandError(number, f"`{verb}` doesn't take `--{name}`", original)
-        if name in values:
+        key = name.replace("-", "_")
+        if key in values:
             return CommandError(number, f"`--{name}` is given twice", original)
         position = token_end
+        if name in SWITCHES:
+            if position < len(text) and text[position] == "=":
+                return CommandError(number, f"`--{name}` takes no value", original)
+            values[key] = True
+            continue
         if position < len(text) and text[position] == "=":
             position += 1
         else:
@@ -285,7 +296,7 @@ def _verb_list() -> str:
 
 
 def _flag_list() -> str:
-    return ", ".join(f"`--{flag}`" for flag in FLAGS)
+    return ", ".join(f"`--{flag}`" for flag in FLAGS + SWITCHES)
 
 
 # --- which lines may hold commands ----------------------------------------------------------------

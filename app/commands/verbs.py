@@ -40,7 +40,7 @@ async def run_or_plan(ctx: Context, cmd: Command, *, number, is_pull_request, ti
     await intake.start_task(ctx, Trigger(
         number=number, kind="mention" if cmd.via_mention else "command", instruction=cmd.instruction,
         mode=cmd.verb, agent=cmd.agent, model=cmd.model, base=cmd.base, is_pull_request=is_pull_request,
-        title=title, comment_id=comment_id,
+        title=title, comment_id=comment_id, new_pr=cmd.new_pr,
     ))
 
 

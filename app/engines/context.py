@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from app.agents.prompt import PromptComment, PromptContext
+from app.agents.prompt import FailingCheck, PromptComment, PromptContext
+from app.github import ci_checks
 from app.github.repo_config import LoadedConfig, load_repo_config
 from app.models import Artifact, Run, Task
 from app.policy import has_permission, permission_from_response
@@ -80,7 +81,18 @@ def _approved_plan(engine, task: Task) -> str | None:
     return row
 
 
-async def gather(gh, owner: str, repo: str, task: Task, loaded, engine=None) -> PromptContext:
+async def _failing_checks(gh, owner: str, repo: str, task: Task, own_app_id: int | None) -> list[FailingCheck]:
+    """For a CI fix: what fails on the PR's head now, with the end of each Actions job's log."""
+    if task.trigger != "ci" or task.pr_number is None or own_app_id is None:
+        return []
+    head = (await gh.rest.pulls.async_get(owner, repo, task.pr_number)).json()["head"]["sha"]
+    state = await ci_checks.ci_state(gh, owner, repo, head, own_app_id, with_logs=True)
+    return [FailingCheck(name=c.name, app=c.app, title=c.title, summary=c.summary, log_tail=c.log_tail)
+            for c in state.failed]
+
+
+async def gather(gh, owner: str, repo: str, task: Task, loaded, engine=None,
+                 own_app_id: int | None = None) -> PromptContext:
     issue = (await gh.rest.issues.async_get(owner, repo, task.issue_number)).json()
     comments_raw = (await gh.rest.issues.async_list_comments(owner, repo, task.issue_number,
                                                              per_page=100)).json()
@@ -109,4 +121,5 @@ async def gather(gh, owner: str, repo: str, task: Task, loaded, engine=None) -> 
         extra_instructions=getattr(loaded, "instructions_text", None),
         plan_mode=task.mode == "plan",
         approved_plan=_approved_plan(engine, task) if engine is not None and task.mode == "run" else None,
+        failing_checks=await _failing_checks(gh, owner, repo, task, own_app_id),
     )

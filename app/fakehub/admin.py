@@ -15,7 +15,7 @@ from app.fakehub.auth import Principal
 from app.fakehub.hub import FakeHub
 from app.fakehub.payloads import Renderer
 from app.fakehub.routing import Ctx
-from app.fakehub.state import Fault, iso, now
+from app.fakehub.state import CheckRun, CheckSuite, Fault, WorkflowRun, iso, now
 from app.fakehub.webhooks import deliver
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
@@ -205,3 +205,47 @@ def update_workflow_run(hub: FakeHub, request: Request, body: dict, run_id: str)
     emit_workflow_run(ctx, run, "completed" if run.status == "completed" else run.status)
     _send(hub, ctx)
     return 200, ctx.render.workflow_run(run)
+
+
+# The order GitHub ranks a suite's conclusion by: the worst of its check runs.
+_CONCLUSION_RANK = ["action_required", "timed_out", "failure", "cancelled", "stale", "neutral", "skipped", "success"]
+
+
+@route("POST", r"/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)/ci")
+def run_ci(hub: FakeHub, request: Request, body: dict, owner: str, name: str) -> tuple[int, Any]:
+    """Another app's CI on a commit, finished at once: for GitHub Actions a workflow run whose jobs are
+    check runs with the jobs' ids (as on GitHub) and logs; then check_run and check_suite `completed`."""
+    repo = hub.state.repos.get(f"{owner}/{name}")
+    if repo is None:
+        raise AdminError(404, f"no repository {owner}/{name}")
+    app_slug = body.get("app", "github-actions")
+    ctx = acting_ctx(hub, request, body.get("sender"))
+    state = hub.state
+    with state.lock:
+        conclusions = [job["conclusion"] for job in body["jobs"]]
+        suite = CheckSuite(id=state.next_id(), repo=repo.full_name, head_sha=body["head_sha"],
+                           head_branch=body.get("head_branch"), app_slug=app_slug,
+                           conclusion=min(conclusions, key=_CONCLUSION_RANK.index))
+        state.check_suites[suite.id] = suite
+        workflow = WorkflowRun(id=state.next_id(), repo=repo.full_name,
+                               run_number=1 + sum(1 for r in state.workflow_runs.values() if r.repo == repo.full_name),
+                               event="pull_request", display_title=body.get("workflow", "CI"),
+                               head_branch=body.get("head_branch") or "", head_sha=body["head_sha"],
+                               path=".github/workflows/ci.yml", status="completed", conclusion=suite.conclusion)
+        for job in body["jobs"]:
+            job_id = state.next_id()
+            workflow.jobs.append({"id": job_id, "name": job["name"], "status": "completed",
+                                  "conclusion": job["conclusion"]})
+            state.job_logs[job_id] = job.get("log", "")
+            check = CheckRun(id=job_id, repo=repo.full_name, name=job["name"], head_sha=body["head_sha"],
+                             status="completed", conclusion=job["conclusion"], started_at=now(), completed_at=now(),
+                             output={"title": job.get("title"), "summary": job.get("summary")},
+                             check_suite_id=suite.id, app_slug=app_slug,
+                             details_url=f"{ctx.render.base}/{repo.full_name}/actions/runs/{workflow.id}/job/{job_id}")
+            state.check_runs[job_id] = check
+            ctx.emit("check_run", ctx.event(repo, "completed", check_run=ctx.render.check_run(check)))
+        if app_slug == "github-actions":
+            state.workflow_runs[workflow.id] = workflow
+        ctx.emit("check_suite", ctx.event(repo, "completed", check_suite=ctx.render.check_suite(suite)))
+    return 200, {"check_suite_id": suite.id, "job_ids": [job["id"] for job in workflow.jobs],
+                 "deliveries": _send(hub, ctx)}

@@ -77,12 +77,16 @@ def get_check_run(ctx: Ctx):
     return 200, ctx.render.check_run(find_check_run(ctx))
 
 
-@api.route("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs")
-def list_check_runs_for_ref(ctx: Ctx):
-    repo = ctx.repo
-    sha = git.resolve_ref(git.open_repo(repo.git_dir), ctx.params["ref"])
+def _commit(ctx: Ctx) -> str:
+    sha = git.resolve_ref(git.open_repo(ctx.repo.git_dir), ctx.params["ref"])
     if sha is None:
         raise HttpError(422, f"No commit found for SHA: {ctx.params['ref']}")
+    return sha
+
+
+@api.route("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs")
+def list_check_runs_for_ref(ctx: Ctx):
+    repo, sha = ctx.repo, _commit(ctx)
     runs = [r for r in ctx.state.check_runs.values() if r.repo == repo.full_name and r.head_sha == sha]
     if ctx.query.get("check_name"):
         runs = [r for r in runs if r.name == ctx.query["check_name"]]
@@ -90,6 +94,49 @@ def list_check_runs_for_ref(ctx: Ctx):
         runs = [r for r in runs if r.status == ctx.query["status"]]
     runs.sort(key=lambda r: -r.id)
     return 200, {"total_count": len(runs), "check_runs": [ctx.render.check_run(r) for r in ctx.page(runs)]}
+
+
+@api.route("GET", "/repos/{owner}/{repo}/commits/{ref}/check-suites")
+def list_check_suites_for_ref(ctx: Ctx):
+    repo, sha = ctx.repo, _commit(ctx)
+    suites = sorted((s for s in ctx.state.check_suites.values() if s.repo == repo.full_name and s.head_sha == sha),
+                    key=lambda s: s.id)
+    rendered = [ctx.render.check_suite(s) for s in suites]
+    if ctx.query.get("app_id"):
+        rendered = [s for s in rendered if str(s["app"]["id"]) == ctx.query["app_id"]]
+    return 200, {"total_count": len(rendered), "check_suites": ctx.page(rendered)}
+
+
+@api.route("GET", "/repos/{owner}/{repo}/check-suites/{check_suite_id}")
+def get_check_suite(ctx: Ctx):
+    suite = ctx.state.check_suites.get(int(ctx.params["check_suite_id"]))
+    if suite is None or suite.repo != ctx.repo.full_name:
+        raise not_found()
+    return 200, ctx.render.check_suite(suite)
+
+
+def _find_job(ctx: Ctx) -> tuple[WorkflowRun, dict]:
+    job_id = int(ctx.params["job_id"])
+    for run in ctx.state.workflow_runs.values():
+        if run.repo == ctx.repo.full_name:
+            for job in run.jobs:
+                if job["id"] == job_id:
+                    return run, job
+    raise not_found()
+
+
+@api.route("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}")
+def get_job(ctx: Ctx):
+    return 200, ctx.render.job(*_find_job(ctx))
+
+
+@api.route("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs")
+def download_job_logs(ctx: Ctx):
+    """As GitHub: a 302 to a short-lived URL of the plain-text log, which needs no token."""
+    _, job = _find_job(ctx)
+    ctx.state.job_logs.setdefault(job["id"], "")
+    ctx.headers["location"] = f"{ctx.render.base}/_fakehub/job-logs/{job['id']}"
+    return 302, None
 
 
 # -- repository_dispatch and workflow runs -----------------------------------------------------------------

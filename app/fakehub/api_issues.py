@@ -78,13 +78,23 @@ def update_issue(ctx: Ctx):
     return 200, ctx.render.issue(issue)
 
 
+def _emit(ctx: Ctx, repo: Repository, issue: Issue, action: str, **extra) -> None:
+    """As GitHub: assigning or labelling a pull request (through the issues API too) is a `pull_request`
+    event; `issues` events are for issues alone."""
+    if issue.pull is None:
+        ctx.emit("issues", ctx.event(repo, action, issue=ctx.render.issue(issue), **extra))
+        return
+    ctx.emit("pull_request", ctx.event(repo, action, number=issue.number, pull_request=ctx.render.current_pull(issue),
+                                       **extra))
+
+
 def _assign(ctx: Ctx, repo: Repository, issue: Issue, login: str) -> None:
     user = ctx.state.users.get(login)
     if user is None or any(a.login == login for a in issue.assignees):
         return
     issue.assignees.append(user)
     issue.updated_at = now()
-    ctx.emit("issues", ctx.event(repo, "assigned", issue=ctx.render.issue(issue), assignee=ctx.render.user(user)))
+    _emit(ctx, repo, issue, "assigned", assignee=ctx.render.user(user))
 
 
 @api.route("POST", "/repos/{owner}/{repo}/issues/{issue_number}/assignees")
@@ -107,7 +117,7 @@ def remove_assignees(ctx: Ctx):
             for user in [a for a in issue.assignees if a.login == login]:
                 issue.assignees.remove(user)
                 issue.updated_at = now()
-                ctx.emit("issues", ctx.event(repo, "unassigned", issue=ctx.render.issue(issue), assignee=ctx.render.user(user)))
+                _emit(ctx, repo, issue, "unassigned", assignee=ctx.render.user(user))
     return 200, ctx.render.issue(issue)
 
 
@@ -119,7 +129,7 @@ def _add_label(ctx: Ctx, repo: Repository, issue: Issue, name: str) -> None:
         return
     issue.labels.append(label)
     issue.updated_at = now()
-    ctx.emit("issues", ctx.event(repo, "labeled", issue=ctx.render.issue(issue), label=ctx.render.label(repo.full_name, label)))
+    _emit(ctx, repo, issue, "labeled", label=ctx.render.label(repo.full_name, label))
 
 
 @api.route("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels")
@@ -143,7 +153,7 @@ def remove_label(ctx: Ctx):
     if not match:
         raise HttpError(404, "Label does not exist")
     issue.labels.remove(match[0])
-    ctx.emit("issues", ctx.event(repo, "unlabeled", issue=ctx.render.issue(issue), label=ctx.render.label(repo.full_name, match[0])))
+    _emit(ctx, repo, issue, "unlabeled", label=ctx.render.label(repo.full_name, match[0]))
     return 200, [ctx.render.label(repo.full_name, label) for label in issue.labels]
 
 

@@ -21,16 +21,18 @@ def find_pull(ctx: Ctx, repo: Repository) -> Issue:
 
 
 def render_pull(ctx: Ctx, issue: Issue, full: bool = True) -> dict[str, Any]:
-    repo = ctx.state.repos[issue.repo]
-    assert issue.pull is not None
-    store = git.open_repo(repo.git_dir)
-    return ctx.render.pull(issue, git.resolve_ref(store, issue.pull.head_ref), git.resolve_ref(store, issue.pull.base_ref), full)
+    return ctx.render.current_pull(issue, full)
 
 
-def _branch_name(repo: Repository, value: str) -> str:
-    # `head` may be "owner:branch"; forks are not modelled, so the owner must be the repository's.
+def _head(ctx: Ctx, repo: Repository, value: str) -> tuple[Repository, str]:
+    """`head` is "branch" or "owner:branch"; another owner means that owner's fork of this repository."""
     owner, sep, branch = value.partition(":")
-    return branch if sep and owner == repo.owner.login else value
+    if not sep or owner == repo.owner.login:
+        return repo, branch if sep else value
+    fork = ctx.state.repos.get(f"{owner}/{repo.name}")
+    if fork is None or fork.fork_of != repo.full_name:
+        raise validation_failed("PullRequest", "head", "invalid")
+    return fork, branch
 
 
 @api.route("POST", "/repos/{owner}/{repo}/pulls")
@@ -39,22 +41,26 @@ def create_pull(ctx: Ctx):
 
     repo = ctx.repo
     store = git.open_repo(repo.git_dir)
-    head, base = _branch_name(repo, ctx.body["head"]), ctx.body["base"]
-    if git.resolve_ref(store, f"refs/heads/{head}") is None:
+    head_repo, head = _head(ctx, repo, ctx.body["head"])
+    head_store = git.open_repo(head_repo.git_dir) if head_repo is not repo else store
+    base = ctx.body["base"]
+    if git.resolve_ref(head_store, f"refs/heads/{head}") is None:
         raise validation_failed("PullRequest", "head", "invalid")
     if git.resolve_ref(store, f"refs/heads/{base}") is None:
         raise validation_failed("PullRequest", "base", "invalid")
     # As GitHub: the head must hold a commit the base does not (an empty commit counts).
-    if git.resolve_ref(store, head) in git.ancestors(store, git.resolve_ref(store, base)):
+    if head_repo is repo and git.resolve_ref(store, head) in git.ancestors(store, git.resolve_ref(store, base)):
         raise HttpError(422, "Validation Failed", [{"resource": "PullRequest", "code": "custom",
                                                     "message": f"No commits between {base} and {head}"}])
     for other in repo.pulls:
-        if other.state == "open" and other.pull and other.pull.head_ref == head and other.pull.base_ref == base:
+        if (other.state == "open" and other.pull and other.pull.head_ref == head and other.pull.base_ref == base
+                and other.pull.head_repo == (None if head_repo is repo else head_repo.full_name)):
             raise HttpError(422, "Validation Failed", [{"resource": "PullRequest", "code": "custom",
                                                         "message": f"A pull request already exists for {repo.owner.login}:{head}."}])
     issue = new_issue(ctx, repo, ctx.body.get("title") or head, ctx.body.get("body"))
     pull_id = ctx.state.next_id()
     issue.pull = PullRequest(id=pull_id, head_ref=head, base_ref=base, draft=bool(ctx.body.get("draft")),
+                             head_repo=None if head_repo is repo else head_repo.full_name,
                              maintainer_can_modify=ctx.body.get("maintainer_can_modify", True),
                              node_id=node_id("PullRequest", pull_id))
     data = render_pull(ctx, issue)
@@ -69,7 +75,8 @@ def list_pulls(ctx: Ctx):
     pulls = [i for i in sorted(repo.pulls, key=lambda i: -i.number) if state == "all" or i.state == state]
     if ctx.query.get("head"):
         owner, _, branch = ctx.query["head"].partition(":")
-        pulls = [i for i in pulls if owner == repo.owner.login and i.pull and i.pull.head_ref == branch]
+        pulls = [i for i in pulls if i.pull and i.pull.head_ref == branch
+                 and (i.pull.head_repo or repo.full_name).split("/")[0] == owner]
     if ctx.query.get("base"):
         pulls = [i for i in pulls if i.pull and i.pull.base_ref == ctx.query["base"]]
     return 200, [render_pull(ctx, i, full=False) for i in ctx.page(pulls)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from dataclasses import dataclass
@@ -115,6 +116,8 @@ def permissions_exceed(asked: dict[str, str], granted: dict[str, str]) -> bool:
 _ROUTE_PERMISSIONS = (
     ("/repos/{owner}/{repo}/check-runs", "checks"),
     ("/repos/{owner}/{repo}/commits/{ref}/check-runs", "checks"),
+    ("/repos/{owner}/{repo}/check-suites", "checks"),
+    ("/repos/{owner}/{repo}/commits/{ref}/check-suites", "checks"),
     ("/repos/{owner}/{repo}/actions/", "actions"),
     ("/repos/{owner}/{repo}/pulls", "pull_requests"),
     ("/repos/{owner}/{repo}/issues", "issues"),
@@ -154,9 +157,17 @@ def needs_app_jwt(template: str) -> bool:
     )
 
 
+# Routes GitHub serves to anyone: the manifest flow's code is itself the credential (app.fakehub.manifests).
+UNAUTHENTICATED = {"/app-manifests/{code}/conversions"}
+
+
 def authenticate(state: FakeHubState, template: str, headers) -> Principal:
     """The principal a request acts as; raises AuthError with GitHub's status and message."""
+    if template.startswith("/applications/{client_id}/"):  # the App's OAuth client, with Basic credentials
+        return _oauth_client(state, headers.get("authorization"))
     token = credential(headers.get("authorization"))
+    if template in UNAUTHENTICATED:
+        return Principal(kind="anonymous")
     if needs_app_jwt(template):
         return verify_app_jwt(state, token)
     actor = headers.get("x-fakehub-actor")
@@ -164,12 +175,30 @@ def authenticate(state: FakeHubState, template: str, headers) -> Principal:
         return Principal(kind="user", user=state.user(actor))
     if token is None:
         raise AuthError(401, "Requires authentication")
+    if token.startswith("ghu_"):  # a user access token (app.fakehub.oauth)
+        person = state.user_tokens.get(token)
+        if person is None or not person.live:
+            raise AuthError(401, "Bad credentials")
+        return Principal(kind="user", user=person.user)
     issued = state.tokens.get(token)
     if issued is None or not issued.live:
         raise AuthError(401, "Bad credentials")
     installation = state.installations[issued.installation_id]
     assert state.app is not None
     return Principal(kind="installation", user=state.app.bot, installation=installation, token=issued)
+
+
+def _oauth_client(state: FakeHubState, authorization: str | None) -> Principal:
+    scheme, _, value = (authorization or "").partition(" ")
+    try:
+        client_id, _, secret = base64.b64decode(value).decode().partition(":")
+    except ValueError:
+        client_id, secret = "", ""
+    app = state.app
+    if scheme.lower() != "basic" or app is None or client_id != app.client_id or not secrets.compare_digest(
+            secret, app.client_secret):
+        raise AuthError(404, "Not Found")  # GitHub answers 404 to wrong client credentials here
+    return Principal(kind="app", user=None)
 
 
 def git_access(state: FakeHubState, token: str | None, full_name: str, write: bool) -> int:

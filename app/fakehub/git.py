@@ -45,6 +45,14 @@ def init_repository(git_dir: Path, default_branch: str, files: dict[str, str], a
     return sha
 
 
+def copy_repository(source: str | Path, git_dir: Path) -> None:
+    """A bare copy with every object and ref of `source`, as a fork starts."""
+    import shutil
+
+    git_dir.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, git_dir)
+
+
 def open_repo(git_dir: str | Path) -> Repo:
     return Repo(str(git_dir))
 

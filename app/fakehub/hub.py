@@ -107,6 +107,21 @@ class FakeHub:
                 self.install(owner).repos.add(full_name)
             return repo
 
+    def fork_repo(self, full_name: str, owner: str) -> Repository:
+        """`owner`'s fork of `full_name`: a copy of its git data, without the App."""
+        with self.state.lock:
+            source = self.state.repos[full_name]
+            fork_name = f"{owner}/{source.name}"
+            if fork_name in self.state.repos:
+                raise ValueError(f"repository {fork_name} already exists")
+            git_dir = self.git_root / owner / f"{source.name}.git"
+            git.copy_repository(source.git_dir, git_dir)
+            fork = Repository(id=self.state.next_id(), owner=self.state.user(owner), name=source.name,
+                              default_branch=source.default_branch, git_dir=str(git_dir), private=source.private,
+                              permissions={owner: "admin"}, fork_of=full_name)
+            self.state.repos[fork_name] = fork
+            return fork
+
     def git_dir_for(self, full_name: str) -> str | None:
         repo = self.state.repos.get(full_name)
         return repo.git_dir if repo else None

@@ -27,7 +27,7 @@ REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes
 # What the App asks for in app.yml and nothing more, so an endpoint the app calls without the permission
 # for it is refused here as GitHub would refuse it.
 APP_PERMISSIONS = default_permissions()
-APP_EVENTS = ["check_run", "issue_comment", "issues", "pull_request", "pull_request_review",
+APP_EVENTS = ["check_run", "check_suite", "issue_comment", "issues", "pull_request", "pull_request_review",
               "pull_request_review_comment", "repository_dispatch"]
 
 
@@ -66,6 +66,34 @@ class Renderer:
             "created_at": iso(app.created_at), "updated_at": iso(app.created_at),
             "permissions": dict(APP_PERMISSIONS), "events": list(APP_EVENTS),
             "installations_count": len(self.state.installations),
+        }
+
+    def other_app(self, slug: str) -> dict[str, Any]:
+        """Another app with check runs here; GitHub Actions keeps its real id and name."""
+        app_id, name = (15368, "GitHub Actions") if slug == "github-actions" else (90000 + len(slug), slug.title())
+        owner = self.state.user("github", type="Organization")
+        since = iso(self.state.app.created_at) if self.state.app else None
+        return {
+            "id": app_id, "slug": slug, "node_id": node_id("Integration", app_id), "client_id": f"Iv1.{slug}",
+            "owner": self.user(owner), "name": name, "description": "", "external_url": "https://github.com",
+            "html_url": f"{self.base}/apps/{slug}", "created_at": since, "updated_at": since,
+            "permissions": {"checks": "write"}, "events": ["check_run"],
+        }
+
+    def check_suite(self, suite) -> dict[str, Any]:
+        repo = self.state.repos[suite.repo]
+        u = f"{self.base}/repos/{suite.repo}/check-suites/{suite.id}"
+        runs = [r for r in self.state.check_runs.values() if r.check_suite_id == suite.id]
+        return {
+            "id": suite.id, "node_id": node_id("CheckSuite", suite.id), "head_branch": suite.head_branch,
+            "head_sha": suite.head_sha, "status": suite.status, "conclusion": suite.conclusion, "url": u,
+            "before": None, "after": suite.head_sha, "pull_requests": self._pulls_at(repo, suite.head_sha),
+            "app": self.other_app(suite.app_slug), "repository": self.repository(repo, full=False),
+            "created_at": iso(suite.created_at), "updated_at": iso(suite.created_at),
+            "head_commit": {"id": suite.head_sha, "tree_id": suite.head_sha, "message": "", "timestamp": iso(suite.created_at),
+                            "author": {"name": "", "email": ""}, "committer": {"name": "", "email": ""}},
+            "latest_check_runs_count": len(runs), "check_runs_url": f"{u}/check-runs", "rerequestable": True,
+            "runs_rerequestable": True,
         }
 
     def installation(self, installation: Installation) -> dict[str, Any]:
@@ -109,7 +137,7 @@ class Renderer:
         data: dict[str, Any] = {
             "id": repo.id, "node_id": node_id("Repository", repo.id), "name": repo.name,
             "full_name": repo.full_name, "private": repo.private, "owner": self.user(repo.owner),
-            "html_url": f"{self.base}/{repo.full_name}", "description": None, "fork": False, "url": u,
+            "html_url": f"{self.base}/{repo.full_name}", "description": None, "fork": repo.fork_of is not None, "url": u,
             **{key: u + suffix for key, suffix in templates.items()},
             "created_at": iso(repo.created_at), "updated_at": iso(repo.pushed_at), "pushed_at": iso(repo.pushed_at),
             "git_url": f"git://{self.base.split('://', 1)[-1]}/{repo.full_name}.git",
@@ -202,6 +230,14 @@ class Renderer:
             "user": self.user(repo.owner), "repo": self.repository(repo, full=False),
         }
 
+    def current_pull(self, issue: Issue, full: bool = True) -> dict[str, Any]:
+        """The pull request as it is now: head from its branch (in the fork, for a fork's PR), base from ours."""
+        pr = issue.pull
+        assert pr is not None
+        repo = self.state.repos[issue.repo]
+        head_repo = self.state.repos[pr.head_repo] if pr.head_repo else repo
+        return self.pull(issue, self._head_sha(head_repo, pr.head_ref), self._head_sha(repo, pr.base_ref), full)
+
     def pull(self, issue: Issue, head_sha: str | None, base_sha: str | None, full: bool = True) -> dict[str, Any]:
         pr = issue.pull
         assert pr is not None
@@ -222,7 +258,8 @@ class Renderer:
             "assignee": self.user(issue.assignees[0]) if issue.assignees else None,
             "assignees": [self.user(a) for a in issue.assignees],
             "requested_reviewers": [self.user(r) for r in pr.requested_reviewers], "requested_teams": [],
-            "head": self._branch(repo, pr.head_ref, head_sha), "base": self._branch(repo, pr.base_ref, base_sha),
+            "head": self._branch(self.state.repos[pr.head_repo] if pr.head_repo else repo, pr.head_ref, head_sha),
+            "base": self._branch(repo, pr.base_ref, base_sha),
             "_links": {
                 "self": {"href": u}, "html": {"href": html}, "issue": {"href": issue_url},
                 "comments": {"href": f"{issue_url}/comments"}, "review_comments": {"href": f"{u}/comments"},
@@ -285,26 +322,33 @@ class Renderer:
             "title": run.output.get("title"), "summary": run.output.get("summary"), "text": run.output.get("text"),
             "annotations_count": len(run.output.get("annotations", [])), "annotations_url": f"{u}/annotations",
         }
-        pulls = []
         repo = self.state.repos[run.repo]
-        for issue in repo.pulls:
-            if issue.state == "open" and issue.pull and self._head_sha(repo, issue.pull.head_ref) == run.head_sha:
-                pulls.append({
-                    "url": f"{self.base}/repos/{run.repo}/pulls/{issue.number}", "id": issue.pull.id,
-                    "number": issue.number,
-                    "head": {"ref": issue.pull.head_ref, "sha": run.head_sha,
-                             "repo": {"id": repo.id, "url": f"{self.base}/repos/{run.repo}", "name": repo.name}},
-                    "base": {"ref": issue.pull.base_ref, "sha": self._head_sha(repo, issue.pull.base_ref) or "0" * 40,
-                             "repo": {"id": repo.id, "url": f"{self.base}/repos/{run.repo}", "name": repo.name}},
-                })
+        pulls = self._pulls_at(repo, run.head_sha)
         return {
             "id": run.id, "head_sha": run.head_sha, "node_id": node_id("CheckRun", run.id),
             "external_id": run.external_id or "", "url": u,
             "html_url": f"{self.base}/{run.repo}/runs/{run.id}", "details_url": run.details_url or "",
             "status": run.status, "conclusion": run.conclusion, "started_at": iso(run.started_at),
             "completed_at": iso(run.completed_at), "output": output, "name": run.name,
-            "check_suite": {"id": run.check_suite_id}, "app": self.app(app), "pull_requests": pulls,
+            "check_suite": {"id": run.check_suite_id},
+            "app": self.app(app) if run.app_slug is None else self.other_app(run.app_slug), "pull_requests": pulls,
         }
+
+    def _pulls_at(self, repo: Repository, sha: str) -> list[dict[str, Any]]:
+        """The open same-repository PRs whose head is `sha`, as check payloads list them (forks' never)."""
+        pulls = []
+        for issue in repo.pulls:
+            if (issue.state == "open" and issue.pull and issue.pull.head_repo is None
+                    and self._head_sha(repo, issue.pull.head_ref) == sha):
+                pulls.append({
+                    "url": f"{self.base}/repos/{repo.full_name}/pulls/{issue.number}", "id": issue.pull.id,
+                    "number": issue.number,
+                    "head": {"ref": issue.pull.head_ref, "sha": sha,
+                             "repo": {"id": repo.id, "url": f"{self.base}/repos/{repo.full_name}", "name": repo.name}},
+                    "base": {"ref": issue.pull.base_ref, "sha": self._head_sha(repo, issue.pull.base_ref) or "0" * 40,
+                             "repo": {"id": repo.id, "url": f"{self.base}/repos/{repo.full_name}", "name": repo.name}},
+                })
+        return pulls
 
     def _head_sha(self, repo: Repository, branch: str) -> str | None:
         from app.fakehub.git import open_repo, resolve_ref

@@ -149,7 +149,7 @@ def _compile(template: str) -> re.Pattern[str]:
         if name:
             if name in SLASHY:
                 regex += f"(?P<{name}>.+)"
-            elif name.endswith(("_id", "_number")):  # integers in the description
+            elif name.endswith(("_id", "_number")) and name != "client_id":  # integers in the description
                 regex += f"(?P<{name}>[0-9]+)"
             else:
                 regex += f"(?P<{name}>[^/]+)"

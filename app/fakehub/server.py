@@ -12,10 +12,10 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from app.fakehub import admin, api_app, api_checks, api_issues, api_pulls, api_repos
+from app.fakehub import admin, api_app, api_checks, api_issues, api_pulls, api_repos, manifests, oauth, relay
 from app.fakehub.auth import AuthError, Principal, authenticate, token_permits
 from app.fakehub.gitserver import GIT_PATH, GitEndpoint
 from app.fakehub.hub import FakeHub
@@ -26,7 +26,7 @@ from app.fakehub.state import Fault, RequestRecord
 from app.fakehub.webhooks import deliver, redeliver
 
 API = Api()
-for module in (api_app, api_repos, api_issues, api_pulls, api_checks):
+for module in (api_app, api_repos, api_issues, api_pulls, api_checks, manifests, oauth):
     API.include(module.api)
 
 # Not in the OpenAPI description (GraphQL is checked by hand in api_pulls.graphql).
@@ -103,6 +103,8 @@ class FakeGitHub:
             for original in ctx.resend:
                 redeliver(state, original)
             headers = _pagination_headers(request, ctx.headers)
+            if "location" in ctx.headers:
+                headers["Location"] = ctx.headers["location"]
             if self.hub.validate_responses and route.template not in UNDESCRIBED and status < 300:
                 problems = self.checker.check_response(route.template, params, method, status, data)
                 if problems:
@@ -180,10 +182,21 @@ def create_fakehub(
     git_endpoint = GitEndpoint(hub)
 
     async def everything(request: Request) -> Response:
+        if request.url.path.startswith("/_fakehub/job-logs/"):
+            # Where GET .../actions/jobs/{id}/logs redirects: plain text, no token (GitHub signs the URL).
+            job_id = request.url.path.rsplit("/", 1)[-1]
+            log = hub.state.job_logs.get(int(job_id)) if job_id.isdigit() else None
+            return PlainTextResponse(log) if log is not None else PlainTextResponse("Not Found", 404)
         if request.url.path.startswith("/_fakehub/"):
             return await admin.dispatch(hub, request)
+        if request.url.path.startswith(oauth.PATH_PREFIX):
+            return await oauth.dispatch(hub, request)
         if GIT_PATH.match(request.url.path):
             return await git_endpoint(request)
+        if request.url.path.startswith(relay.PREFIX):
+            return await relay.dispatch(hub, request)
+        if manifests.handles(request.url.path):  # GitHub's web pages of the manifest flow
+            return await manifests.page(hub, request)
         return await fake.endpoint(request)
 
     methods = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"]

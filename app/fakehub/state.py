@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,6 +40,7 @@ class App:
     webhook_secret: str
     client_id: str
     created_at: datetime = field(default_factory=now)
+    client_secret: str = field(default_factory=lambda: secrets.token_hex(20))  # for the OAuth web flow
 
 
 @dataclass
@@ -61,6 +63,29 @@ class Token:
     @property
     def live(self) -> bool:
         return self.revoked_at is None and self.expires_at > now()
+
+
+@dataclass
+class OAuthGrant:
+    """A code the authorize page handed out (app.fakehub.oauth), good once for a user access token."""
+
+    code: str
+    user: User
+    redirect_uri: str | None
+    code_challenge: str | None
+    expires_at: datetime
+
+
+@dataclass
+class UserToken:
+    token: str  # ghu_...
+    user: User
+    expires_at: datetime
+    refresh_token: str  # ghr_...
+
+    @property
+    def live(self) -> bool:
+        return self.expires_at > now()
 
 
 @dataclass
@@ -150,6 +175,7 @@ class PullRequest:
     head_ref: str
     base_ref: str
     draft: bool = False
+    head_repo: str | None = None  # a fork's full name when the branch lives there
     maintainer_can_modify: bool = True
     merged: bool = False
     requested_reviewers: list[User] = field(default_factory=list)
@@ -171,6 +197,21 @@ class CheckRun:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     check_suite_id: int = 0
+    app_slug: str | None = None  # another app's check run (e.g. "github-actions"); None: the App's
+
+
+@dataclass
+class CheckSuite:
+    """Another app's suite on a commit (the App's own check runs each get an id, not a listed suite)."""
+
+    id: int
+    repo: str
+    head_sha: str
+    head_branch: str | None
+    app_slug: str
+    status: str = "completed"
+    conclusion: str | None = None
+    created_at: datetime = field(default_factory=now)
 
 
 @dataclass
@@ -215,6 +256,7 @@ class Repository:
     dispatches: list[Dispatch] = field(default_factory=list)
     created_at: datetime = field(default_factory=now)
     pushed_at: datetime = field(default_factory=now)
+    fork_of: str | None = None
 
     @property
     def full_name(self) -> str:
@@ -281,11 +323,15 @@ class FakeHubState:
         self.users: dict[str, User] = {}
         self.installations: dict[int, Installation] = {}
         self.tokens: dict[str, Token] = {}
+        self.oauth_grants: dict[str, OAuthGrant] = {}
+        self.user_tokens: dict[str, UserToken] = {}
         self.repos: dict[str, Repository] = {}
         self.comments: dict[int, Comment] = {}
         self.review_comments: dict[int, ReviewComment] = {}
         self.reviews: dict[int, Review] = {}
         self.check_runs: dict[int, CheckRun] = {}
+        self.check_suites: dict[int, CheckSuite] = {}
+        self.job_logs: dict[int, str] = {}  # Actions job id -> its log text
         self.workflow_runs: dict[int, WorkflowRun] = {}
         self.deliveries: list[Delivery] = []
         self.requests: list[RequestRecord] = []

@@ -215,6 +215,10 @@ class GitHubApp:
                 self._clients[installation_id] = client
             return client
 
+    def user_client(self, token: str) -> GitHub:
+        """A client acting as a person, with the user access token they signed in with (the dashboard)."""
+        return self._client(TokenAuthStrategy(token))
+
     def _cached(self, installation_id: int) -> str | None:
         with self._lock:
             cached = self._tokens.get(installation_id)

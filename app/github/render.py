@@ -49,8 +49,9 @@ def headline(status: str) -> str:
     return _TERMINAL_HEADLINES.get(str(status), str(status))
 
 VERB_HELP: tuple[tuple[str, str], ...] = (
-    ("run [--agent NAME] [--model NAME] [--base BRANCH] [instruction]",
-     "start a task; on an issue the issue is the instruction, on a pull request say what to change"),
+    ("run [--agent NAME] [--model NAME] [--base BRANCH] [--new-pr] [instruction]",
+     "start a task; on an issue the issue is the instruction; on a pull request say what to change, and the "
+     "commits go on its branch (`--new-pr` opens a new pull request instead)"),
     ("plan [--agent NAME] [--model NAME] [instruction]", "post a plan as a comment without changing code"),
     ("cancel", "stop the running task"),
     ("retry [--agent NAME] [--model NAME]", "run the last task again"),
@@ -641,6 +642,65 @@ def command_error_reply(error: CommandError, prefix: str = "/agent") -> str:
 def permission_refusal(login: str, required: str) -> str:
     return (f"Sorry @{login}, only people with **{required}** access to this repository (or more) can ask "
             f"Draftsmith to work here, so I won't start anything. A maintainer can ask on your behalf.")
+
+
+def ci_marker(sha: str, kind: str) -> str:
+    """One note per head and kind ("fixed", "handover"), however many suites report completion."""
+    return f"{MARKER_PREFIX}ci {kind} sha={sha} -->"
+
+
+def _check_list(checks: Sequence[Any]) -> str:
+    lines = []
+    for check in checks:
+        title = f": {_neutral(_first_line(check.title))}" if check.title else ""
+        link = f"[{_neutral(check.name)}]({check.url})" if check.url else _code(check.name)
+        lines.append(f"- {link} ({_neutral(check.app)}, {check.conclusion}){title}")
+    return "\n".join(lines)
+
+
+def ci_fix_instruction(checks: Sequence[Any], *, attempt: int, max_attempts: int, sha: str) -> str:
+    """The follow-up task's instruction: what failed, quoted in its progress comment; the logs go to the
+    agent's prompt only."""
+    names = ", ".join(f"`{check.name}`" for check in checks)
+    return (f"The repository's CI failed on {sha[:7]} ({names}). Read the failures below and change the code "
+            f"so that these checks pass; do not weaken or skip the checks. Attempt {attempt} of {max_attempts}.")
+
+
+def ci_handover_comment(checks: Sequence[Any], *, attempts: int, sha: str, prefix: str = "/agent") -> str:
+    return "\n\n".join([
+        ci_marker(sha, "handover"),
+        f"### ❌ CI is still failing after {attempts} fix attempt{'s' if attempts != 1 else ''}",
+        f"These checks failed on {sha[:7]}:\n\n{_check_list(checks)}",
+        f"Draftsmith stops here and hands over: push a fix yourself, or reply {_code(prefix + ' run <instruction>')} "
+        f"with a hint to try again.",
+    ])
+
+
+def ci_fixed_comment(sha: str, attempts: int) -> str:
+    return "\n\n".join([
+        ci_marker(sha, "fixed"),
+        f"### ✅ CI passes on {sha[:7]}",
+        f"It failed before; the fix ({attempts} attempt{'s' if attempts != 1 else ''}) made every check pass, "
+        f"so this pull request is ready for review.",
+    ])
+
+
+def fork_pr_reply(head_repo: str | None, prefix: str = "/agent") -> str:
+    """Asked to work on a pull request whose branch lives in another repository (a fork)."""
+    where = f"`{head_repo}`" if head_repo else "a repository that no longer exists"
+    return (f"This pull request's branch lives in {where}, and Draftsmith can only push to branches of this "
+            f"repository, so nothing was changed. To have the change made in a new pull request from a branch "
+            f"here, reply `{prefix} run --new-pr <what to change>`.")
+
+
+def closed_pr_reply(prefix: str = "/agent") -> str:
+    return (f"This pull request is closed, so Draftsmith did not add to it. Reopen it first, or reply "
+            f"`{prefix} run --new-pr <what to change>` for a new pull request.")
+
+
+def written_by_us(pr_body: str | None) -> bool:
+    """Whether a PR body is one Draftsmith wrote (it carries the PR marker); a person's PR is left alone."""
+    return f"{MARKER_PREFIX}pr " in (pr_body or "")
 
 
 def busy_reply(task: Any, task_url: str | None, prefix: str = "/agent") -> str:

@@ -60,6 +60,20 @@ class NetworkConfig(BaseModel):
         return value
 
 
+class FixCIConfig(BaseModel):
+    """`fix_ci`: when the repository's own CI fails on a Draftsmith PR, run the agent again to fix it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    max_attempts: int = Field(2, ge=1, le=10)  # follow-ups in a row, per PR, before handing over
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_or_off(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 class RepoConfig(BaseModel):
     """The effective configuration of one repository; every field has a default."""
 
@@ -87,6 +101,7 @@ class RepoConfig(BaseModel):
     checkpoint_seconds: int | None = Field(None, ge=0, le=24 * 3600)
     squash: bool = False  # fold a run's checkpoint commits into one when it ends
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    fix_ci: FixCIConfig = Field(default_factory=FixCIConfig)
     # Agent tuning read by the adapters in app/agents.
     allowed_tools: list[str] | None = None
     max_turns: int | None = Field(None, ge=1)

@@ -189,6 +189,9 @@ class Reporter:
                 if pr["state"] != "open":
                     return
                 previous = pr.get("body") or ""
+            if not render.written_by_us(previous):
+                self._pr_bodies[task.pr_number] = previous  # a person's PR: their description stays theirs
+                return
             body = render.pr_body(task, run, files, run.tests_passed, previous=previous, summary=summary,
                                   draft_reason=draft_reason, stage=stage.value if stage else None,
                                   task_url=self.task_url(task))
@@ -317,6 +320,20 @@ class Reporter:
         # A retry opens a fresh draft; the closed one keeps the record.
         return self.tasks.update(task.id, pr_number=None)
 
+    async def ci_note(self, task: Task, marker: str, body: str) -> bool:
+        """A note about the PR's CI, once per head and kind however many suites report (`marker`)."""
+        owner, repo = self._split(task)
+        comments = (await self.gh.rest.issues.async_list_comments(owner, repo, task.pr_number, per_page=100)).json()
+        if any(marker in (c.get("body") or "") for c in comments):
+            return False
+        await self.reply(task.repo_full_name, task.pr_number, body)
+        return True
+
+    async def ci_passed(self, task: Task, sha: str, attempts: int) -> None:
+        """CI is green after a fix: say so and mark the PR ready, as a task that passed its tests does."""
+        if await self.ci_note(task, render.ci_marker(sha, "fixed"), render.ci_fixed_comment(sha, attempts)):
+            await self.conclude_pr(task, None, ready=True)
+
     async def pushed(self, task: Task, run: Run, files: list[str], result) -> None:
         """The agent's final commit is on the branch: the PR body lists the files and the summary."""
         await self.refresh_pr(task, run, Stage.COMMIT, files=files, summary=getattr(result, "summary", None))
@@ -329,6 +346,8 @@ class Reporter:
             return  # finished() writes the reason into the PR body
         owner, repo = self._split(task)
         pr = (await self.gh.rest.pulls.async_get(owner, repo, task.pr_number)).json()
+        if not render.written_by_us(pr.get("body")):
+            return  # a person's PR: whether it is ready, and who reviews it, is their call
         if pr.get("draft"):
             # REST cannot leave draft state; GraphQL's markPullRequestReadyForReview can.
             await self.gh.async_graphql(

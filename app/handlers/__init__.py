@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.events.router import Router
-from app.handlers import assignment, check_runs, comments, installations, reviews, workflows
+from app.handlers import assignment, check_runs, ci, comments, installations, reviews, workflows
 
 # Add each concern's module here; order is the order handlers run for the same event.
 router = Router(
@@ -12,5 +12,6 @@ router = Router(
     comments.router,
     reviews.router,
     check_runs.router,
+    ci.router,
     workflows.router,
 )

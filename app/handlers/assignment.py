@@ -17,6 +17,15 @@ def _issue_trigger(issue: dict, kind: str) -> Trigger:
     )
 
 
+def _subject(payload: dict) -> dict:
+    """The issue of an `issues` event, or the pull request of a `pull_request` one (GitHub sends those for
+    assigning or labelling a PR), with what a trigger needs."""
+    if "pull_request" in payload and "issue" not in payload:
+        pr = payload["pull_request"]
+        return {"number": pr["number"], "title": pr.get("title") or "", "pull_request": {"url": pr.get("url")}}
+    return payload["issue"]
+
+
 async def _assigns_us(ctx: Context) -> bool:
     identity = await ctx.identity()
     assignee = ctx.event.payload.get("assignee") or {}
@@ -24,24 +33,27 @@ async def _assigns_us(ctx: Context) -> bool:
 
 
 @router.register("issues", action="assigned")
+@router.register("pull_request", action="assigned")
 async def start_task_on_assignment(ctx: Context) -> None:
     if await _assigns_us(ctx):
-        await intake.start_task(ctx, _issue_trigger(ctx.event.payload["issue"], "assignment"))
+        await intake.start_task(ctx, _issue_trigger(_subject(ctx.event.payload), "assignment"))
 
 
 @router.register("issues", action="unassigned")
+@router.register("pull_request", action="unassigned")
 async def cancel_task_on_unassignment(ctx: Context) -> None:
     if not await _assigns_us(ctx) or ctx.sender_is_ignored():
         return
     from app.commands.verbs import cancel_active
 
-    repo, number = ctx.repository.full_name, ctx.event.payload["issue"]["number"]
+    repo, number = ctx.repository.full_name, _subject(ctx.event.payload)["number"]
     if ctx.tasks.active_task_for(repo, number) is None:
         return  # unassigning after the work is done is not a request to undo anything
     await cancel_active(ctx, repo, number, comment_id=None, reason=f"unassigned by @{ctx.event.sender_login}")
 
 
 @router.register("issues", action="labeled")
+@router.register("pull_request", action="labeled")
 async def start_task_on_trigger_label(ctx: Context) -> None:
     if await ctx.identity() is None or ctx.gh is None:
         return
@@ -49,4 +61,4 @@ async def start_task_on_trigger_label(ctx: Context) -> None:
     wanted = (await ctx.config.load()).config.trigger_label
     if not wanted or not label or label.lower() != wanted.lower():
         return
-    await intake.start_task(ctx, _issue_trigger(ctx.event.payload["issue"], "label"))
+    await intake.start_task(ctx, _issue_trigger(_subject(ctx.event.payload), "label"))

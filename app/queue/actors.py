@@ -108,17 +108,21 @@ async def _handle_one(runtime: Runtime, row, router: Router, stored: list, attem
         remember_installation(runtime.engine, event)
         ran = await router.dispatch(event.name, event.payload, ctx)
     except Exception as exc:
-        if retries.is_transient(exc) and attempt < retries.MAX_RETRIES:
+        if retries.installation_gone(exc):
+            ctx.log.info("delivery_ignored", reason="the installation no longer exists")
+            outcome, stored_error = records.IGNORED, None
+        elif retries.is_transient(exc) and attempt < retries.MAX_RETRIES:
             ctx.log.warning("delivery_retrying", error_type=type(exc).__name__, attempt=attempt + 1,
                             in_ms=retries.delay_ms(attempt + 1))
             runtime.metrics.processed.labels(event.name, event.action or "", RETRYING).inc()
             return RETRYING
-        error = scrub("".join(traceback.format_exception(exc))[-8000:], runtime.settings.secret_values())
-        if attempt:
-            error = f"gave up after {attempt + 1} attempts\n{error}"
-        ctx.log.error("delivery_failed", error_type=type(exc).__name__, attempts=attempt + 1,
-                      error=scrub(str(exc), runtime.settings.secret_values())[:500])
-        outcome, stored_error = records.FAILED, error
+        else:
+            error = scrub("".join(traceback.format_exception(exc))[-8000:], runtime.settings.secret_values())
+            if attempt:
+                error = f"gave up after {attempt + 1} attempts\n{error}"
+            ctx.log.error("delivery_failed", error_type=type(exc).__name__, attempts=attempt + 1,
+                          error=scrub(str(exc), runtime.settings.secret_values())[:500])
+            outcome, stored_error = records.FAILED, error
     else:
         outcome, stored_error = (records.PROCESSED if ran else records.IGNORED), None
         ctx.log.info("delivery_" + outcome, handlers=ran)

@@ -22,6 +22,20 @@ def is_transient(exc: BaseException) -> bool:
                             redis.TimeoutError, ConnectionError, TimeoutError))
 
 
+def installation_gone(exc: BaseException) -> bool:
+    """GitHub refused an installation token with 404: the App was uninstalled (or suspended) since the
+    delivery was sent, so nothing can be done for it, now or later."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # githubkit wraps the auth flow's RequestFailed in a RequestError
+        if seen is None:
+            return False
+        if isinstance(seen, RequestFailed):
+            response = seen.response
+            return response.status_code == 404 and response.raw_request.url.path.endswith("/access_tokens")
+        seen = getattr(seen, "origin_exc", None) or seen.__cause__
+    return False
+
+
 def delay_ms(attempt: int) -> int:
     """How long before retry number `attempt` (1-based)."""
     return int(BASE_DELAY_SECONDS * 1000 * 2 ** (attempt - 1))

@@ -30,6 +30,10 @@ class Trigger:
     title: str = ""
     comment_id: int | None = None
     review_comment_id: int | None = None
+    new_pr: bool = False  # on someone's pull request: a new PR instead of commits on theirs
+    # Not asked by the event's sender (a CI fix after another app's check suite): who the task is for,
+    # checked for write access like any requester; refusals are silent since nobody asked.
+    on_behalf_of: str | None = None
 
 
 async def start_task(ctx, trigger: Trigger) -> Task | None:
@@ -38,33 +42,38 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
     `ctx` is the handler's app.handlers.context.Context (its identity, config, tasks and report).
     """
     await ctx.identity()
-    if ctx.sender_is_ignored():
+    requester = trigger.on_behalf_of or ctx.event.sender_login or ""
+    if trigger.on_behalf_of is None and ctx.sender_is_ignored():
         return None
     if not ctx.config.read:
-        # The config and the sender's permission are independent reads: make them together.
-        await asyncio.gather(ctx.config.load(), ctx.permission(ctx.event.sender_login or ""))
+        # The config and the requester's permission are independent reads: make them together.
+        await asyncio.gather(ctx.config.load(), ctx.permission(requester))
     loaded = await ctx.config.load()
-    if ctx.sender_is_ignored(loaded):
+    if trigger.on_behalf_of is None and ctx.sender_is_ignored(loaded):
         ctx.log.info("ignored trigger from a bot", sender=ctx.event.sender_login)
         return None
     tasks, reporter = ctx.tasks, ctx.report
     repo_full_name = ctx.repository.full_name
     if loaded.blocking:
         # Only people who may ask learn about the file; a refused config never falls back to another agent.
-        audit.record(ctx.engine, actor=ctx.event.sender_login or "", action="config.error", repo=repo_full_name,
+        audit.record(ctx.engine, actor=requester, action="config.error", repo=repo_full_name,
                      installation_id=ctx.event.installation_id, subject=loaded.source,
                      source=trigger_source(ctx, trigger.number),
                      details="did not start: " + "; ".join(map(str, loaded.blocking[:10])))
-        if await ctx.may_ask(loaded, trigger.number):
+        if trigger.on_behalf_of is None and await ctx.may_ask(loaded, trigger.number):
             await reporter.reply(repo_full_name, trigger.number,
                                  render.config_error_comment(loaded.errors, loaded.source))
         return None
-    if loaded.errors:
-        audit.record(ctx.engine, actor=ctx.event.sender_login or "", action="config.error", repo=repo_full_name,
+    if loaded.errors and trigger.on_behalf_of is None:
+        audit.record(ctx.engine, actor=requester, action="config.error", repo=repo_full_name,
                      installation_id=ctx.event.installation_id, subject=loaded.source,
                      source=trigger_source(ctx, trigger.number), details="; ".join(map(str, loaded.errors[:10])))
         await reporter.reply(repo_full_name, trigger.number, render.config_error_comment(loaded.errors, loaded.source))
-    if not await ctx.may_ask(loaded, trigger.number):
+    if trigger.on_behalf_of is not None:
+        if not policy.has_permission(await ctx.permission(requester), loaded.config.required_permission):
+            ctx.log.info("not starting for a requester without access", requester=requester)
+            return None
+    elif not await ctx.may_ask(loaded, trigger.number):
         return None
     config = loaded.config
 
@@ -79,6 +88,8 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
     active = tasks.active_task_for(repo_full_name, trigger.number)
     queue_behind = False
     if active is not None:
+        if trigger.on_behalf_of is not None:
+            return None  # a run is on its way already; its own push gets CI of its own
         if config.on_busy != "queue":
             await reporter.reply(repo_full_name, trigger.number,
                                  render.busy_reply(active, reporter.task_url(active), config.command_prefix))
@@ -100,13 +111,18 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         return None
 
     follow_up = tasks.task_for_pr(repo_full_name, trigger.number) if trigger.is_pull_request else None
+    theirs = None
+    if trigger.is_pull_request and follow_up is None and trigger.mode == "run" and not trigger.new_pr:
+        theirs = await _their_pull_request(ctx, trigger.number, config.command_prefix)
+        if theirs is None:
+            return None
     created = tasks.create(
         installation_id=installation_id,
         repo_full_name=repo_full_name,
         issue_number=trigger.number,
         is_pull_request=trigger.is_pull_request,
         title=trigger.title or (follow_up.title if follow_up else ""),
-        requester=ctx.event.sender_login or "",
+        requester=requester,
         trigger=trigger.kind,
         trigger_comment_id=trigger.comment_id or trigger.review_comment_id,
         delivery_id=ctx.event.delivery_id,
@@ -115,12 +131,13 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         agent=trigger.agent or config.agent,
         model=trigger.model or config.model,
         runner=config.effective_runner(ctx.settings.default_runner),
-        base_branch=trigger.base or (follow_up.base_branch if follow_up else None) or ctx.repository.default_branch,
-        # A follow-up on our own PR commits on top of its branch; a new task's draft PR gets this one
-        # (or the next free name).
-        branch=follow_up.branch if follow_up else (
+        base_branch=(trigger.base or (follow_up.base_branch if follow_up else None) or (theirs and theirs.base)
+                     or ctx.repository.default_branch),
+        # A follow-up on a PR (ours or a colleague's) commits on top of its branch; a new task's draft PR
+        # gets this one (or the next free name).
+        branch=follow_up.branch if follow_up else theirs.branch if theirs else (
             gitdata.branch_name(config.branch_prefix, trigger.number, trigger.title) if trigger.mode == "run" else None),
-        pr_number=follow_up.pr_number if follow_up else (None),
+        pr_number=follow_up.pr_number if follow_up else theirs.number if theirs else None,
     )
     audit.record(ctx.engine, actor=created.task.requester, action="task.triggered", repo=repo_full_name,
                  installation_id=installation_id, subject=f"task {created.task.id}",
@@ -141,6 +158,28 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         return task
     enqueue_run(ctx, created.run.id)
     return task
+
+
+@dataclass(frozen=True)
+class _TheirPullRequest:
+    number: int
+    branch: str
+    base: str
+
+
+async def _their_pull_request(ctx, number: int, prefix: str) -> _TheirPullRequest | None:
+    """A person's open PR whose branch is in this repository, which the task will commit on; None after
+    replying why not (a fork's branch, a closed PR)."""
+    owner, repo = ctx.repository.full_name.split("/", 1)
+    pr = (await ctx.gh.rest.pulls.async_get(owner, repo, number)).json()
+    head_repo = (pr["head"].get("repo") or {}).get("full_name")
+    if head_repo != ctx.repository.full_name:
+        await ctx.report.reply(ctx.repository.full_name, number, render.fork_pr_reply(head_repo, prefix))
+        return None
+    if pr["state"] != "open":
+        await ctx.report.reply(ctx.repository.full_name, number, render.closed_pr_reply(prefix))
+        return None
+    return _TheirPullRequest(number, pr["head"]["ref"], pr["base"]["ref"])
 
 
 async def _setup_failed(ctx, run_id: int, exc: Exception, prefix: str) -> None:

@@ -68,6 +68,32 @@ class TaskService:
                 .order_by(Task.id.desc())  # type: ignore[union-attr]
             ).first()
 
+    def opening_task_for_pr(self, repo_full_name: str, pr_number: int) -> Task | None:
+        """The task Draftsmith opened `pr_number` for (asked on an issue); None for a person's PR."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(
+                select(Task)
+                .where(Task.repo_full_name == repo_full_name, Task.pr_number == pr_number)
+                .where(Task.issue_number != pr_number)
+                .order_by(Task.id)  # type: ignore[arg-type]
+            ).first()
+
+    def ci_fix_streak(self, repo_full_name: str, pr_number: int) -> int:
+        """How many of the PR's newest tasks in a row were CI fixes: a person's request starts over."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            triggers = session.exec(
+                select(Task.trigger)
+                .where(Task.repo_full_name == repo_full_name, Task.pr_number == pr_number)
+                .order_by(Task.id.desc())  # type: ignore[union-attr]
+                .limit(50)
+            ).all()
+        streak = 0
+        for trigger in triggers:
+            if trigger != "ci":
+                break
+            streak += 1
+        return streak
+
     def task_for_delivery(self, delivery_id: str | None) -> Task | None:
         """The task a delivery already created (its handler is running again after a failure)."""
         if not delivery_id:

@@ -28,6 +28,7 @@ EXTRA_ROUTE_MODULES: dict[str, tuple[str, ...]] = {
     "app.engines.actions.package_route": ("/api/runner/",),  # the wheel Actions runners install
     "app.web.tasks": ("/api/tasks/", "/tasks/"),  # task page and logs API
     "app.web.setup": ("/setup",),  # manifest set-up flow (/setup)
+    "app.web.dashboard.routes": ("/dashboard",),  # the dashboard behind GitHub sign-in
 }
 
 # app.web.webhooks.PATH (imported lazily in create_app).
@@ -110,23 +111,36 @@ REGISTER_APP_DOCS = ("https://docs.github.com/en/apps/creating-github-apps/regis
                      "registering-a-github-app")
 
 
-def status_page(settings: Settings) -> str:
-    """The body of `/`: connected to GitHub, or which settings are missing and where to get them."""
+def status_page(settings: Settings, *, restarting: bool = False) -> str:
+    """The body of `/`: connected to GitHub, or how to get there (/setup, or the missing settings by hand).
+
+    `restarting`: /setup has just written the App's settings, and this process is about to be replaced.
+    """
     missing = settings.missing_github_settings()
+    if missing and restarting:
+        return (
+            "<h1>Draftsmith is starting with its new GitHub App</h1>"
+            "<p>The App's settings are saved; Draftsmith's processes are restarting onto them. "
+            "Reload this page in a few seconds.</p>"
+        )
     if missing:
         items = "".join(
             f"<li><code>{html.escape(name)}</code>: {html.escape(_HOW_TO_GET.get(name, ''))}</li>" for name in missing
         )
         return (
             "<h1>Draftsmith is running, but not connected to GitHub yet</h1>"
-            f"<p>These settings are missing:</p><ul>{items}</ul>"
+            "<p>Register its GitHub App in a few clicks: Draftsmith asks GitHub to create it from "
+            "<code>app.yml</code> and keeps its credentials, with no restart.</p>"
+            '<p><a class="button" href="/setup">Set up the GitHub App</a></p>'
+            f"<p>Or register it by hand and set what is missing:</p><ul>{items}</ul>"
             "<p>Put them in the environment or in a <code>.env</code> file and restart. The App's name, "
             "permissions and events are in <code>app.yml</code>; GitHub explains "
             f'<a href="{REGISTER_APP_DOCS}">how to register an App</a>.</p>'
         )
     return (
         "<h1>Draftsmith is running</h1>"
-        f"<p>Connected to GitHub App {settings.github_app_id} at <code>{html.escape(settings.github_api_url)}</code>. "
+        f"<p>The GitHub App is ready: connected to App {settings.github_app_id} at "
+        f"<code>{html.escape(settings.github_api_url)}</code>. "
         "Webhooks go to <code>/api/github/webhooks</code>; assign the App's bot on an issue to start a task.</p>"
     )
 
@@ -142,7 +156,11 @@ def missing_settings_message(settings: Settings) -> str | None:
 
 
 async def _index(request: Request) -> Response:
-    return layout.page("Status", status_page(request.app.state.runtime.settings))
+    from app.settings import app_settings_path
+
+    settings = request.app.state.runtime.settings
+    restarting = bool(settings.missing_github_settings()) and app_settings_path(settings).is_file()
+    return layout.page("Status", status_page(settings, restarting=restarting))
 
 
 def _web_runtime(settings: Settings):

@@ -25,14 +25,15 @@ def stylesheet_url() -> str:
     return f"/static/draftsmith.css?v={_stylesheet()[1]}"
 
 
-def page(title: str, body: str, *, status_code: int = 200) -> HTMLResponse:
-    """A whole page around `body` (HTML the caller escaped); `title` is plain text."""
+def page(title: str, body: str, *, status_code: int = 200, nav: str = "") -> HTMLResponse:
+    """A whole page around `body` (HTML the caller escaped); `title` is plain text; `nav` is more of the
+    header's navigation (HTML), after the brand."""
     return HTMLResponse(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{html.escape(title)} · Draftsmith</title>"
         f"<link rel=\"stylesheet\" href=\"{stylesheet_url()}\"></head><body>"
-        "<header><nav><a class=\"brand\" href=\"/\">Draftsmith</a></nav></header>"
+        f"<header><nav><a class=\"brand\" href=\"/\">Draftsmith</a>{nav}</nav></header>"
         f"<main>{body}</main>"
         "<footer><p>Draftsmith turns GitHub issues into draft pull requests written by coding agents.</p></footer>"
         "</body></html>",

@@ -74,6 +74,12 @@ async def task_logs(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     if not _authorised(request, task_id):  # 404, not 403: don't confirm which task ids exist
         return JSONResponse({"error": f"no task {task_id}"}, status_code=404)
+    return await logs_response(request, engine, task_id)
+
+
+async def logs_response(request: Request, engine: Engine, task_id: int) -> Response:
+    """The logs of a task the caller may read, as JSON or (Accept: text/event-stream) Server-Sent Events;
+    the dashboard answers its own logs route with this once the person is found to reach the task."""
     after = _int_param(request, "after", 0)
     limit = _int_param(request, "limit", PAGE_SIZE)
     run_param = _int_param(request, "run", None)

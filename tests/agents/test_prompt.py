@@ -98,3 +98,18 @@ def test_end_rules_forbid_commits_and_plan_mode_forbids_edits():
 def test_without_instruction_the_task_is_the_issue():
     prompt = build_prompt(issue(instruction="", requester=""))
     assert "Resolve the issue described below." in prompt
+
+
+def test_ci_fix_prompt_snapshot():
+    from app.agents.prompt import FailingCheck
+
+    checks = [FailingCheck("test (3.12)", "GitHub Actions", "1 test failed", "pytest exited 1",
+                           "collected 5 items\ntest_parse FAILED: expected 3 got 2\n```\n1 failed"),
+              FailingCheck("docs", "Read the Docs", "Build failed", "")]
+    prompt = build_prompt(issue(is_pull_request=True, comments=[], failing_checks=checks,
+                                instruction="The repository's CI failed on abc1234 (`test (3.12)`, `docs`)."))
+    assert_snapshot("ci_fix", prompt)
+    # A log holding a fence cannot close ours and pass its text off as the prompt's own.
+    log = prompt.split("End of the job's log:\n", 1)[1]
+    fence = log.split("text", 1)[0]
+    assert len(fence) > 3 and "test_parse FAILED" in log.split("\n" + fence + "\n", 1)[0]

@@ -16,6 +16,7 @@ EVENT_PERMISSION = {
     "pull_request_review": "pull_requests",
     "pull_request_review_comment": "pull_requests",
     "check_run": "checks",
+    "check_suite": "checks",
     "workflow_job": "actions",
     "workflow_run": "actions",
 }

@@ -161,3 +161,60 @@ def test_children_stay_in_the_supervisors_session_in_process_groups_of_their_own
             assert os.getpgid(pid) == pid
     finally:
         supervisor.stop()
+
+
+def test_replacing_children_starts_new_ones_before_stopping_the_old_and_leaves_the_rest(tmp_path):
+    log = tmp_path / "log"
+    web = ChildSpec("web", python(f"""
+        import os, signal, sys, time
+        def bye(*_):
+            open({str(log)!r}, "a").write(f"stop {{os.getpid()}}\\n"); sys.exit(0)
+        signal.signal(signal.SIGTERM, bye)
+        open({str(log)!r}, "a").write(f"start {{os.getpid()}}\\n")
+        time.sleep(60)
+    """))
+    redis = ChildSpec("redis", python("import time; time.sleep(60)"), stop_rank=2)
+    supervisor = Supervisor([web, redis])
+    supervisor.start()
+    try:
+        wait_for(lambda: log.exists() and "start" in log.read_text())
+        before = supervisor.pids()
+
+        supervisor.replace(lambda spec: spec.name == "web")
+
+        after = supervisor.pids()
+        assert after["redis"] == before["redis"]
+        assert after["web"] != before["web"] and gone(before["web"])
+        wait_for(lambda: f"start {after['web']}" in log.read_text())
+        assert f"stop {before['web']}" in log.read_text()  # asked to stop, not killed
+        assert supervisor.children[0].restarts == 0  # planned, not counted as a crash
+        supervisor.poll()
+        assert supervisor.pids()["web"] == after["web"]
+    finally:
+        supervisor.stop()
+
+
+def test_settings_from_setup_naming_a_relay_start_one_relay_child_without_a_restart(tmp_path, monkeypatch):
+    from app.cli._serve import _restart_on_new_app_settings
+    from app.settings import APP_SETTINGS_FILE
+
+    monkeypatch.setenv("DRAFTSMITH_DATA_DIR", str(tmp_path))
+    path = tmp_path / APP_SETTINGS_FILE
+    worker = ChildSpec(name="worker", argv=python("import time; time.sleep(60)"))
+    supervisor = Supervisor([worker])
+    supervisor.start()
+    try:
+        tick = _restart_on_new_app_settings(supervisor, None, path, relay=lambda: ChildSpec(
+            name="relay", argv=python("import time; time.sleep(60)")))
+        tick()
+        assert not supervisor.has("relay")
+        path.write_text("GITHUB_APP_ID=7\nDRAFTSMITH_WEBHOOK_RELAY_URL=https://smee.io/AbCdEf123\n")
+        wait_for(lambda: tick() or supervisor.has("relay"), timeout=5)
+        [relay] = [child for child in supervisor.children if child.spec.name == "relay"]
+        assert relay.process.poll() is None
+        path.write_text("GITHUB_APP_ID=8\nDRAFTSMITH_WEBHOOK_RELAY_URL=https://smee.io/AbCdEf123\n")
+        time.sleep(0.6)
+        tick()
+        assert [child.spec.name for child in supervisor.children].count("relay") == 1
+    finally:
+        supervisor.stop()

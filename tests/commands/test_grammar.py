@@ -27,6 +27,8 @@ def only(body: str, **kwargs) -> Command | CommandError:
         ("/agent run --agent codex fix it", Command("run", "fix it", agent="codex")),
         ("/agent run --agent=codex --model=gpt-5 fix it", Command("run", "fix it", agent="codex", model="gpt-5")),
         ("/agent run --base release/1.x", Command("run", base="release/1.x")),
+        ("/agent run --new-pr fix it", Command("run", "fix it", new_pr=True)),
+        ("/agent run --agent codex --new-pr", Command("run", agent="codex", new_pr=True)),
         ('/agent run --model "my model" go', Command("run", "go", model="my model")),
         ("/agent run --model 'it'\"'\"'s' go", Command("run", "go", model="it's")),
         ("/agent run fix the --verbose flag", Command("run", "fix the --verbose flag")),
@@ -101,6 +103,10 @@ def test_lines_that_only_look_like_commands_are_prose(body):
         ("/agent retry with a smaller diff", "`retry` takes no instruction"),
         ("/agent cancel now", "`cancel` takes no instruction"),
         ("/agent cancel --agent x", "`cancel` doesn't take `--agent`"),
+        ("/agent plan --new-pr", "`plan` doesn't take `--new-pr`"),
+        ("/agent run --new-pr=yes", "`--new-pr` takes no value"),
+        ("/agent run --new-pr --new-pr", "`--new-pr` is given twice"),
+        ("/agent run --newpr", "unknown flag `--newpr`; did you mean `--new-pr`?"),
         ("/agent retry --base main", "`retry` doesn't take `--base`"),
         ("@draftsmith", "doesn't say what to do"),
         ("@draftsmith ,  ", "doesn't say what to do"),
@@ -265,12 +271,14 @@ def test_nothing_quoted_is_a_command(lines, marker):
     verb=st.sampled_from(VERBS),
     values=st.fixed_dictionaries({}, optional={flag: flag_values for flag in FLAGS}),
     instruction=instructions,
+    new_pr=st.booleans(),
 )
-def test_a_rendered_command_reads_back_to_itself(verb, values, instruction):
+def test_a_rendered_command_reads_back_to_itself(verb, values, instruction, new_pr):
     from app.commands.grammar import TAKES_INSTRUCTION, VERB_FLAGS
 
     values = {name: value for name, value in values.items() if name in VERB_FLAGS[verb]}
-    command = Command(verb, instruction if verb in TAKES_INSTRUCTION else "", **values)
+    new_pr = new_pr and "new-pr" in VERB_FLAGS[verb]
+    command = Command(verb, instruction if verb in TAKES_INSTRUCTION else "", new_pr=new_pr, **values)
     assert parse(command.render(), app_slug=SLUG) == [command]
     assert parse(command.render("/ds"), app_slug=SLUG, prefix="/ds") == [command]
 

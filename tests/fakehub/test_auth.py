@@ -139,16 +139,22 @@ METADATA_ROUTES = {
     ("GET", "/installation/repositories"),
     ("DELETE", "/installation/token"),
     ("POST", "/graphql"),
+    # Served to user access tokens (the dashboard's sign-in), which need no App permission for them.
+    ("GET", "/user"),
+    ("GET", "/user/installations"),
+    ("GET", "/user/installations/{installation_id}/repositories"),
+    ("DELETE", "/applications/{client_id}/token"),  # the App's OAuth client, with Basic credentials
 }
 
 
 def test_every_route_the_fake_serves_names_the_permission_it_needs():
     # A new route must say what it needs, or a missing permission in app.yml would pass every test.
-    from app.fakehub.auth import needs_app_jwt, required_permission
+    from app.fakehub.auth import UNAUTHENTICATED, needs_app_jwt, required_permission
     from app.fakehub.server import API
 
     undecided = [(r.method, r.template) for r in API.routes
-                 if not needs_app_jwt(r.template) and required_permission(r.template, r.method) is None]
+                 if not needs_app_jwt(r.template) and r.template not in UNAUTHENTICATED
+                 and required_permission(r.template, r.method) is None]
     assert set(undecided) == METADATA_ROUTES
 
 

@@ -52,11 +52,13 @@ def test_fakehub_command_writes_settings_and_serves_until_interrupted(tmp_path, 
         answer = httpx.get(f"{settings.github_api_url}/repos/octo/demo/installation",
                            headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200
+        assert settings.github_client_id and settings.github_client_secret  # the dashboard can sign people in
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=20)
     assert "GITHUB_WEBHOOK_SECRET" in output and str(env_file) in output
     assert settings.github_webhook_secret.get_secret_value() not in output
+    assert settings.github_client_secret.get_secret_value() not in output
 
 
 # Run as `draftsmith fakehub` would be where the extra is missing: None in sys.modules is Python's own

@@ -63,6 +63,7 @@ def scenario(fakehub) -> dict[str, Callable[[GitHub, dict[str, Any]], Any]]:
         "checks.update": lambda gh, ids: gh.rest.checks.update(
             o, r, ids["check"], conclusion="success", output={"title": "Done", "summary": "All good"}).parsed_data,
         "checks.list_for_ref": lambda gh, ids: gh.rest.checks.list_for_ref(o, r, "main").parsed_data,
+        "checks.list_suites_for_ref": lambda gh, ids: gh.rest.checks.list_suites_for_ref(o, r, "main").parsed_data,
         "pulls.create": lambda gh, ids: ids.__setitem__("pull", gh.rest.pulls.create(
             o, r, title="Fix", head="fix", base="main", body="Closes #1", draft=True).parsed_data.number),
         "pulls.get": lambda gh, ids: gh.rest.pulls.get(o, r, ids["pull"]).parsed_data,
@@ -84,6 +85,8 @@ def scenario(fakehub) -> dict[str, Callable[[GitHub, dict[str, Any]], Any]]:
         "actions.get_workflow_run": lambda gh, ids: gh.rest.actions.get_workflow_run(o, r, ids["run"]).parsed_data,
         "actions.list_jobs_for_workflow_run":
             lambda gh, ids: gh.rest.actions.list_jobs_for_workflow_run(o, r, ids["run"]).parsed_data,
+        "actions.download_job_logs_for_workflow_run": lambda gh, ids: gh.rest.actions.download_job_logs_for_workflow_run(
+            o, r, gh.rest.actions.list_jobs_for_workflow_run(o, r, ids["run"]).parsed_data.jobs[0].id).text,
         "actions.cancel_workflow_run": lambda gh, ids: gh.rest.actions.cancel_workflow_run(o, r, ids["run"]),
         "repos.compare_commits": lambda gh, ids: gh.rest.repos.compare_commits(o, r, "main...fix").parsed_data,
         "git.delete_ref": lambda gh, ids: gh.rest.git.delete_ref(o, r, "heads/fix"),

@@ -228,3 +228,20 @@ def test_errors_in_an_extended_file_name_that_file():
 def test_only_errors_no_default_may_stand_in_for_block_a_task(text, blocking):
     [error] = parse_config(text).errors
     assert error.blocking is blocking
+
+
+@pytest.mark.parametrize(("text", "enabled", "attempts"), [
+    ("", True, 2),
+    ("fix_ci: false", False, 2),
+    ("fix_ci: {max_attempts: 5}", True, 5),
+    ("fix_ci:\n  enabled: false\n  max_attempts: 1", False, 1),
+])
+def test_fixing_ci_is_on_by_default_and_bounded(text, enabled, attempts):
+    result = parse_config(text)
+    assert result.errors == []
+    assert (result.config.fix_ci.enabled, result.config.fix_ci.max_attempts) == (enabled, attempts)
+
+
+def test_an_unbounded_ci_fix_loop_is_refused():
+    result = parse_config("fix_ci: {max_attempts: 0}")
+    assert result.errors and "max_attempts" in str(result.errors[0])

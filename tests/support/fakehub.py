@@ -45,6 +45,13 @@ class FakeHubHandle:
             "GITHUB_API_URL": self.api_url,
         }
 
+    def oauth_env(self) -> dict[str, str]:
+        """The App's OAuth client id and secret, for signing in to the dashboard through this fake."""
+        from app.fakehub.oauth import client_credentials
+
+        client_id, client_secret = client_credentials(self.hub)
+        return {"GITHUB_CLIENT_ID": client_id, "GITHUB_CLIENT_SECRET": client_secret}
+
     @property
     def webhook_url(self) -> str | None:
         return self.hub.state.webhook_url
@@ -105,6 +112,21 @@ class FakeHubHandle:
 
     def open_issue(self, repo: str, title: str, body: str = "", as_user: str = "alice") -> int:
         return self._ok(self.as_user(as_user).post(f"/repos/{repo}/issues", json={"title": title, "body": body}))["number"]
+
+    def open_pull(self, repo: str, head: str, title: str, body: str = "", base: str = "main",
+                  as_user: str = "alice", draft: bool = False) -> int:
+        return self._ok(self.as_user(as_user).post(f"/repos/{repo}/pulls", json={
+            "title": title, "body": body, "head": head, "base": base, "draft": draft}))["number"]
+
+    def run_ci(self, repo: str, head_sha: str, jobs: list[dict], **extra) -> dict:
+        """Another app's CI (GitHub Actions by default) finishing on `head_sha`: jobs are
+        {name, conclusion, log?, title?, summary?}; sends check_run and check_suite `completed`."""
+        return self._ok(httpx.post(f"{self.api_url}/_fakehub/repos/{repo}/ci",
+                                   json={"head_sha": head_sha, "jobs": jobs, **extra}, timeout=30))
+
+    def fork(self, repo: str, owner: str) -> str:
+        """`owner`'s fork of `repo` (its git directory is a plain bare repository tests may push to)."""
+        return self.hub.fork_repo(repo, owner).full_name
 
     def comment(self, repo: str, number: int, body: str, as_user: str = "alice") -> int:
         return self._ok(self.as_user(as_user).post(f"/repos/{repo}/issues/{number}/comments", json={"body": body}))["id"]

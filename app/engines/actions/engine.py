@@ -70,7 +70,8 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
         return Outcome(Status.FAILED, str(exc))
     time_limit = int(repo_ctx.time_limit_seconds)
     token = callback_tokens.issue(runtime.engine, run.id, timedelta(seconds=time_limit) + QUEUE_MARGIN)
-    context = await issue_context.gather(gh, owner, repo, task, loaded, runtime.engine)
+    context = await issue_context.gather(gh, owner, repo, task, loaded, runtime.engine,
+                                         own_app_id=runtime.settings.github_app_id)
     options = {key: getattr(config, key) for key in _OPTION_KEYS if getattr(config, key, None) is not None}
     payload = actions.build_dispatch_payload(
         task, run, callback_url=f"{base_url}/api/runs/{run.id}/events", callback_token=token,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ import httpx
 
 from app.agents.base import BASE_URL_VARS, PROVIDER_KEYS, AgentRequest, MissingCredentials, check_credentials
 from app.agents.registry import UnknownAgent, get_agent
+from app.engines.actions import agent_user
 from app.logs import scrub
 
 # Credentials the Actions runner gives every step: the agent must not see them (it could mint OIDC tokens,
@@ -290,15 +293,25 @@ async def run_agent(argv: list[str], env: dict[str, str], cwd: Path, stdin: str 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pgid, sig)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):  # the agent's user's processes: stop_everything gets them
         pass
 
 
-def compute_patch(workspace: Path, base: str | None) -> str:
-    """Everything the agent changed since `base` (its own commits included), as `git diff --binary`."""
-    git = ["git", *_GIT_SAFE, "-C", str(workspace)]
-    subprocess.run([*git, "add", "-A"], check=True, capture_output=True)
-    done = subprocess.run([*git, "diff", "--cached", "--binary", base or "HEAD"], check=True, capture_output=True)
+def compute_patch(checkout: Path, tree: Path, base: str | None) -> str:
+    """Everything the agent changed in `tree` since `base` (its own commits included), as `git diff --binary`.
+
+    Git runs with the checkout's `.git`, which the agent never had, and a throwaway index: a config,
+    filter or diff driver the agent wrote into its own copy is never read.
+    """
+    with tempfile.TemporaryDirectory(prefix="draftsmith-index-") as scratch:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": scratch, "GIT_CONFIG_NOSYSTEM": "1",
+               "GIT_CONFIG_GLOBAL": os.devnull, "GIT_ATTR_NOSYSTEM": "1", "GIT_INDEX_FILE": f"{scratch}/index",
+               "LANG": "C"}
+        git = ["git", *_GIT_SAFE, f"--git-dir={checkout / '.git'}", f"--work-tree={tree}"]
+        subprocess.run([*git, "read-tree", base or "HEAD"], env=env, check=True, capture_output=True)
+        subprocess.run([*git, "add", "-A"], env=env, check=True, capture_output=True)
+        done = subprocess.run([*git, "diff", "--cached", "--binary", "--no-ext-diff", "--no-textconv", base or "HEAD"],
+                              env=env, check=True, capture_output=True)
     return done.stdout.decode("utf-8", errors="surrogateescape")
 
 
@@ -309,6 +322,8 @@ async def execute(environ: Mapping[str, str], *, event_path: Path | None = None,
     if event_file is None:
         raise ActionsRunError("GITHUB_EVENT_PATH is not set: run this inside GitHub Actions or pass --event-path")
     spec = RunSpec.from_event(json.loads(event_file.read_text()), environ)
+    with contextlib.suppress(OSError):
+        event_file.chmod(0o600)  # it holds the run's callback credential; the agent's user must not read it
     workspace = (workspace or Path(environ.get("GITHUB_WORKSPACE") or os.getcwd())).resolve()
     owns_http = http is None
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(60, connect=15))
@@ -327,12 +342,10 @@ async def _execute(spec: RunSpec, environ: Mapping[str, str], workspace: Path, h
     secrets = [*credentials.values(), *auth.secrets, *(environ.get(n, "") for n in _RUNNER_SECRETS)]
     batcher = LogBatcher(client, [s for s in secrets if s], heartbeat=spec.heartbeat_seconds, send_logs=send_logs)
     flusher = asyncio.create_task(batcher.run())
-    artifacts = Path(environ.get("RUNNER_TEMP") or "/tmp") / f"draftsmith-{spec.run_id or 'manual'}"
-    artifacts.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any]
     try:
         batcher.add({"type": "progress", "stage": "agent_started", "detail": spec.agent})
-        result = await _run_and_collect(spec, environ, workspace, artifacts, credentials, batcher)
+        result = await _run_and_collect(spec, environ, workspace, credentials, batcher)
     except MissingCredentials as exc:
         # On Actions the keys are the workflow's secrets, not keys stored in Draftsmith.
         names = ", ".join(exc.names)
@@ -341,7 +354,7 @@ async def _execute(spec: RunSpec, environ: Mapping[str, str], workspace: Path, h
                    f"`draftsmith actions-run` step in .github/workflows/draftsmith.yml.")
         result = {"type": "result", "success": False, "summary": "", "error": message, "exit_code": None}
         batcher.add({"type": "log", "stream": "system", "text": message})
-    except (UnknownAgent, ValueError) as exc:
+    except (UnknownAgent, ValueError, agent_user.AgentUserUnavailable) as exc:
         # Explain the refusal; the adapters' messages say what to set (here: a workflow secret).
         result = {"type": "result", "success": False, "summary": "", "error": str(exc), "exit_code": None}
         batcher.add({"type": "log", "stream": "system", "text": str(exc)})
@@ -367,41 +380,51 @@ async def _execute(spec: RunSpec, environ: Mapping[str, str], workspace: Path, h
     return 0
 
 
-async def _run_and_collect(spec: RunSpec, environ: Mapping[str, str], workspace: Path, artifacts: Path,
-                           credentials: dict[str, str], batcher: LogBatcher) -> dict[str, Any]:
+async def _run_and_collect(spec: RunSpec, environ: Mapping[str, str], workspace: Path, credentials: dict[str, str],
+                           batcher: LogBatcher) -> dict[str, Any]:
     started = time.monotonic()
     agent = get_agent(spec.agent)
-    request = AgentRequest(prompt=spec.prompt, model=spec.model, plan_mode=False, config=spec.options,
-                           credentials=credentials, workspace=workspace, artifacts_dir=artifacts)
-    check_credentials(agent, request)
-    invocation = agent.prepare(request)
-    for name, content in invocation.files.items():
-        target = artifacts / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
-    env = agent_environment(environ, invocation.env)
-    for key in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
-        if key in invocation.env:
-            Path(invocation.env[key]).mkdir(parents=True, exist_ok=True)
-    outcome = await run_agent(invocation.argv, env, invocation.cwd or workspace, invocation.stdin, batcher,
-                              spec.time_limit_seconds)
-    if outcome.exit_code is None and outcome.error:
-        return {"type": "result", "success": False, "summary": "", "error": outcome.error, "exit_code": None}
-    batcher.add({"type": "progress", "stage": "agent_finished", "detail": f"exit code {outcome.exit_code}"})
-    parsed = agent.parse_result(request, outcome.exit_code, outcome.stdout, outcome.stderr)
-    batcher.add({"type": "progress", "stage": "collecting_changes"})
-    # Before the tests, so what they leave behind (caches, build output) is not taken for the agent's work.
-    patch = compute_patch(workspace, spec.base_sha)
-    error = None
-    if outcome.timed_out:
-        error = f"the agent ran past the time limit of {spec.time_limit_seconds:.0f} s and was stopped"
-    elif not parsed.success:
-        error = f"the agent exited {outcome.exit_code}"
-    tests_passed = None
-    if error is None and patch and spec.test_command:
-        remaining = spec.time_limit_seconds - (time.monotonic() - started) if spec.time_limit_seconds else None
-        tests_passed = await run_tests(spec.test_command, agent_environment(environ, {}), workspace, batcher,
-                                       max(1.0, remaining) if remaining is not None else None)
+    user = agent_user.resolve(environ)
+    if user is None:
+        batcher.add({"type": "log", "stream": "system", "text": (
+            f"{agent_user.AGENT_USER_VARIABLE}=shared: the agent runs as the runner's own user and could read "
+            f"this job's credentials")})
+    place = agent_user.AgentPlace.create(workspace)
+    try:
+        request = AgentRequest(prompt=spec.prompt, model=spec.model, plan_mode=False, config=spec.options,
+                               credentials=credentials, workspace=place.workspace, artifacts_dir=place.artifacts)
+        check_credentials(agent, request)
+        invocation = agent.prepare(request)
+        for name, content in invocation.files.items():
+            target = place.artifacts / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        env = {**agent_environment(environ, {"HOME": str(place.home)}), **invocation.env}
+        for key in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+            if key in env:
+                Path(env[key]).mkdir(parents=True, exist_ok=True)
+        outcome = await _as_agent(user, place, invocation.argv, env, invocation.cwd or place.workspace,
+                                  invocation.stdin, batcher, spec.time_limit_seconds)
+        if outcome.exit_code is None and outcome.error:
+            return {"type": "result", "success": False, "summary": "", "error": outcome.error, "exit_code": None}
+        batcher.add({"type": "progress", "stage": "agent_finished", "detail": f"exit code {outcome.exit_code}"})
+        parsed = agent.parse_result(request, outcome.exit_code, outcome.stdout, outcome.stderr)
+        batcher.add({"type": "progress", "stage": "collecting_changes"})
+        # Before the tests, so what they leave behind (caches, build output) is not taken for the agent's work.
+        patch = compute_patch(workspace, place.workspace, spec.base_sha)
+        error = None
+        if outcome.timed_out:
+            error = f"the agent ran past the time limit of {spec.time_limit_seconds:.0f} s and was stopped"
+        elif not parsed.success:
+            error = f"the agent exited {outcome.exit_code}"
+        tests_passed = None
+        if error is None and patch and spec.test_command:
+            remaining = spec.time_limit_seconds - (time.monotonic() - started) if spec.time_limit_seconds else None
+            tests_passed = await run_tests(spec.test_command, agent_environment(environ, {"HOME": str(place.home)}),
+                                           place, user, batcher,
+                                           max(1.0, remaining) if remaining is not None else None)
+    finally:
+        place.remove(user)
     return {
         "type": "result",
         "success": bool(parsed.success and not outcome.timed_out),
@@ -415,12 +438,27 @@ async def _run_and_collect(spec: RunSpec, environ: Mapping[str, str], workspace:
     }
 
 
-async def run_tests(command: str, env: dict[str, str], workspace: Path, batcher: LogBatcher,
-                    time_limit: float | None) -> bool:
+async def _as_agent(user: agent_user.AgentUser | None, place: agent_user.AgentPlace, argv: list[str],
+                    env: dict[str, str], cwd: Path, stdin: str | None, batcher: LogBatcher,
+                    time_limit: float | None) -> AgentOutcome:
+    """Run `argv` as the agent's user over its place, then hand the place back to the runner with nothing
+    of the agent's still running."""
+    if user is None:
+        return await run_agent(argv, env, cwd, stdin, batcher, time_limit)
+    user.give(place.root)
+    try:
+        return await run_agent(user.command(argv, env), env, cwd, stdin, batcher, time_limit)
+    finally:
+        user.stop_everything()
+        user.take_back(place.root)
+
+
+async def run_tests(command: str, env: dict[str, str], place: agent_user.AgentPlace,
+                    user: agent_user.AgentUser | None, batcher: LogBatcher, time_limit: float | None) -> bool:
     """The repository's `test:` on the agent's changes, as the sandbox engine runs it; True if it passed."""
     batcher.add({"type": "progress", "stage": "tests", "detail": command})
     batcher.add({"type": "log", "stream": "system", "text": f"tests: {command}"})
-    outcome = await run_agent(["sh", "-c", command], env, workspace, None, batcher, time_limit)
+    outcome = await _as_agent(user, place, ["sh", "-c", command], env, place.workspace, None, batcher, time_limit)
     if outcome.timed_out:
         batcher.add({"type": "log", "stream": "system", "text": "tests: stopped at the run's time limit"})
     passed = outcome.exit_code == 0 and not outcome.timed_out

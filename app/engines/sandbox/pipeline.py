@@ -183,7 +183,8 @@ async def run_in_sandbox(runtime, tasks: TaskService, report: Reporter, task_id:
 
     # The agent.
     await report.stage(task, run, Stage.AGENT)
-    context = await issue_context.gather(gh, owner, repo, task, loaded, runtime.engine)
+    context = await issue_context.gather(gh, owner, repo, task, loaded, runtime.engine,
+                                         own_app_id=runtime.settings.github_app_id)
     # The agent sees the workspace where the sandbox mounts it (e.g. /workspace under bubblewrap).
     seen_workspace = Path(sandbox.workspace_path(SandboxSpec(argv=[], workspace=workspace)))
     request = AgentRequest(
