@@ -71,9 +71,9 @@ def test_the_pod_is_non_root_read_only_unprivileged_and_limited():
     assert context["allowPrivilegeEscalation"] is False and context["privileged"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert container["resources"]["limits"] == {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "4Gi"}
-    # The only writable place is the run's emptyDir, which HOME and TMPDIR point into
-    [volume] = pod["volumes"]
-    assert "emptyDir" in volume and container["volumeMounts"] == [{"name": "workspace", "mountPath": "/workspace"}]
+    # The only writable places are the run's emptyDirs: the workspace, which HOME and TMPDIR point into, and /tmp
+    assert all("emptyDir" in volume for volume in pod["volumes"])
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/workspace", "/tmp"}
     env = {v["name"]: v.get("value") for v in container["env"]}
     assert env["HOME"].startswith("/workspace/") and env["TMPDIR"].startswith("/workspace/")
     assert pod["automountServiceAccountToken"] is False

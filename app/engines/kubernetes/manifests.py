@@ -107,7 +107,9 @@ def job(run_id: int, task_id: int, pod: PodSettings, *, time_limit_seconds: int,
             "allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE}],
+        # The root filesystem is read-only; programs that write to /tmp regardless of TMPDIR get a scratch
+        # directory of their own, counted against the same ephemeral-storage limit.
+        "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE}, {"name": "tmp", "mountPath": "/tmp"}],
     }
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -117,7 +119,8 @@ def job(run_id: int, task_id: int, pod: PodSettings, *, time_limit_seconds: int,
         "securityContext": {"runAsNonRoot": True, "runAsUser": pod.run_as_user, "runAsGroup": pod.run_as_user,
                             "fsGroup": pod.run_as_user, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": [{"name": "workspace", "emptyDir": {"sizeLimit": pod.workspace_size}}],
+        "volumes": [{"name": "workspace", "emptyDir": {"sizeLimit": pod.workspace_size}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": pod.workspace_size}}],
     }
     if pod.service_account:
         spec["serviceAccountName"] = pod.service_account
