@@ -101,6 +101,22 @@ class Settings(BaseSettings):
     # (`draftsmith @ git+https://github.com/OWNER/draftsmith@<40-hex sha>`) or to a hash (`--hash=sha256:`).
     runner_package: str | None = None
 
+    # Where runs execute when a repository's config names no `runner:` (app/engines/registry.py).
+    default_runner: Literal["sandbox", "actions", "kubernetes"] = Field("sandbox", validation_alias="DRAFTSMITH_RUNNER")
+    # runner: kubernetes — each run a Job in this namespace, with this image (the project's, with the agents).
+    kubernetes_kubeconfig: Path | None = None  # None: the in-cluster account, else ~/.kube/config
+    kubernetes_namespace: str = "draftsmith-runs"
+    kubernetes_image: str | None = None
+    kubernetes_runtime_class: str | None = None  # e.g. gvisor or kata
+    kubernetes_node_selector: str = ""  # key=value,key=value
+    kubernetes_resources: str = "cpu=1,memory=2Gi,ephemeral-storage=4Gi"  # requests and limits of each run's pod
+    # The cluster's HTTP egress proxy (http://HOST:PORT), which checks host names as the sandbox's proxy does;
+    # without it a run's NetworkPolicy can only let named hosts out to public addresses.
+    kubernetes_egress_proxy: str | None = None
+    # A run whose pod is not running this long after its Job was created fails as never started.
+    kubernetes_startup_timeout_seconds: float = Field(600, gt=0, validation_alias="DRAFTSMITH_KUBERNETES_STARTUP_TIMEOUT")
+    kubernetes_ttl_seconds: int = Field(600, ge=0, validation_alias="DRAFTSMITH_KUBERNETES_TTL")
+
     @model_validator(mode="before")
     @classmethod
     def _by_environment_name(cls, data):
@@ -150,6 +166,20 @@ class Settings(BaseSettings):
         for entry in _words(value):
             ipaddress.ip_network(entry)
         return value
+
+    @field_validator("kubernetes_node_selector", "kubernetes_resources")
+    @classmethod
+    def _key_values(cls, value: str) -> str:
+        _pairs(value)
+        return value
+
+    @property
+    def kubernetes_node_labels(self) -> dict[str, str]:
+        return _pairs(self.kubernetes_node_selector)
+
+    @property
+    def kubernetes_resource_limits(self) -> dict[str, str]:
+        return _pairs(self.kubernetes_resources)
 
     @property
     def egress_allow_entries(self) -> list[str]:
@@ -235,6 +265,16 @@ class Settings(BaseSettings):
             # As written in the URL too, where it may be percent-encoded.
             values += sorted({self.redis_password, quote(self.redis_password, safe="")})
         return values
+
+
+def _pairs(value: str) -> dict[str, str]:
+    pairs = {}
+    for word in _words(value):
+        key, sep, item = word.partition("=")
+        if not sep or not key.strip() or not item.strip():
+            raise ValueError(f"{word!r} is not key=value")
+        pairs[key.strip()] = item.strip()
+    return pairs
 
 
 def _words(value: str) -> list[str]:

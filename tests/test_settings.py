@@ -59,6 +59,17 @@ SAMPLES = {
                                        "https://ghe.example/_services/token"),
     "DRAFTSMITH_RUNNER_PACKAGE": ("runner_package", "draftsmith @ git+https://github.com/o/draftsmith@" + "a" * 40,
                                   "draftsmith @ git+https://github.com/o/draftsmith@" + "a" * 40),
+    "DRAFTSMITH_RUNNER": ("default_runner", "kubernetes", "kubernetes"),
+    "DRAFTSMITH_KUBERNETES_KUBECONFIG": ("kubernetes_kubeconfig", "/etc/draftsmith/kubeconfig",
+                                         Path("/etc/draftsmith/kubeconfig")),
+    "DRAFTSMITH_KUBERNETES_NAMESPACE": ("kubernetes_namespace", "agents", "agents"),
+    "DRAFTSMITH_KUBERNETES_IMAGE": ("kubernetes_image", "ghcr.io/o/draftsmith:1", "ghcr.io/o/draftsmith:1"),
+    "DRAFTSMITH_KUBERNETES_RESOURCES": ("kubernetes_resources", "cpu=2,memory=4Gi", "cpu=2,memory=4Gi"),
+    "DRAFTSMITH_KUBERNETES_RUNTIME_CLASS": ("kubernetes_runtime_class", "gvisor", "gvisor"),
+    "DRAFTSMITH_KUBERNETES_NODE_SELECTOR": ("kubernetes_node_selector", "pool=agents", "pool=agents"),
+    "DRAFTSMITH_KUBERNETES_EGRESS_PROXY": ("kubernetes_egress_proxy", "http://10.0.0.9:3128", "http://10.0.0.9:3128"),
+    "DRAFTSMITH_KUBERNETES_STARTUP_TIMEOUT": ("kubernetes_startup_timeout_seconds", "120", 120.0),
+    "DRAFTSMITH_KUBERNETES_TTL": ("kubernetes_ttl_seconds", "60", 60),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import _serve, actions_run, agents, audit, credentials, demo, fakehub, installations, relay
+from app.cli import _serve, actions_run, agents, audit, credentials, demo, fakehub, installations, kubernetes, relay
 
 cli = typer.Typer(
     name="draftsmith",
@@ -21,7 +21,7 @@ def _group() -> None:
     """Keeps typer treating this as a group of commands even while it has one."""
 
 
-for module in (_serve, fakehub, demo, agents, credentials, installations, audit, actions_run, relay):
+for module in (_serve, fakehub, demo, agents, credentials, installations, audit, actions_run, relay, kubernetes):
     module.register(cli)
 
 

@@ -6,6 +6,7 @@ import threading
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from app.logs import scrub
 from app.models import LogLine, utcnow
@@ -79,6 +80,7 @@ class LogSink:
     def flush(self) -> None:
         """Store everything written so far."""
         with self._flush_lock:  # one flusher at a time keeps batches in sequence order
+            collisions = 0
             while True:
                 with self._lock:
                     rows, self._pending = self._pending[: self.batch], self._pending[self.batch :]
@@ -87,10 +89,27 @@ class LogSink:
                 try:
                     with self.engine.begin() as conn:
                         conn.execute(insert(LogLine), rows)
+                except IntegrityError:
+                    # Another writer numbers lines of this run too (a Kubernetes run's pod log beside its
+                    # callbacks): continue after what is stored now, and try again.
+                    with self._lock:
+                        self._pending[:0] = rows
+                        collisions += 1
+                        if collisions > 5:
+                            raise
+                        self._renumber()
                 except Exception:
                     with self._lock:
                         self._pending[:0] = rows  # keep them, in order, for the next attempt
                     raise
+
+    def _renumber(self) -> None:
+        with self.engine.connect() as conn:
+            last = conn.execute(select(func.max(LogLine.seq)).where(LogLine.run_id == self.run_id)).scalar() or 0
+        for row in self._pending:
+            last += 1
+            row["seq"] = last
+        self._next_seq = last + 1
 
     def _flush_loop(self) -> None:
         while True:

@@ -10,6 +10,7 @@ from app.engines.base import Engine
 ENGINES: dict[str, str] = {
     "sandbox": "app.engines.sandbox.engine:SandboxEngine",
     "actions": "app.engines.actions.engine:ActionsEngine",
+    "kubernetes": "app.engines.kubernetes.engine:KubernetesEngine",
 }
 DEFAULT = "sandbox"
 _loaded: dict[str, Engine] = {}

@@ -261,16 +261,24 @@ class GitHubApp:
         For what leaves the app's hands (git, a run): a token minted with an empty body reaches every
         repository of the installation with all its permissions; this one is never cached.
         """
+        token = await self.scoped_token(installation_id, full_name, permissions)
+        try:
+            yield token
+        finally:
+            await self.revoke_token(token)
+
+    async def scoped_token(self, installation_id: int, full_name: str, permissions: dict[str, str]) -> str:
+        """A token for one repository with only `permissions`, never cached; it lapses within the hour.
+
+        Whoever takes it revokes it once done (`DELETE /installation/token`): a Kubernetes run's pod does so
+        right after its clone.
+        """
         name = full_name.split("/", 1)[1]
         response = await self.app_client.arequest(
             "POST", f"/app/installations/{installation_id}/access_tokens",
             json={"repositories": [name], "permissions": permissions},
         )
-        token = response.json()["token"]
-        try:
-            yield token
-        finally:
-            await self.revoke_token(token)
+        return response.json()["token"]
 
     async def revoke_token(self, token: str) -> None:
         """`DELETE /installation/token`; a failure is logged, as the token lapses within the hour anyway."""

@@ -81,7 +81,8 @@ class RepoConfig(BaseModel):
 
     agent: str = DEFAULT_AGENT
     model: str | None = None
-    runner: Literal["sandbox", "actions"] = "sandbox"
+    # Unset: the server's DRAFTSMITH_RUNNER decides (`effective_runner`).
+    runner: Literal["sandbox", "actions", "kubernetes"] = "sandbox"
     trigger_label: str | None = None  # None: labels don't trigger tasks
     command_prefix: str = "/agent"
     # "none" is not offered: anyone on the internet could then spend the installation's model budget.
@@ -105,6 +106,10 @@ class RepoConfig(BaseModel):
     allowed_tools: list[str] | None = None
     max_turns: int | None = Field(None, ge=1)
     max_cost_usd: float | None = Field(None, gt=0)
+
+    def effective_runner(self, server_default: str) -> str:
+        """Where runs go: the file's `runner:` when it sets one, else the server's default."""
+        return self.runner if "runner" in self.model_fields_set else server_default
 
     @field_validator("setup", mode="before")
     @classmethod

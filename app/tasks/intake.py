@@ -130,7 +130,7 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         mode=trigger.mode,
         agent=trigger.agent or config.agent,
         model=trigger.model or config.model,
-        runner=config.runner,
+        runner=config.effective_runner(ctx.settings.default_runner),
         base_branch=(trigger.base or (follow_up.base_branch if follow_up else None) or (theirs and theirs.base)
                      or ctx.repository.default_branch),
         # A follow-up on a PR (ours or a colleague's) commits on top of its branch; a new task's draft PR

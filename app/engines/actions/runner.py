@@ -172,8 +172,11 @@ class LogBatcher:
     send for `heartbeat` seconds it sends a heartbeat, so a silent agent does not look like a dead runner."""
 
     def __init__(self, client: CallbackClient | None, secrets: list[str], interval: float = 1.0, size: int = 200,
-                 heartbeat: float | None = None) -> None:
+                 heartbeat: float | None = None, send_logs: bool = True) -> None:
         self.client = client
+        # False where the platform collects the process's output itself (a Kubernetes pod's log): log lines
+        # are printed only, and the callbacks carry progress, heartbeats and the result.
+        self.send_logs = send_logs
         self.secrets = secrets
         self.interval = min(interval, heartbeat) if heartbeat else interval
         self.size = size
@@ -188,6 +191,8 @@ class LogBatcher:
         if event.get("type") == "log":
             event = {**event, "text": scrub(event["text"], self.secrets)}
             print(event["text"], flush=True)  # the Actions job log shows the agent's output as well
+            if not self.send_logs:
+                return
         self._pending.append(event)
         if len(self._pending) >= self.size:
             self._full.set()
@@ -311,7 +316,7 @@ def compute_patch(checkout: Path, tree: Path, base: str | None) -> str:
 
 
 async def execute(environ: Mapping[str, str], *, event_path: Path | None = None, workspace: Path | None = None,
-                  http: httpx.AsyncClient | None = None) -> int:
+                  http: httpx.AsyncClient | None = None, send_logs: bool = True) -> int:
     """Run one Actions run end to end; returns the process exit code (0 once the result was delivered)."""
     event_file = event_path or (Path(environ["GITHUB_EVENT_PATH"]) if environ.get("GITHUB_EVENT_PATH") else None)
     if event_file is None:
@@ -323,18 +328,19 @@ async def execute(environ: Mapping[str, str], *, event_path: Path | None = None,
     owns_http = http is None
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(60, connect=15))
     try:
-        return await _execute(spec, environ, workspace, http)
+        return await _execute(spec, environ, workspace, http, send_logs)
     finally:
         if owns_http:
             await http.aclose()
 
 
-async def _execute(spec: RunSpec, environ: Mapping[str, str], workspace: Path, http: httpx.AsyncClient) -> int:
+async def _execute(spec: RunSpec, environ: Mapping[str, str], workspace: Path, http: httpx.AsyncClient,
+                   send_logs: bool = True) -> int:
     credentials = {name: environ[name] for name in CREDENTIAL_NAMES if environ.get(name)}
     auth = CallbackAuth(spec, environ, http)
     client = CallbackClient(spec.callback_url, auth, http) if spec.callback_url else None
     secrets = [*credentials.values(), *auth.secrets, *(environ.get(n, "") for n in _RUNNER_SECRETS)]
-    batcher = LogBatcher(client, [s for s in secrets if s], heartbeat=spec.heartbeat_seconds)
+    batcher = LogBatcher(client, [s for s in secrets if s], heartbeat=spec.heartbeat_seconds, send_logs=send_logs)
     flusher = asyncio.create_task(batcher.run())
     result: dict[str, Any]
     try:

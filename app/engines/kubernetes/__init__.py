@@ -1,0 +1,1 @@
+"""Kubernetes as the execution engine: each run a Job in the operator's cluster."""
