@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from app.engines.actions import runner
+from app.engines.actions.agent_user import AGENT_USER_VARIABLE, SHARED
 from app.engines.git.private_repo import PrivateRepo
 from app.engines.kubernetes.manifests import CLONE_TOKEN_KEY, PAYLOAD_KEY, WORKSPACE
 from app.logs import scrub
@@ -89,4 +90,7 @@ async def execute(environ: Mapping[str, str]) -> int:
     hidden = {PAYLOAD_KEY, CLONE_TOKEN_KEY}
     runner_env = {key: value for key, value in environ.items() if key not in hidden}
     runner_env.setdefault("RUNNER_TEMP", str(root / "tmp"))
+    # A non-root pod with no capabilities cannot switch users, and need not: the pod is the run's own
+    # sandbox, the clone token is revoked, and the callback credential speaks for this run alone.
+    runner_env.setdefault(AGENT_USER_VARIABLE, SHARED)
     return await runner.execute(runner_env, event_path=event, workspace=workspace, send_logs=False)
