@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import asdict
 from typing import Any, Callable
 
@@ -111,12 +112,19 @@ def create_user(hub: FakeHub, request: Request, body: dict) -> tuple[int, Any]:
 
 @route("POST", r"/faults")
 def add_fault(hub: FakeHub, request: Request, body: dict) -> tuple[int, Any]:
+    # `seconds` bounds the fault in time; with it and no `count`, every matching request until then.
+    seconds = body.get("seconds")
     fault = Fault(method=body.get("method", "*"), path=body["path"], status=body.get("status", 502 if not body.get("hang") else 0),
-                  count=body.get("count", 1), retry_after=body.get("retry_after"), hang=body.get("hang"),
-                  message=body.get("message"))
+                  count=body.get("count", 1 if seconds is None else None), retry_after=body.get("retry_after"),
+                  hang=body.get("hang"), message=body.get("message"), every=int(body.get("every", 1)),
+                  until=None if seconds is None else time.monotonic() + float(seconds),
+                  app_only=bool(body.get("app_only", False)))
     with hub.state.lock:
         hub.state.faults.append(fault)
-    return 201, asdict(fault)
+    shown = asdict(fault)
+    shown.pop("until")
+    shown.pop("seen")
+    return 201, {**shown, "seconds": seconds}
 
 
 @route("DELETE", r"/faults")

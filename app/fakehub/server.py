@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ class FakeGitHub:
 
     async def endpoint(self, request: Request) -> Response:
         body = await request.body()
-        fault = self._take_fault(request.method, request.url.path)
+        fault = self._take_fault(request.method, request.url.path, app_call="x-fakehub-actor" not in request.headers)
         if fault is not None and fault.hang:
             await asyncio.sleep(fault.hang)
         if fault is not None and fault.status:
@@ -51,14 +52,26 @@ class FakeGitHub:
             return response
         return await run_in_threadpool(self.handle, request, body)
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str, app_call: bool = True) -> Fault | None:
+        faults = self.hub.state.faults
         with self.hub.state.lock:
-            for fault in self.hub.state.faults:
-                if fault.count > 0 and fault.method.upper() in (method.upper(), "*") and fnmatch.fnmatchcase(path, fault.path):
+            clock = time.monotonic()
+            for fault in list(faults):
+                if fault.until is not None and clock >= fault.until:
+                    faults.remove(fault)
+                    continue
+                if fault.app_only and not app_call:
+                    continue
+                if fault.method.upper() not in (method.upper(), "*") or not fnmatch.fnmatchcase(path, fault.path):
+                    continue
+                fault.seen += 1
+                if fault.seen % max(1, fault.every):
+                    continue
+                if fault.count is not None:
                     fault.count -= 1
-                    if fault.count == 0:
-                        self.hub.state.faults.remove(fault)
-                    return fault
+                    if fault.count <= 0:
+                        faults.remove(fault)
+                return fault
         return None
 
     def handle(self, request: Request, raw: bytes) -> Response:

@@ -305,10 +305,14 @@ class Fault:
     method: str
     path: str  # may hold * wildcards
     status: int = 502
-    count: int = 1
+    count: int | None = 1  # None: every matching request until `until` (or until cleared)
     retry_after: int | None = None
     hang: float | None = None
     message: str | None = None
+    every: int = 1  # 2: every other matching request (the 2nd, 4th, ...), as a flaky proxy would
+    until: float | None = None  # time.monotonic() after which the fault is gone
+    app_only: bool = False  # only the App's own calls (JWT or token), not people acting through the fake
+    seen: int = 0  # matching requests so far, for `every`
 
 
 class FakeHubState:

@@ -54,6 +54,24 @@ def test_faults_fail_the_next_matching_calls_then_clear(fakehub):
     assert api.post(f"/repos/octo/demo/issues/{number}/comments", json={"body": "hi"}).status_code == 201
 
 
+def test_a_timed_fault_fails_every_other_call_of_the_app_and_spares_people_then_ends(fakehub):
+    # Given a fault on every other call the App makes, for one second
+    fakehub.create_repo("octo", "demo")
+    api = fakehub.as_app("octo/demo")
+    created = httpx.post(f"{fakehub.api_url}/_fakehub/faults", json={
+        "path": "/repos/octo/demo*", "status": 502, "every": 2, "seconds": 1, "app_only": True})
+    assert created.status_code == 201 and created.json()["count"] is None
+
+    # Then the App's calls alternate between answered and 502, while a person's calls all pass
+    assert [api.get("/repos/octo/demo").status_code for _ in range(4)] == [200, 502, 200, 502]
+    assert all(fakehub.as_user("alice").get("/repos/octo/demo").status_code == 200 for _ in range(3))
+
+    # And once its time is up every call is answered
+    time.sleep(1.05)
+    assert [api.get("/repos/octo/demo").status_code for _ in range(2)] == [200, 200]
+    assert fakehub.state.faults == []
+
+
 def test_hang_fault_delays_the_answer(fakehub):
     fakehub.create_repo("octo", "demo")
     fakehub.fault("/repos/octo/demo", hang=0.5, method="GET")
