@@ -78,7 +78,9 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
     config = loaded.config
 
     if (earlier := tasks.task_for_delivery(ctx.event.delivery_id)) is not None:
-        return earlier  # this delivery is being handled again: its task exists and is on its way
+        # This delivery is being handled again: its task exists. It is on its way unless the attempt that
+        # created it died before queueing its run (see _resume_interrupted).
+        return await _resume_interrupted(ctx, earlier, trigger, config.command_prefix)
     if not registry.is_known(trigger.agent or config.agent):
         # Refused before any task exists: no failed task, no red check run, no draft PR for a typo.
         await reporter.reply(repo_full_name, trigger.number, render.unknown_agent_reply(
@@ -180,6 +182,40 @@ async def _their_pull_request(ctx, number: int, prefix: str) -> _TheirPullReques
         await ctx.report.reply(ctx.repository.full_name, number, render.closed_pr_reply(prefix))
         return None
     return _TheirPullRequest(number, pr["head"]["ref"], pr["base"]["ref"])
+
+
+async def _resume_interrupted(ctx, task: Task, trigger: Trigger, prefix: str) -> Task:
+    """Finish the intake of a task whose first attempt was cut short between creating it and queueing its run.
+
+    A worker killed there (serve stopped it past its grace period, a crash) leaves the task queued with a
+    run no message names; its delivery is handled again once the sweeper presumes that worker dead, and
+    without this the task would show "Queued" until the stranded-run sweep, ten minutes later. The earlier
+    attempt is known to be over when this is a retry of our own (it failed), or presumed so, by the
+    sweeper's own rule, when the run has waited longer than the heartbeat timeout: before that it may be
+    a duplicate message handled beside the first, still opening the draft.
+    """
+    tasks = ctx.tasks
+    run = tasks.latest_run(task.id)
+    if run is None or task.status != Status.QUEUED.value or run.status != Status.QUEUED.value:
+        return task
+    queued_at = run.queued_at if run.queued_at.tzinfo else run.queued_at.replace(tzinfo=UTC)
+    waited = (datetime.now(UTC) - queued_at).total_seconds()
+    if not ctx.attempt and waited < ctx.settings.heartbeat_timeout_seconds:
+        return task
+    ctx.log.info("task_intake_resumed", task_id=task.id, run_id=run.id, waited_seconds=round(waited, 1))
+    if task.progress_comment_id is None:
+        try:
+            task = await ctx.report.acknowledge(task, run, comment_id=trigger.comment_id,
+                                                review_comment_id=trigger.review_comment_id)
+        except Exception as exc:
+            await _setup_failed(ctx, run.id, exc, prefix)
+            return task
+    active = tasks.active_task_for(task.repo_full_name, task.issue_number)
+    if active is not None and active.id != task.id:
+        return task  # queued behind another task on purpose: that one starts it when it ends
+    # The draft PR, if intake did not get to it, is opened by the run itself (lifecycle.execute_run).
+    enqueue_run(ctx, run.id)
+    return task
 
 
 async def _setup_failed(ctx, run_id: int, exc: Exception, prefix: str) -> None:

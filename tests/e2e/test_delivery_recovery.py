@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from app.deliveries.sweeper import Sweeper
+from app.models import utcnow
+from app.tasks.service import TaskService
 from tests.e2e.conftest import REPO, Scene, command_config
 from tests.support.app_server import free_port
 
@@ -41,3 +45,34 @@ def test_an_assignment_made_while_the_app_was_down_still_becomes_a_pull_request(
     metrics = scene.app.client.get("/metrics").text
     assert "draftsmith_recovery_redeliveries_total 2.0" in metrics
     assert "draftsmith_recovery_failed_again_total 0.0" in metrics
+
+
+def test_an_assignment_whose_worker_died_after_creating_its_task_is_handled_again_to_a_pull_request(
+        fakehub, make_draftsmith):
+    # Given an assignment GitHub recorded, whose first handling created the task and its run and then
+    # died before the acknowledgement and the run's message (serve killed a worker past its grace period)
+    fakehub.webhook_url = f"http://127.0.0.1:{free_port()}/api/github/webhooks"
+    scene = Scene(fakehub, None)
+    scene.repo(command_config("sed -i 's/tpyo/typo/' README.md && echo fixed the typo"))
+    number = fakehub.open_issue(REPO, "Fix typo in README", "The README says tpyo.")
+    fakehub.assign(REPO, number, scene.bot)
+    [assigned] = fakehub.deliveries("issues", "assigned")
+    scene.app = make_draftsmith(fakehub.env())
+    fakehub.webhook_url = scene.app.webhook_url
+    started = TaskService(scene.app.engine).create(
+        installation_id=fakehub.installation_id(REPO), repo_full_name=REPO, issue_number=number,
+        title="Fix typo in README", requester="alice", trigger="assignment", delivery_id=assigned.id,
+        agent="command", base_branch="main", branch=f"draftsmith/{number}-fix-typo-in-readme")
+    TaskService(scene.app.engine).update_run(started.run.id, queued_at=utcnow() - timedelta(minutes=2))
+
+    # When the delivery is handled again (as the sweeper sends it once that worker is presumed dead)
+    assert scene.app.post_webhook("issues", assigned.payload, delivery_id=assigned.id).status_code == 202
+    [task] = scene.wait_settled()
+
+    # Then the same task is acknowledged once and runs to a pull request, instead of showing "Queued"
+    assert task.id == started.task.id and task.status == "succeeded", task.status_reason
+    [progress] = scene.bot_comments(number)
+    assert "Done" in progress.body
+    [pr] = scene.pulls()
+    assert f"Closes #{number}" in pr.body
+    assert scene.check_run(task).conclusion == "success"
