@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,7 +97,10 @@ def load_keyring(settings, announce: Callable[[str], None] | None = None) -> Key
     if path.exists():
         return KeyRing.parse(path.read_text())
     ring = KeyRing.generate()
-    write_key_file(path, ring)
+    if not _create_key_file(path, ring):
+        # Another thread or process (the first runs of a burst start together) made it first: use its key,
+        # or what one of us encrypts the other cannot read.
+        return KeyRing.parse(path.read_text())
     message = (f"Created a new encryption key for stored credentials at {path.resolve()} (mode 0600). Back it up: "
                f"without it stored provider keys cannot be read. Set DRAFTSMITH_ENCRYPTION_KEY to manage it yourself.")
     (announce or (lambda text: print(text, file=sys.stderr)))(message)
@@ -104,10 +108,10 @@ def load_keyring(settings, announce: Callable[[str], None] | None = None) -> Key
     return ring
 
 
-def write_key_file(path: Path, ring: KeyRing) -> None:
-    """Write atomically with 0600 from the start: the key is never readable by others, even briefly."""
+def _write_temp(path: Path, ring: KeyRing) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + f".tmp{os.getpid()}")
+    # Unique per thread too: worker threads of one process share the pid.
+    temp = path.with_name(f"{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, (ring.serialize() + "\n").encode())
@@ -115,7 +119,24 @@ def write_key_file(path: Path, ring: KeyRing) -> None:
     finally:
         os.close(fd)
     os.chmod(temp, 0o600)
-    os.replace(temp, path)
+    return temp
+
+
+def write_key_file(path: Path, ring: KeyRing) -> None:
+    """Write atomically with 0600 from the start: the key is never readable by others, even briefly."""
+    os.replace(_write_temp(path, ring), path)
+
+
+def _create_key_file(path: Path, ring: KeyRing) -> bool:
+    """Like write_key_file, but only if there is none yet (a hard link never replaces); False if there was."""
+    temp = _write_temp(path, ring)
+    try:
+        os.link(temp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temp.unlink()
 
 
 def _normalise_repo(repository: str | None) -> str | None:

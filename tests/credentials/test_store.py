@@ -170,3 +170,26 @@ def test_keyring_parses_ids_and_bare_keys():
     assert a not in repr(ring)
     with pytest.raises(CredentialError):
         KeyRing.parse(base64.b64encode(os.urandom(16)).decode())
+
+
+def test_runs_that_start_together_on_a_fresh_data_dir_share_one_encryption_key(tmp_path):
+    # Given no key file yet, and a burst's first runs each loading the key ring at the same moment
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.credentials import key_file_path, load_keyring
+    from app.settings import Settings
+
+    settings = Settings(DRAFTSMITH_DATA_DIR=str(tmp_path / "data"))
+    start = threading.Barrier(8)
+
+    def load():
+        start.wait()
+        return load_keyring(settings, announce=lambda _: None)
+
+    # When they all do, then none fails and all hold the key that is on disk
+    with ThreadPoolExecutor(8) as pool:
+        rings = list(pool.map(lambda _: load(), range(8)))
+    on_disk = KeyRing.parse(key_file_path(settings.data_dir).read_text())
+    assert {ring.serialize() for ring in rings} == {on_disk.serialize()}
+    assert [p.name for p in key_file_path(settings.data_dir).parent.iterdir()] == ["encryption.key"]
