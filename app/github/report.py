@@ -106,6 +106,22 @@ class Reporter:
         except RequestFailed as exc:  # a reaction is a courtesy; never fail a task over it
             get_logger(repo=repo_full_name).warning("reaction failed", status=exc.response.status_code)
 
+    async def adopt_progress_comment(self, task: Task) -> Task:
+        """Record the progress comment an interrupted attempt posted without recording it (found by its marker),
+        so the task keeps one comment instead of gaining a second."""
+        if task.progress_comment_id is not None:
+            return task
+        owner, repo = self._split(task)
+        created = task.created_at if task.created_at.tzinfo else task.created_at.replace(tzinfo=UTC)
+        since = (created - timedelta(minutes=1)).isoformat()
+        comments = (await self.gh.rest.issues.async_list_comments(owner, repo, task.issue_number, since=since,
+                                                                  per_page=100)).json()
+        for comment in comments:
+            if ((comment.get("user") or {}).get("login") == self.identity.bot_login
+                    and render.find_marker(comment.get("body")) == task.id):
+                return self.tasks.update(task.id, progress_comment_id=comment["id"])
+        return task
+
     # -- acknowledgement ---------------------------------------------------------------------------
     async def acknowledge(self, task: Task, run: Run, *, comment_id: int | None = None,
                           review_comment_id: int | None = None, react: bool = True) -> Task:

@@ -203,13 +203,15 @@ async def _resume_interrupted(ctx, task: Task, trigger: Trigger, prefix: str) ->
     if not ctx.attempt and waited < ctx.settings.heartbeat_timeout_seconds:
         return task
     ctx.log.info("task_intake_resumed", task_id=task.id, run_id=run.id, waited_seconds=round(waited, 1))
-    if task.progress_comment_id is None:
-        try:
+    try:
+        # It may have posted the progress comment and died before recording it.
+        task = await ctx.report.adopt_progress_comment(task)
+        if task.progress_comment_id is None:
             task = await ctx.report.acknowledge(task, run, comment_id=trigger.comment_id,
                                                 review_comment_id=trigger.review_comment_id)
-        except Exception as exc:
-            await _setup_failed(ctx, run.id, exc, prefix)
-            return task
+    except Exception as exc:
+        await _setup_failed(ctx, run.id, exc, prefix)
+        return task
     active = tasks.active_task_for(task.repo_full_name, task.issue_number)
     if active is not None and active.id != task.id:
         return task  # queued behind another task on purpose: that one starts it when it ends

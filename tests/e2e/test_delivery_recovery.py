@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from app.deliveries.sweeper import Sweeper
+from app.github.render import progress_marker
 from app.models import utcnow
 from app.tasks.service import TaskService
 from tests.e2e.conftest import REPO, Scene, command_config
@@ -47,10 +50,12 @@ def test_an_assignment_made_while_the_app_was_down_still_becomes_a_pull_request(
     assert "draftsmith_recovery_failed_again_total 0.0" in metrics
 
 
+@pytest.mark.parametrize("commented", [False, True], ids=["before-its-comment", "after-its-comment"])
 def test_an_assignment_whose_worker_died_after_creating_its_task_is_handled_again_to_a_pull_request(
-        fakehub, make_draftsmith):
+        fakehub, make_draftsmith, commented):
     # Given an assignment GitHub recorded, whose first handling created the task and its run and then
-    # died before the acknowledgement and the run's message (serve killed a worker past its grace period)
+    # died before queueing the run (serve killed a worker past its grace period), before or just after
+    # posting the progress comment (but before recording that it had)
     fakehub.webhook_url = f"http://127.0.0.1:{free_port()}/api/github/webhooks"
     scene = Scene(fakehub, None)
     scene.repo(command_config("sed -i 's/tpyo/typo/' README.md && echo fixed the typo"))
@@ -64,6 +69,9 @@ def test_an_assignment_whose_worker_died_after_creating_its_task_is_handled_agai
         title="Fix typo in README", requester="alice", trigger="assignment", delivery_id=assigned.id,
         agent="command", base_branch="main", branch=f"draftsmith/{number}-fix-typo-in-readme")
     TaskService(scene.app.engine).update_run(started.run.id, queued_at=utcnow() - timedelta(minutes=2))
+    if commented:
+        fakehub.as_app(REPO).post(f"/repos/{REPO}/issues/{number}/comments", json={
+            "body": f"{progress_marker(started.task.id)}\n### Draftsmith: ⏳ Queued"}).raise_for_status()
 
     # When the delivery is handled again (as the sweeper sends it once that worker is presumed dead)
     assert scene.app.post_webhook("issues", assigned.payload, delivery_id=assigned.id).status_code == 202
