@@ -113,3 +113,33 @@ def test_the_sweeper_sends_nothing_twice_while_a_backlog_drains_and_a_lost_messa
     queue.delete(waiting, f"{waiting}.msgs")
     assert sweep(app.runtime, stale_after=0, grace=0) == 2
     queue.close()
+
+
+def test_a_queued_run_whose_message_died_with_its_worker_is_sent_again_after_the_heartbeat_timeout(make_draftsmith):
+    # Given a run queued longer than the heartbeat timeout, whose message no worker will reach (a worker
+    # killed with the message prefetched holds it; dramatiq hands such messages back only much later)
+    from datetime import timedelta
+
+    from app.deliveries.sweeper import recover_runs
+    from app.models import utcnow
+    from app.queue.actors import RUNS_QUEUE
+    from app.tasks.service import TaskService
+
+    app = make_draftsmith(worker=False, DRAFTSMITH_HEARTBEAT_TIMEOUT=20)
+    tasks = TaskService(app.engine)
+    started = tasks.create(installation_id=1, repo_full_name="octo/demo", issue_number=4, requester="alice",
+                           trigger="assignment", agent="command")
+    tasks.update_run(started.run.id, queued_at=utcnow() - timedelta(seconds=30))
+    queue = redis_lib.Redis.from_url(app.settings.redis_url)
+    waiting = f"{NAMESPACE}:{RUNS_QUEUE}"
+
+    # When the sweeper looks, with no run message waiting in Redis, it sends the run again, once
+    assert recover_runs(app.runtime) == 1 and queue.llen(waiting) == 1
+    assert recover_runs(app.runtime) == 0
+
+    # And a run merely waiting behind others in the queue is left alone
+    other = tasks.create(installation_id=1, repo_full_name="octo/demo", issue_number=5, requester="alice",
+                         trigger="assignment", agent="command")
+    tasks.update_run(other.run.id, queued_at=utcnow() - timedelta(seconds=30))
+    assert recover_runs(app.runtime) == 0 and queue.llen(waiting) == 1
+    queue.close()
