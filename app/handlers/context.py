@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,9 @@ class Context:
     app: AppIdentity | None = field(default=None)
     # 0 the first time this delivery is handled; more when it is retried after a transient failure.
     attempt: int = 0
+    # Whether raising `exc` from the handler has the delivery tried again later (the queue's retry policy);
+    # a handler that would otherwise end a task over it can leave it to that attempt instead.
+    will_retry: Callable[[BaseException], bool] = field(default=lambda exc: False)
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -188,8 +192,10 @@ class Context:
         return loaded
 
     @classmethod
-    def for_event(cls, event: Event, runtime: Runtime, attempt: int = 0) -> Context:
+    def for_event(cls, event: Event, runtime: Runtime, attempt: int = 0,
+                  will_retry: Callable[[BaseException], bool] | None = None) -> Context:
         gh = None
         if runtime.github is not None and event.installation_id is not None:
             gh = runtime.github.installation_client(event.installation_id)
-        return cls(event=event, runtime=runtime, gh=gh, attempt=attempt)
+        return cls(event=event, runtime=runtime, gh=gh, attempt=attempt,
+                   will_retry=will_retry or (lambda exc: False))

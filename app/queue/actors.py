@@ -98,20 +98,24 @@ async def _handle_one(runtime: Runtime, row, router: Router, stored: list, attem
     started = time.monotonic()
     # Until the body is parsed, a context that knows only the delivery, to log and fail it with.
     event = Event(name=row.event, delivery_id=row.id, payload={})
-    ctx = Context.for_event(event, runtime, attempt=attempt)
+
+    def will_retry(exc: BaseException) -> bool:
+        return retries.is_transient(exc) and attempt < retries.MAX_RETRIES
+
+    ctx = Context.for_event(event, runtime, attempt=attempt, will_retry=will_retry)
     try:
         # Inside the try: ingress checks only that the body is well-formed JSON, and orjson refuses a
         # little more (numbers past a double's range); that fails this delivery, not the message it came in.
         # orjson: ~5x faster than json on a 13 KB payload.
         event = Event(name=row.event, delivery_id=row.id, payload=orjson.loads(unpack(row.payload_lz4)))
-        ctx = Context.for_event(event, runtime, attempt=attempt)
+        ctx = Context.for_event(event, runtime, attempt=attempt, will_retry=will_retry)
         remember_installation(runtime.engine, event)
         ran = await router.dispatch(event.name, event.payload, ctx)
     except Exception as exc:
         if retries.installation_gone(exc):
             ctx.log.info("delivery_ignored", reason="the installation no longer exists")
             outcome, stored_error = records.IGNORED, None
-        elif retries.is_transient(exc) and attempt < retries.MAX_RETRIES:
+        elif will_retry(exc):
             ctx.log.warning("delivery_retrying", error_type=type(exc).__name__, attempt=attempt + 1,
                             in_ms=retries.delay_ms(attempt + 1))
             runtime.metrics.processed.labels(event.name, event.action or "", RETRYING).inc()

@@ -150,6 +150,10 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
                                           review_comment_id=trigger.review_comment_id)
         task = await lifecycle.open_draft(ctx.runtime, tasks, reporter, task, created.run)
     except Exception as exc:  # the task exists now: it must end visibly, never sit queued
+        if ctx.will_retry(exc):
+            # GitHub is briefly away (a 502 past the client's retries, a rate limit): the delivery is
+            # tried again with back-off, and that attempt carries this task on (_resume_interrupted).
+            raise
         await _setup_failed(ctx, created.run.id, exc, config.command_prefix)
         return None
     if task is None:
@@ -210,6 +214,8 @@ async def _resume_interrupted(ctx, task: Task, trigger: Trigger, prefix: str) ->
             task = await ctx.report.acknowledge(task, run, comment_id=trigger.comment_id,
                                                 review_comment_id=trigger.review_comment_id)
     except Exception as exc:
+        if ctx.will_retry(exc):
+            raise
         await _setup_failed(ctx, run.id, exc, prefix)
         return task
     active = tasks.active_task_for(task.repo_full_name, task.issue_number)

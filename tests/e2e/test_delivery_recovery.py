@@ -84,3 +84,21 @@ def test_an_assignment_whose_worker_died_after_creating_its_task_is_handled_agai
     [pr] = scene.pulls()
     assert f"Closes #{number}" in pr.body
     assert scene.check_run(task).conclusion == "success"
+
+
+def test_an_assignment_whose_draft_github_refused_for_a_while_is_tried_again_to_a_pull_request(scene, fakehub):
+    # Given GitHub answering 502 to opening pull requests for longer than the client retries
+    scene.repo(command_config("sed -i 's/tpyo/typo/' README.md && echo fixed the typo"))
+    number = fakehub.open_issue(REPO, "Fix typo in README", "The README says tpyo.")
+    fakehub.fault(f"/repos/{REPO}/pulls", status=502, method="POST", count=4)
+
+    # When alice assigns the bot
+    fakehub.assign(REPO, number, scene.bot)
+    [task] = scene.wait_settled()
+
+    # Then the delivery is tried again once GitHub is back, and the same task runs to one pull request
+    assert task.status == "succeeded", task.status_reason
+    [progress] = scene.bot_comments(number)
+    assert "Done" in progress.body
+    [pr] = scene.pulls()
+    assert f"Closes #{number}" in pr.body
