@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,58 +27,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DRAFTSMITH = str(Path(sys.executable).parent / "draftsmith")
+
+from bench._harness import FakeGitHub, Serve  # noqa: E402
+
 REPO = "octo/bench"
 CONFIG = 'agent: command\ncommand: "true"\n'
 FIRST = ("reaction", "comment")
 ACKS = (*FIRST, "draft_pr", "check_run")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_serve(directory: Path, port: int, github_env: dict[str, str]) -> subprocess.Popen:
-    settings = {
-        **github_env,
-        "DRAFTSMITH_PORT": str(port),
-        "DRAFTSMITH_LOG_LEVEL": "warning",
-        # 200 triggers must not meet the per-installation limits (default 200 a day, 5 running at once).
-        "DRAFTSMITH_MAX_TASKS_PER_DAY": "1000000",
-        "DRAFTSMITH_MAX_CONCURRENT_TASKS": "1000000",
-    }
-    (directory / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "DRAFTSMITH_"))}
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    return subprocess.Popen([DRAFTSMITH, "serve"], cwd=directory, env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(directory / "serve.log", "wb"), start_new_session=True)
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"draftsmith serve exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {timeout}s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 class Observer:
@@ -172,33 +124,19 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the samples and summary here")
     args = parser.parse_args()
 
-    from app.fakehub.background import BackgroundServer
-    from app.fakehub.hub import FakeHub
-    from app.fakehub.server import create_fakehub
     from app.fakehub.spec import load
 
     load()
     with tempfile.TemporaryDirectory(prefix="draftsmith-ack-") as tmp_name:
         tmp = Path(tmp_name)
-        hub = FakeHub(git_root=tmp / "git")
-        fake = BackgroundServer(create_fakehub(hub)).start()
-        key_path = tmp / "app.pem"
-        key_path.write_bytes(hub.private_key_pem)
-        key_path.chmod(0o600)
-        github_env = {"GITHUB_APP_ID": str(hub.app.id), "GITHUB_PRIVATE_KEY_PATH": str(key_path),
-                      "GITHUB_WEBHOOK_SECRET": hub.app.webhook_secret, "GITHUB_API_URL": fake.url}
-        owner, name = REPO.split("/")
-        hub.create_repo(owner, name, {"README.md": "# Bench\n", ".github/draftsmith.yml": CONFIG})
-        hub.add_user("alice", "User", {REPO: "write"})
-        serve_dir = tmp / "serve"
-        serve_dir.mkdir()
-        port = free_port()
-        serve = start_serve(serve_dir, port, github_env)
-        person = httpx.Client(base_url=fake.url, timeout=30,
-                              headers={"X-Fakehub-Actor": "alice", "Accept": "application/vnd.github+json"})
+        github = FakeGitHub(tmp, REPO, {"README.md": "# Bench\n", ".github/draftsmith.yml": CONFIG})
+        hub, person = github.hub, github.person
+        # 200 triggers must not meet the per-installation limits (default 200 a day, 5 running at once).
+        serve = Serve(tmp / "serve", {**github.env, "DRAFTSMITH_MAX_TASKS_PER_DAY": "1000000",
+                                      "DRAFTSMITH_MAX_CONCURRENT_TASKS": "1000000"})
         try:
-            wait_healthy(f"http://127.0.0.1:{port}/healthz", serve)
-            hub.state.webhook_url = f"http://127.0.0.1:{port}/api/github/webhooks"
+            serve.start().wait_ready()
+            hub.state.webhook_url = serve.webhook_url
             observer = Observer(hub)
             kinds = ["assignment", "comment"]
             for i in range(args.warmup):
@@ -212,13 +150,11 @@ def main() -> int:
             elapsed = time.monotonic() - began
             calls = _bot_calls(hub, args.warmup + args.triggers)
         finally:
-            person.close()
-            stop(serve)
+            serve.stop(30)
             kept = Path(tempfile.gettempdir()) / "draftsmith-ack-serve.log"
-            kept.write_bytes((serve_dir / "serve.log").read_bytes())
+            kept.write_bytes((serve.directory / "serve-1.log").read_bytes())
             print(f"serve's log: {kept}", file=sys.stderr)
-            fake.stop()
-            hub.close()
+            github.close()
 
     summary = summarise(samples)
     print(f"acknowledgement latency over {len(samples)} triggers (after {args.warmup} warm-up), "

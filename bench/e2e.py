@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,27 +19,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.fakehub.background import BackgroundServer  # noqa: E402
-from app.fakehub.hub import FakeHub, generate_private_key  # noqa: E402
-from app.fakehub.server import create_fakehub  # noqa: E402
+from bench._harness import FakeGitHub, Serve, wait  # noqa: E402
 
-DRAFTSMITH = str(Path(sys.executable).parent / "draftsmith")
 REPO = "bench/demo"
 CONFIG = 'agent: command\ncommand: "sed -i s/tpyo/typo/ README.md && echo fixed"\n'
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RssSampler:
@@ -94,71 +80,31 @@ class RssSampler:
 class Bench:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.hub = FakeHub(private_key_pem=generate_private_key(), git_root=directory / "git")
-        self.fake = BackgroundServer(create_fakehub(self.hub)).start()
-        self.hub.create_repo(*REPO.split("/"), {"README.md": "# Demo\n\nA tpyo here.\n",
-                                                ".github/draftsmith.yml": CONFIG}, "main")
-        self.hub.add_user("alice", "User", {REPO: "write"})
-        self.user = httpx.Client(base_url=self.fake.url, timeout=60,
-                                 headers={"X-Fakehub-Actor": "alice", "Accept": "application/vnd.github+json"})
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.hub.state.webhook_url = f"{self.url}/api/github/webhooks"
-        self.serve: subprocess.Popen | None = None
+        self.github = FakeGitHub(directory, REPO, {"README.md": "# Demo\n\nA tpyo here.\n",
+                                                   ".github/draftsmith.yml": CONFIG})
+        self.hub = self.github.hub
+        self.serve = Serve(directory, self.github.env)
+        self.hub.state.webhook_url = self.serve.webhook_url
         self.engine = None
 
     def start_serve(self) -> None:
-        key = self.directory / "app.pem"
-        key.write_bytes(self.hub.private_key_pem)
-        key.chmod(0o600)
-        app = self.hub.app
-        (self.directory / ".env").write_text(
-            f"GITHUB_APP_ID={app.id}\nGITHUB_PRIVATE_KEY_PATH={key}\nGITHUB_WEBHOOK_SECRET={app.webhook_secret}\n"
-            f"GITHUB_API_URL={self.fake.url}\nDRAFTSMITH_PORT={self.port}\nDRAFTSMITH_LOG_LEVEL=warning\n"
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "DRAFTSMITH_"))}
-        env.pop("DATABASE_URL", None)
-        env.pop("REDIS_URL", None)
-        self.serve = subprocess.Popen([DRAFTSMITH, "serve"], cwd=self.directory, env=env, stdout=subprocess.DEVNULL,
-                                      stderr=open(self.directory / "serve.log", "wb"), start_new_session=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.serve.poll() is not None:
-                raise RuntimeError(f"serve exited with {self.serve.returncode}; see {self.directory / 'serve.log'}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("serve never became ready")
+        self.serve.start().wait_ready()
         from app.db import make_engine
 
         self.engine = make_engine(f"sqlite:///{self.directory / '.draftsmith' / 'draftsmith.db'}")
 
     def stop(self) -> None:
-        if self.serve is not None and self.serve.poll() is None:
-            self.serve.send_signal(signal.SIGTERM)
-            try:
-                self.serve.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.serve.pid, signal.SIGKILL)
-                self.serve.wait()
+        self.serve.stop()
         if self.engine is not None:
             self.engine.dispose()
-        self.user.close()
-        self.fake.stop()
-        self.hub.close()
+        self.github.close()
 
     # -- what a person does, and what they then see ---------------------------------------------------
     def open_issue(self, title: str) -> int:
-        return self.user.post(f"/repos/{REPO}/issues", json={"title": title, "body": "Please fix."}).json()["number"]
+        return self.github.open_issue(title)
 
     def assign(self, number: int) -> None:
-        response = self.user.post(f"/repos/{REPO}/issues/{number}/assignees",
-                                  json={"assignees": [self.hub.app.bot.login]})
-        response.raise_for_status()
+        self.github.assign(number)
 
     def completed_checks(self) -> dict[int, str]:
         """Check run id -> conclusion, for completed check runs (not those left behind on an older head)."""
@@ -176,16 +122,6 @@ class Bench:
         return {task.issue_number: (task.check_run_id, run.agent_seconds,
                                     task.status + (f" ({task.status_reason})" if task.status_reason else ""))
                 for task, run in rows}
-
-
-def wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise TimeoutError(what)
 
 
 def percentile(values: list[float], q: float) -> float:

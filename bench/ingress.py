@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,11 +21,13 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-DRAFTSMITH = str(Path(sys.executable).parent / "draftsmith")
+sys.path.insert(0, str(ROOT))
+
+from bench._harness import DRAFTSMITH, free_port, wait_healthy  # noqa: E402
+
 WEBHOOK_PATH = "/api/github/webhooks"
 
 
@@ -52,25 +53,6 @@ def make_bare_app():
 
 
 # -- processes -----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {timeout}s")
-
-
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
