@@ -112,6 +112,9 @@ def create_user(hub: FakeHub, request: Request, body: dict) -> tuple[int, Any]:
 
 @route("POST", r"/faults")
 def add_fault(hub: FakeHub, request: Request, body: dict) -> tuple[int, Any]:
+    """Fail matching API calls: `path` (* wildcards), `method`, `status` (502; 403/429 read as rate limits,
+    with `retry_after`), or `hang` seconds first; for the next `count` calls, or every call for `seconds`;
+    `every: 2` fails every other matching call; `app_only` spares people acting through X-Fakehub-Actor."""
     # `seconds` bounds the fault in time; with it and no `count`, every matching request until then.
     seconds = body.get("seconds")
     fault = Fault(method=body.get("method", "*"), path=body["path"], status=body.get("status", 502 if not body.get("hang") else 0),
