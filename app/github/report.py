@@ -172,25 +172,59 @@ class Reporter:
         """
         owner, repo = self._split(task)
         url = self.task_url(task)
-        base_sha, start_sha = await gitdata.start_commit(self.gh, owner, repo, task.base_branch,
-                                                         render.start_commit_message(task, url))
-        wanted = task.branch or gitdata.branch_name(branch_prefix, task.issue_number, task.title)
-        branch = await gitdata.create_branch(self.gh, owner, repo, wanted, start_sha)
-        task = self.tasks.update(task.id, branch=branch, base_sha=base_sha, head_sha=start_sha)
-        title = task.title or (task.instruction.splitlines()[0] if task.instruction else f"Draftsmith #{task.id}")
         stage = Stage(run.stage) if run.stage else Stage.QUEUED
-        body = render.pr_body(task, run, stage=stage.value, task_url=url)
         previous = task.check_run_id  # a retry after "no changes": its check run stayed on a deleted branch
-        pull, task = await asyncio.gather(
-            self.gh.rest.pulls.async_create(owner, repo, data={
-                "title": title[:250], "head": branch, "base": task.base_branch, "body": body, "draft": True}),
-            self._create_check_run(task, run, start_sha, stage))
-        task = self.tasks.update(task.id, pr_number=pull.json()["number"])
-        self._pr_bodies[task.pr_number] = body
-        if previous is not None:
+        left = await self._left_by_interrupted_draft(task)
+        if left is None:
+            base_sha, start_sha = await gitdata.start_commit(self.gh, owner, repo, task.base_branch,
+                                                             render.start_commit_message(task, url))
+            wanted = task.branch or gitdata.branch_name(branch_prefix, task.issue_number, task.title)
+            branch = await gitdata.create_branch(self.gh, owner, repo, wanted, start_sha)
+            task = self.tasks.update(task.id, branch=branch, base_sha=base_sha, head_sha=start_sha)
+            pull_number = check_run_id = None
+        else:
+            branch, start_sha = task.branch, task.head_sha
+            pull_number, check_run_id = left
+        title = task.title or (task.instruction.splitlines()[0] if task.instruction else f"Draftsmith #{task.id}")
+        body = render.pr_body(task, run, stage=stage.value, task_url=url)
+
+        async def pull() -> int:
+            if pull_number is not None:
+                return pull_number
+            return (await self.gh.rest.pulls.async_create(owner, repo, data={
+                "title": title[:250], "head": branch, "base": task.base_branch, "body": body, "draft": True,
+            })).json()["number"]
+
+        async def check_run() -> Task:
+            if check_run_id is not None:
+                return self.tasks.update(task.id, check_run_id=check_run_id, head_sha=start_sha)
+            return await self._create_check_run(task, run, start_sha, stage)
+
+        number, task = await asyncio.gather(pull(), check_run())
+        task = self.tasks.update(task.id, pr_number=number)
+        if pull_number is None:
+            self._pr_bodies[task.pr_number] = body
+        if previous is not None and previous != task.check_run_id:
             await self._supersede(task, previous, start_sha)
         await self.progress(task, run, stage)  # now it names the draft PR
         return task
+
+    async def _left_by_interrupted_draft(self, task: Task) -> tuple[int | None, int | None] | None:
+        """(PR number, check run id), each None if not made, of the draft an attempt that died in open_draft
+        left: it records the branch with its start commit first, then makes the PR and the check run without
+        getting to record them. None when there is no such branch: a new one is made."""
+        if task.pr_number is not None or not task.branch or not task.head_sha:
+            return None
+        owner, repo = self._split(task)
+        if await gitdata.branch_head(self.gh, owner, repo, task.branch) != task.head_sha:
+            return None  # deleted ("no changes") or never made: start afresh
+        pulls, runs = await asyncio.gather(
+            self.gh.rest.pulls.async_list(owner, repo, head=f"{owner}:{task.branch}", state="open"),
+            self.gh.rest.checks.async_list_for_ref(owner, repo, task.head_sha, check_name=CHECK_RUN_NAME))
+        pull = next((p["number"] for p in pulls.json() if render.find_marker(p.get("body"), "pr") == task.id), None)
+        check = next((c["id"] for c in runs.json()["check_runs"] if c.get("external_id") == str(task.id)), None)
+        get_logger(task_id=task.id).info("draft_resumed", pr_number=pull, check_run_id=check)
+        return pull, check
 
     async def refresh_pr(self, task: Task, run: Run, stage: Stage | None = None, *, files=None,
                          summary: str | None = None, draft_reason: str | None = None) -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from app.deliveries.sweeper import Sweeper
-from app.github.render import progress_marker
+from app.github.render import pr_marker, progress_marker
 from app.models import utcnow
 from app.tasks.service import TaskService
 from tests.e2e.conftest import REPO, Scene, command_config
@@ -50,12 +50,24 @@ def test_an_assignment_made_while_the_app_was_down_still_becomes_a_pull_request(
     assert "draftsmith_recovery_failed_again_total 0.0" in metrics
 
 
-@pytest.mark.parametrize("commented", [False, True], ids=["before-its-comment", "after-its-comment"])
+def _open_draft_as_the_app(fakehub, task_id: int, branch: str) -> str:
+    """What an interrupted open_draft makes before it dies: a start commit, its branch, the draft PR."""
+    api = fakehub.as_app(REPO)
+    main = api.get(f"/repos/{REPO}/branches/main").json()["commit"]
+    commit = api.post(f"/repos/{REPO}/git/commits", json={
+        "message": "Start", "tree": main["commit"]["tree"]["sha"], "parents": [main["sha"]]}).json()["sha"]
+    api.post(f"/repos/{REPO}/git/refs", json={"ref": f"refs/heads/{branch}", "sha": commit}).raise_for_status()
+    api.post(f"/repos/{REPO}/pulls", json={"title": "Fix typo in README", "head": branch, "base": "main",
+                                           "body": pr_marker(task_id), "draft": True}).raise_for_status()
+    return commit
+
+
+@pytest.mark.parametrize("left", ["nothing", "comment", "draft"])
 def test_an_assignment_whose_worker_died_after_creating_its_task_is_handled_again_to_a_pull_request(
-        fakehub, make_draftsmith, commented):
+        fakehub, make_draftsmith, left):
     # Given an assignment GitHub recorded, whose first handling created the task and its run and then
-    # died before queueing the run (serve killed a worker past its grace period), before or just after
-    # posting the progress comment (but before recording that it had)
+    # died before queueing the run (serve killed a worker past its grace period), having left on GitHub
+    # nothing, or the progress comment, or that and the draft PR, none of which it got to record
     fakehub.webhook_url = f"http://127.0.0.1:{free_port()}/api/github/webhooks"
     scene = Scene(fakehub, None)
     scene.repo(command_config("sed -i 's/tpyo/typo/' README.md && echo fixed the typo"))
@@ -69,9 +81,12 @@ def test_an_assignment_whose_worker_died_after_creating_its_task_is_handled_agai
         title="Fix typo in README", requester="alice", trigger="assignment", delivery_id=assigned.id,
         agent="command", base_branch="main", branch=f"draftsmith/{number}-fix-typo-in-readme")
     TaskService(scene.app.engine).update_run(started.run.id, queued_at=utcnow() - timedelta(minutes=2))
-    if commented:
+    if left in ("comment", "draft"):
         fakehub.as_app(REPO).post(f"/repos/{REPO}/issues/{number}/comments", json={
             "body": f"{progress_marker(started.task.id)}\n### Draftsmith: ⏳ Queued"}).raise_for_status()
+    if left == "draft":
+        head = _open_draft_as_the_app(fakehub, started.task.id, started.task.branch)
+        TaskService(scene.app.engine).update(started.task.id, head_sha=head)
 
     # When the delivery is handled again (as the sweeper sends it once that worker is presumed dead)
     assert scene.app.post_webhook("issues", assigned.payload, delivery_id=assigned.id).status_code == 202
