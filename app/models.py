@@ -149,6 +149,9 @@ class Run(SQLModel, table=True):
     started_at: datetime | None = None
     heartbeat_at: datetime | None = Field(default=None, index=True)
     ended_at: datetime | None = None
+    # When its end was written back to GitHub (app.engines.lifecycle); None while a worker that died
+    # between the two left it unsaid, for the sweeper to say again.
+    reported_at: datetime | None = None
     exit_code: int | None = None
     error: str | None = Field(default=None, sa_column=Column(Text))
     cancel_requested: bool = False

@@ -66,7 +66,7 @@ async def cancel_active(ctx: Context, repo: str, number: int, *, comment_id: int
         await reporter.react(repo, comment_id=comment_id, content="+1")
     if changed is not None and changed.task.status == "cancelled":
         # It never started: write the final state now (a running one is written by its worker).
-        await reporter.finished(changed.task, changed.run)
+        await lifecycle.report_end(tasks, reporter, changed)
     elif changed is not None:
         from app.engines.registry import engine_for
 

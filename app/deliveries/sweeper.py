@@ -45,7 +45,7 @@ def recover_runs(runtime) -> int:
     """Fail (or re-queue once) runs whose heartbeat went silent, and report it on GitHub. Returns how many."""
     import asyncio
 
-    from app.engines.lifecycle import recover_dead_runs, requeue_stranded_runs
+    from app.engines.lifecycle import recover_dead_runs, report_unreported_ends, requeue_stranded_runs
 
     if runtime.github is None:  # nothing can be reported yet; the runs stay until the App is configured
         return 0
@@ -55,7 +55,10 @@ def recover_runs(runtime) -> int:
     requeued = requeue_stranded_runs(runtime, older_than=_stranded_after(runtime))
     if requeued:
         log.info("requeued_stranded_runs", count=requeued)
-    return recovered + requeued
+    reported = asyncio.run(report_unreported_ends(runtime))
+    if reported:
+        log.info("reported_unreported_ends", count=reported)
+    return recovered + requeued + reported
 
 
 def _stranded_after(runtime) -> timedelta | None:

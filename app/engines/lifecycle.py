@@ -79,8 +79,32 @@ async def finish(runtime, tasks: TaskService, report: Reporter, run_id: int, out
                             **{key: value for key, value in measured.items() if value is not None})
     if finished is None:
         return
-    await report.finished(finished.task, finished.run)
+    await report_end(tasks, report, finished)
     start_successor(runtime, tasks, finished.task)
+
+
+async def report_end(tasks: TaskService, report: Reporter, finished) -> None:
+    """Write a run's end back to GitHub, then note that it was: a worker killed in between leaves the check
+    run 'in progress' on GitHub although the task ended, and report_unreported_ends says it again."""
+    await report.finished(finished.task, finished.run)
+    tasks.mark_reported(finished.run.id)
+
+
+async def report_unreported_ends(runtime, older_than: timedelta | None = None) -> int:
+    """Write back the ends a dead worker recorded but did not report (older than the heartbeat timeout, so
+    not one a live worker is writing now). Returns how many."""
+    tasks = TaskService(runtime.engine)
+    older_than = older_than or timedelta(seconds=runtime.settings.heartbeat_timeout_seconds)
+    done = 0
+    for finished in tasks.unreported_ends(older_than):
+        try:
+            report = await reporter(runtime, tasks, finished.task.installation_id)
+            await report_end(tasks, report, finished)
+            done += 1
+        except Exception as exc:  # GitHub still away: the next sweep tries again
+            get_logger(task_id=finished.task.id, run_id=finished.run.id).warning(
+                "report_end_failed", error_type=type(exc).__name__)
+    return done
 
 
 def start_successor(runtime, tasks: TaskService, task) -> None:

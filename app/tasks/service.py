@@ -257,6 +257,31 @@ class TaskService:
             session.add(task)
             return Started(task=task, run=run)
 
+    def mark_reported(self, run_id: int) -> None:
+        """The run's end is written back to GitHub."""
+        with session_scope(self.engine) as session:
+            run = session.get(Run, run_id)
+            if run is not None and run.reported_at is None:
+                run.reported_at = utcnow()
+                session.add(run)
+
+    def unreported_ends(self, older_than: timedelta) -> list[Started]:
+        """Ended tasks whose last run ended longer than `older_than` ago without its end written back (the
+        worker died between the two). Only the task's latest run: an earlier attempt re-queued is not."""
+        cutoff = utcnow() - older_than
+        with Session(self.engine, expire_on_commit=False) as session:
+            rows = session.exec(
+                select(Task, Run).join(Run, Run.task_id == Task.id)
+                .where(Run.reported_at.is_(None), Run.ended_at.is_not(None), Run.ended_at < cutoff)  # type: ignore[union-attr]
+                .where(Task.status.not_in(_ACTIVE_VALUES))  # type: ignore[attr-defined]
+            ).all()
+            latest = {}
+            for task, run in rows:
+                newest = session.exec(select(func.max(Run.attempt)).where(Run.task_id == task.id)).one()
+                if run.attempt == newest:
+                    latest[task.id] = Started(task=task, run=run)
+            return list(latest.values())
+
     def request_cancel(self, task_id: int, reason: str = "cancelled") -> Started | None:
         """Cancel a task: a queued run ends at once; a running one is flagged for its worker to stop.
 

@@ -263,3 +263,32 @@ def test_recovery_leaves_runs_with_a_live_heartbeat_alone(scene, fakehub):
     fakehub.comment(REPO, number, "/agent cancel")
     [task] = scene.wait_settled(timeout=30)
     assert task.status == "cancelled"
+
+
+def test_a_run_whose_worker_died_while_writing_its_end_back_is_reported_by_the_sweeper(scene, fakehub):
+    from datetime import timedelta
+
+    from app.deliveries.sweeper import recover_runs
+    from app.models import utcnow
+    from app.tasks.service import TaskService
+
+    # Given a task that ran to its PR, whose worker was killed after recording the end and before writing it
+    # back: GitHub still shows the check run working
+    scene.repo(command_config("sed -i 's/tpyo/typo/' README.md && echo fixed the typo"))
+    number = fakehub.open_issue(REPO, "Fix typo in README", "The README says tpyo.")
+    fakehub.assign(REPO, number, scene.bot)
+    [task] = scene.wait_settled()
+    assert task.status == "succeeded", task.status_reason
+    with fakehub.state.lock:
+        check = fakehub.state.check_runs[task.check_run_id]
+        check.status, check.conclusion = "in_progress", None
+    [run] = scene.runs(task.id)
+    TaskService(scene.app.engine).update_run(run.id, reported_at=None, ended_at=utcnow() - timedelta(minutes=2))
+
+    # When the sweeper looks, then it writes the end back once
+    assert recover_runs(scene.app.runtime) == 1
+    current = scene.check_run(task)
+    assert (current.status, current.conclusion) == ("completed", "success")
+    assert recover_runs(scene.app.runtime) == 0
+    [progress] = scene.bot_comments(number)
+    assert "Done" in progress.body

@@ -64,7 +64,7 @@ class SandboxEngine:
             await report.requeued(again.task, again.run)
             runtime.broker.get_actor("run_task").send(again.run.id)
         else:
-            await report.finished(finished.task, finished.run)
+            await lifecycle.report_end(tasks, report, finished)
         return True
 
 
