@@ -52,6 +52,9 @@ class Reporter:
         self._pr_lock = asyncio.Lock()
         # Handling a delivery again after a transient failure: a reply the first attempt posted is not repeated.
         self.retrying = False
+        # Check runs left on older heads that GitHub refused to close (a 502 past the client's retries):
+        # (id, the head they moved to), closed again when the task ends so none stays 'in progress'.
+        self._unclosed: list[tuple[int, str]] = []
 
     @classmethod
     def for_runtime(cls, runtime, gh, tasks: TaskService, identity) -> Reporter:
@@ -257,9 +260,17 @@ class Reporter:
         writes = [self._create_check_run(task, run, head_sha, stage),
                   self.refresh_pr(task, run, stage, files=files, summary=summary)]
         if previous is not None:
-            writes.append(self._supersede(task, previous, head_sha))
+            writes.append(self._supersede_or_remember(task, previous, head_sha))
         task, *_ = await asyncio.gather(*writes)
         return task
+
+    async def _supersede_or_remember(self, task: Task, check_run_id: int, head_sha: str) -> None:
+        try:
+            await self._supersede(task, check_run_id, head_sha)
+        except RequestFailed as exc:
+            get_logger(task_id=task.id).warning("supersede_failed", check_run_id=check_run_id,
+                                                status=exc.response.status_code)
+            self._unclosed.append((check_run_id, head_sha))
 
     async def _supersede(self, task: Task, check_run_id: int, head_sha: str) -> None:
         owner, repo = self._split(task)
@@ -337,6 +348,10 @@ class Reporter:
             else:
                 data["actions"] = []
             await self.gh.rest.checks.async_update(owner, repo, task.check_run_id, data=data)
+        unclosed, self._unclosed = self._unclosed, []
+        for check_run_id, head_sha in unclosed:
+            if check_run_id != task.check_run_id:
+                await self._supersede_or_remember(task, check_run_id, head_sha)
         if task.pr_number is not None:
             # A run that stopped early leaves its work on the branch, and the draft says why.
             reason = task.status_reason
