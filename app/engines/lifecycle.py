@@ -34,9 +34,18 @@ async def execute_run(runtime, run_id: int) -> None:
     if started is None:
         return
     task = started.task
+    if started.run.attempt > 1 and task.branch:  # the attempt before may have died leaving a check run behind
+        try:
+            report = await reporter(runtime, tasks, task.installation_id)
+            await report.close_stray_check_runs(task)
+        except Exception as exc:  # tidying up must not keep the run from starting
+            get_logger(task_id=task.id, run_id=run_id).warning("stray_check_runs_not_closed",
+                                                               error_type=type(exc).__name__)
     if needs_draft(task):  # intake could not open it (GitHub was down), or a retry after "no changes"
         report = await reporter(runtime, tasks, task.installation_id)
         try:
+            # The intake that died before queueing this run may have posted the progress comment unrecorded.
+            task = await report.adopt_progress_comment(task)
             task = await open_draft(runtime, tasks, report, task, started.run)
         except Exception as exc:
             get_logger(task_id=task.id, run_id=run_id).warning("draft_failed", error_type=type(exc).__name__)

@@ -264,6 +264,22 @@ class Reporter:
         task, *_ = await asyncio.gather(*writes)
         return task
 
+    async def close_stray_check_runs(self, task: Task) -> int:
+        """Close this task's check runs on its branch's head that are neither its current one nor finished:
+        an attempt that died right after pushing made one there without recording it. Returns how many."""
+        if not task.branch:
+            return 0
+        owner, repo = self._split(task)
+        head = await gitdata.branch_head(self.gh, owner, repo, task.branch)
+        if head is None:
+            return 0
+        runs = (await self.gh.rest.checks.async_list_for_ref(owner, repo, head, check_name=CHECK_RUN_NAME)).json()
+        strays = [c["id"] for c in runs["check_runs"] if c.get("external_id") == str(task.id)
+                  and c["id"] != task.check_run_id and c.get("status") != "completed"]
+        for check_run_id in strays:
+            await self._supersede_or_remember(task, check_run_id, task.head_sha or head)
+        return len(strays)
+
     async def _supersede_or_remember(self, task: Task, check_run_id: int, head_sha: str) -> None:
         try:
             await self._supersede(task, check_run_id, head_sha)

@@ -117,3 +117,31 @@ def test_an_assignment_whose_draft_github_refused_for_a_while_is_tried_again_to_
     assert "Done" in progress.body
     [pr] = scene.pulls()
     assert f"Closes #{number}" in pr.body
+
+
+def test_a_stranded_run_whose_intake_died_after_commenting_keeps_that_one_comment(fakehub, make_draftsmith):
+    # Given a task whose intake posted the progress comment and died before recording it or queueing the run
+    from app.deliveries.sweeper import recover_runs
+
+    scene = Scene(fakehub, None)
+    scene.repo(command_config("sed -i 's/tpyo/typo/' README.md && echo fixed the typo"))
+    number = fakehub.open_issue(REPO, "Fix typo in README", "The README says tpyo.")
+    scene.app = make_draftsmith(fakehub.env(), DRAFTSMITH_HEARTBEAT_TIMEOUT=20)
+    fakehub.webhook_url = scene.app.webhook_url
+    started = TaskService(scene.app.engine).create(
+        installation_id=fakehub.installation_id(REPO), repo_full_name=REPO, issue_number=number,
+        title="Fix typo in README", requester="alice", trigger="assignment", agent="command", base_branch="main",
+        branch=f"draftsmith/issue-{number}-fix-typo-in-readme")
+    TaskService(scene.app.engine).update_run(started.run.id, queued_at=utcnow() - timedelta(minutes=2))
+    fakehub.as_app(REPO).post(f"/repos/{REPO}/issues/{number}/comments", json={
+        "body": f"{progress_marker(started.task.id)}\n### Draftsmith: ⏳ Queued"}).raise_for_status()
+
+    # When the sweeper sends its run again
+    assert recover_runs(scene.app.runtime) == 1
+    [task] = scene.wait_settled()
+
+    # Then the task runs to its PR and keeps the one progress comment
+    assert task.status == "succeeded", task.status_reason
+    [progress] = scene.bot_comments(number)
+    assert "Done" in progress.body
+    assert len(scene.pulls()) == 1
