@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app.github.client import git_origin
+from app.github.user_tokens import revoke_user_token
 from app.logs import get_logger
 from app.web.dashboard import common
 from app.web.dashboard.session import SESSION_COOKIE, SIGNIN_COOKIE, SIGNIN_TTL_SECONDS, Session, csrf_ok, new_csrf
@@ -133,19 +134,7 @@ async def sign_out(request: Request) -> Response:
 
 
 async def _revoke(settings, token: str) -> None:
-    """Revoke the user token at GitHub, so a copy of the cookie taken before sign-out is worth nothing.
-
-    https://docs.github.com/en/rest/apps/oauth-applications#delete-an-app-token
-    """
     if common.missing_signin_settings(settings):
         return
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            answer = await client.request(
-                "DELETE", f"{settings.github_api_url.rstrip('/')}/applications/{settings.github_client_id}/token",
-                json={"access_token": token}, headers={"Accept": "application/vnd.github+json"},
-                auth=(settings.github_client_id, settings.github_client_secret.get_secret_value()))
-        if answer.status_code not in (204, 404):  # 404: already gone
-            get_logger().warning("dashboard_token_revoke_failed", status=answer.status_code)
-    except httpx.HTTPError as exc:  # the token lapses within 8 hours anyway
-        get_logger().warning("dashboard_token_revoke_failed", error_type=type(exc).__name__)
+    await revoke_user_token(settings.github_api_url, settings.github_client_id,
+                            settings.github_client_secret.get_secret_value(), token)
