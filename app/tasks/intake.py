@@ -213,15 +213,19 @@ async def _resume_interrupted(ctx, task: Task, trigger: Trigger, prefix: str) ->
         if task.progress_comment_id is None:
             task = await ctx.report.acknowledge(task, run, comment_id=trigger.comment_id,
                                                 review_comment_id=trigger.review_comment_id)
+        # As the first attempt would have: so GitHub still failing here is retried, or told, as at intake.
+        opened = await lifecycle.open_draft(ctx.runtime, tasks, ctx.report, task, run)
     except Exception as exc:
         if ctx.will_retry(exc):
             raise
         await _setup_failed(ctx, run.id, exc, prefix)
         return task
+    if opened is None:
+        return task  # the base branch is gone: the task failed, saying so
+    task = opened
     active = tasks.active_task_for(task.repo_full_name, task.issue_number)
     if active is not None and active.id != task.id:
         return task  # queued behind another task on purpose: that one starts it when it ends
-    # The draft PR, if intake did not get to it, is opened by the run itself (lifecycle.execute_run).
     enqueue_run(ctx, run.id)
     return task
 

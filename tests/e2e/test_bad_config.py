@@ -70,8 +70,9 @@ def test_an_agent_that_edits_a_workflow_is_told_why_it_cannot_be_pushed(scene, f
 def test_github_failing_while_the_draft_is_opened_ends_the_task_visibly(scene, fakehub):
     scene.repo(command_config("echo hi > hi.txt"))
     number = fakehub.open_issue(REPO, "Add hi.txt")
-    # More 502s than the client retries, on the call that makes the draft's start commit
-    fakehub.fault("/repos/octo/demo/git/commits", status=502, method="POST", count=10)
+    # More 502s, on the call that makes the draft's start commit, than the client's retries within each of
+    # the delivery's attempts (which carry the task on while GitHub is briefly away)
+    fakehub.fault("/repos/octo/demo/git/commits", status=502, method="POST", count=60)
     fakehub.assign(REPO, number, scene.bot)
     [task] = scene.wait_settled()
 
