@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -12,6 +14,24 @@ from app.models import LogLine, Run, Task
 from app.tasks.states import ACTIVE
 
 REPO = "octo/demo"
+
+
+def person_pushes(url: str, tmp_path: Path, branch: str, path: str, content: str, *, author: str = "alice",
+                  new_branch: bool = True) -> str:
+    """A person commits `path` over git and pushes it to `branch` (a new one, or on top of it); the new head."""
+    def git(*args: str, cwd: Path | None = None) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+    clone = tmp_path / f"{author}-{branch.replace('/', '-')}"
+    git("clone", "-q", *([] if new_branch else ["--branch", branch]), url, str(clone))
+    if new_branch:
+        git("checkout", "-q", "-b", branch, cwd=clone)
+    (clone / path).write_text(content)
+    git("add", path, cwd=clone)
+    git("-c", f"user.name={author}", "-c", f"user.email={author}@example.com", "commit", "-qm", f"edit {path}",
+        cwd=clone)
+    git("push", "-q", "origin", f"HEAD:{branch}", cwd=clone)
+    return git("rev-parse", "HEAD", cwd=clone)
 
 
 def command_config(command: str, **extra) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.e2e.conftest import REPO, command_config
+from tests.e2e.conftest import REPO, command_config, person_pushes
 
 FIX = "sed -i 's/tpyo/typo/' README.md"
 FILES = {"README.md": "# Demo\n\nA tpyo here.\n"}
@@ -16,22 +16,15 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _push_branch(url: str, tmp_path: Path, branch: str, path: str, content: str) -> str:
-    """A person's branch with one commit of theirs; returns its head."""
-    clone = tmp_path / f"clone-{branch.replace('/', '-')}"
-    _git("clone", "-q", url, str(clone))
-    _git("checkout", "-q", "-b", branch, cwd=clone)
-    (clone / path).write_text(content)
-    _git("add", path, cwd=clone)
-    _git("-c", "user.name=alice", "-c", "user.email=alice@example.com", "commit", "-qm", f"add {path}", cwd=clone)
-    _git("push", "-q", "origin", f"HEAD:{branch}", cwd=clone)
-    return _git("rev-parse", "HEAD", cwd=clone)
+def _their_pr(scene, fakehub, tmp_path, title: str = "Add a changelog") -> tuple[int, str]:
+    """alice's PR from a branch of this repository with one commit of hers: its number and head."""
+    scene.repo(command_config(FIX), files=FILES)
+    theirs = person_pushes(fakehub.authenticated_clone_url(REPO), tmp_path, "alice/changelog", "CHANGELOG.md", "v1\n")
+    return fakehub.open_pull(REPO, "alice/changelog", title, THEIR_BODY), theirs
 
 
 def test_run_on_a_colleagues_pr_adds_one_commit_to_its_branch_and_leaves_the_pr_theirs(scene, fakehub, tmp_path):
-    scene.repo(command_config(FIX), files=FILES)
-    theirs = _push_branch(fakehub.authenticated_clone_url(REPO), tmp_path, "alice/changelog", "CHANGELOG.md", "v1\n")
-    number = fakehub.open_pull(REPO, "alice/changelog", "Add a changelog", THEIR_BODY)
+    number, theirs = _their_pr(scene, fakehub, tmp_path)
 
     fakehub.comment(REPO, number, "/agent run fix the typo in the README")
     [task] = scene.wait_settled()
@@ -53,9 +46,7 @@ def test_run_on_a_colleagues_pr_adds_one_commit_to_its_branch_and_leaves_the_pr_
 
 
 def test_new_pr_on_a_colleagues_pr_opens_a_separate_pull_request(scene, fakehub, tmp_path):
-    scene.repo(command_config(FIX), files=FILES)
-    theirs = _push_branch(fakehub.authenticated_clone_url(REPO), tmp_path, "alice/changelog", "CHANGELOG.md", "v1\n")
-    number = fakehub.open_pull(REPO, "alice/changelog", "Add a changelog", THEIR_BODY)
+    number, theirs = _their_pr(scene, fakehub, tmp_path)
 
     fakehub.comment(REPO, number, "/agent run --new-pr fix the typo in the README")
     [task] = scene.wait_settled()
@@ -69,7 +60,7 @@ def test_run_on_a_fork_pr_replies_once_and_changes_nothing(scene, fakehub, tmp_p
     scene.repo(command_config(FIX), files=FILES)
     fork = fakehub.fork(REPO, "bob")
     fork_dir = fakehub.state.repos[fork].git_dir
-    theirs = _push_branch(fork_dir, tmp_path, "patch-1", "CHANGELOG.md", "v1\n")
+    theirs = person_pushes(fork_dir, tmp_path, "patch-1", "CHANGELOG.md", "v1\n", author="bob")
     number = fakehub.open_pull(REPO, "bob:patch-1", "Add a changelog", THEIR_BODY, as_user="bob")
     before = len(fakehub.requests())
 
@@ -87,9 +78,7 @@ def test_run_on_a_fork_pr_replies_once_and_changes_nothing(scene, fakehub, tmp_p
 
 
 def test_assigning_the_bot_on_a_colleagues_pr_commits_there_and_unassigning_cancels(scene, fakehub, tmp_path):
-    scene.repo(command_config(FIX), files=FILES)
-    theirs = _push_branch(fakehub.authenticated_clone_url(REPO), tmp_path, "alice/changelog", "CHANGELOG.md", "v1\n")
-    number = fakehub.open_pull(REPO, "alice/changelog", "Fix the README typo too", THEIR_BODY)
+    number, theirs = _their_pr(scene, fakehub, tmp_path, title="Fix the README typo too")
 
     fakehub.assign(REPO, number, scene.bot)
     [task] = scene.wait_settled()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.e2e.conftest import REPO, command_config
+from tests.e2e.conftest import REPO, command_config, person_pushes
 
 FAILURE = "test_parse FAILED: expected 3 got 2"
 # The first run writes a bug; a CI fix run (whose prompt quotes the failing job's log) fixes it.
@@ -86,15 +86,8 @@ def test_ci_failing_every_time_gets_max_attempts_fixes_then_one_hand_over(scene,
 
 def test_a_failed_check_on_a_pr_the_bot_did_not_open_triggers_nothing(scene, fakehub, tmp_path):
     scene.repo(command_config(AGENT))
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", fakehub.authenticated_clone_url(REPO), str(clone)], check=True)
-    (clone / "parse.py").write_text("def parse():\n    return 2\n")
-    git = ["git", "-C", str(clone), "-c", "user.name=alice", "-c", "user.email=alice@example.com"]
-    subprocess.run([*git, "checkout", "-qb", "alice/parser"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "parser"], check=True)
-    subprocess.run([*git, "push", "-q", "origin", "alice/parser"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    head = person_pushes(fakehub.authenticated_clone_url(REPO), tmp_path, "alice/parser", "parse.py",
+                         "def parse():\n    return 2\n")
     number = fakehub.open_pull(REPO, "alice/parser", "A parser")
 
     fakehub.run_ci(REPO, head, [{"name": "test", "conclusion": "failure", "log": LOG}], head_branch="alice/parser")
@@ -105,15 +98,8 @@ def test_a_failed_check_on_a_pr_the_bot_did_not_open_triggers_nothing(scene, fak
 
 def test_a_person_pushing_to_the_branch_stops_the_loop(scene, fakehub, tmp_path):
     first = _opened(scene, fakehub, command_config(AGENT))
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", "--branch", first.branch, fakehub.authenticated_clone_url(REPO),
-                    str(clone)], check=True)
-    (clone / "NOTES.md").write_text("mine\n")
-    git = ["git", "-C", str(clone), "-c", "user.name=bob", "-c", "user.email=bob@example.com"]
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "notes"], check=True)
-    subprocess.run([*git, "push", "-q", "origin", f"HEAD:{first.branch}"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    head = person_pushes(fakehub.authenticated_clone_url(REPO), tmp_path, first.branch, "NOTES.md", "mine\n",
+                         author="bob", new_branch=False)
 
     fakehub.run_ci(REPO, head, [{"name": "test", "conclusion": "failure", "log": LOG}], head_branch=first.branch)
     scene.wait_settled()
