@@ -50,7 +50,10 @@ class Settings(BaseSettings):
 
     web_processes: int = 1
     worker_processes: int = 1
+    # Per worker process: threads handling webhooks (acknowledgements, commands), and runs at once, apart
+    # so that acknowledgements never wait behind runs.
     worker_threads: int = 4
+    run_threads: int = Field(4, ge=1)
     # Nice value `serve` adds to the workers it runs beside its web processes: GitHub waits on a
     # webhook's answer, while processing can lag a burst by seconds. 0 shares the CPU evenly.
     worker_niceness: int = Field(10, ge=0, le=19)
@@ -71,7 +74,8 @@ class Settings(BaseSettings):
     agents_dir: Path | None = None
     encryption_key: SecretStr | None = None
 
-    # Per-installation limits; over them a trigger gets a reply that says when the limit resets.
+    # Per installation: runs at once (more wait their turn in the queue), then daily budgets, over which a
+    # trigger gets a reply that says when they reset.
     max_concurrent_tasks: int = 5
     max_tasks_per_day: int = 200
     daily_cost_cap_usd: float | None = None
@@ -188,6 +192,11 @@ class Settings(BaseSettings):
     @property
     def egress_private_networks(self) -> list[str]:
         return _words(self.egress_private_ranges)
+
+    @property
+    def run_slots(self) -> int:
+        """Runs at once across this server's worker processes (separately started workers add theirs)."""
+        return self.run_threads * self.worker_processes
 
     @property
     def effective_database_url(self) -> str:

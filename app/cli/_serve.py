@@ -252,7 +252,8 @@ def serve(env_file: EnvFile = None) -> None:
             f"  database: {database}",
             f"  queue:    {queue}",
             f"  processes: {settings.web_processes} web, {settings.worker_processes} worker"
-            f" x {settings.worker_threads} threads (the first also sweeps). Press Ctrl-C to stop.",
+            f" x {settings.worker_threads} threads for webhooks and {settings.run_threads} for runs"
+            f" (the first also sweeps). Press Ctrl-C to stop.",
         ]
     )
     from app.settings import app_settings_path

@@ -8,7 +8,7 @@ from uuid import uuid4
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
-from dramatiq.middleware import AsyncIO, default_middleware
+from dramatiq.middleware import default_middleware
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
@@ -26,7 +26,9 @@ def make_broker(redis_url: str, *, heartbeat_timeout_ms: int = 60_000) -> RedisB
     enqueue, so redis-py's default of retrying a refused connection with backoff would just add
     seconds to every answer while Redis is down.
     """
-    middleware = [m() for m in default_middleware] + [AsyncIO(), LogContext()]
+    # No AsyncIO middleware: no actor is async (app.queue.actors runs a loop per thread), and its loop thread,
+    # not a daemon, would be started again by each Worker and outlive the process's shutdown.
+    middleware = [m() for m in default_middleware] + [LogContext()]
     return RedisBroker(
         url=redis_url,
         namespace=NAMESPACE,

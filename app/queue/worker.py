@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -9,28 +10,63 @@ import threading
 import dramatiq
 
 from app.deliveries.sweeper import Sweeper
+from app.queue.actors import DELIVERIES_QUEUE, RUNS_QUEUE
 from app.queue.startup import build_runtime
 from app.runtime import Runtime
 from app.settings import Settings, settings_from_environment
 
 
-def start_worker(
-    runtime: Runtime, *, threads: int | None = None, poll_ms: int = 250, queues: set[str] | None = None
-) -> dramatiq.Worker:
-    """Consume `runtime.broker`'s queues with the actors declared on it; the caller stops the worker.
+class Workers:
+    """Two dramatiq Workers on one broker: one for deliveries, one for runs.
 
-    `poll_ms` caps how long an idle consumer sleeps between polls (dramatiq's worker_timeout),
-    which bounds how late an idle worker notices a new message.
+    A dramatiq Worker's threads serve all its queues from one pool, so runs (minutes each) would hold
+    every thread while acknowledgements wait; apart, a burst of runs never delays an answer.
+    """
+
+    def __init__(self, workers: list[dramatiq.Worker]) -> None:
+        self.workers = workers
+
+    def stop(self, timeout: int = 30_000) -> None:
+        for worker in self.workers:
+            worker.stop(timeout=timeout)
+            # dramatiq leaves a stopped Worker's hook on the broker; a worker started again adds its own.
+            worker.broker.middleware[:] = [m for m in worker.broker.middleware
+                                           if getattr(m, "worker", None) is not worker]
+
+
+class _TwoWorkersMeantFilter(logging.Filter):
+    """dramatiq warns when a second Worker adds its own per-Worker hook to the broker; ours are two on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("You're adding a middleware of the same type twice")
+                    and "_WorkerMiddleware" in message)
+
+
+logging.getLogger("dramatiq.broker.RedisBroker").addFilter(_TwoWorkersMeantFilter())
+
+
+def start_worker(
+    runtime: Runtime, *, threads: int | None = None, run_threads: int | None = None, poll_ms: int = 250,
+    queues: set[str] | None = None,
+) -> Workers:
+    """Consume `runtime.broker`'s queues (all, or `queues`) with the actors declared on it; the caller stops it.
+
+    `threads` handle deliveries (default DRAFTSMITH_WORKER_THREADS), `run_threads` runs (default
+    DRAFTSMITH_RUN_THREADS). `poll_ms` caps how long an idle consumer sleeps between polls (dramatiq's
+    worker_timeout), which bounds how late an idle worker notices a new message.
     """
     runtime.broker.get_actor("process_deliveries")  # ActorNotFound, not an idle worker, when none were declared
-    worker = dramatiq.Worker(
-        runtime.broker,
-        worker_threads=threads or runtime.settings.worker_threads,
-        worker_timeout=poll_ms,
-        queues=queues,
-    )
-    worker.start()
-    return worker
+    pools = [(DELIVERIES_QUEUE, threads or runtime.settings.worker_threads),
+             (RUNS_QUEUE, run_threads or runtime.settings.run_threads)]
+    started = []
+    for queue, count in pools:
+        if queues is not None and queue not in queues:
+            continue
+        worker = dramatiq.Worker(runtime.broker, worker_threads=count, worker_timeout=poll_ms, queues={queue})
+        worker.start()
+        started.append(worker)
+    return Workers(started)
 
 
 def run_worker(

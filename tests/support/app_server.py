@@ -108,7 +108,8 @@ class DraftsmithServer:
     # -- worker --------------------------------------------------------------------------------
     def start_worker(self, queues: set[str] | None = None) -> None:
         if self._worker is None:
-            self._worker = start_worker(self.runtime, threads=self.worker_threads, poll_ms=50, queues=queues)
+            self._worker = start_worker(self.runtime, threads=self.worker_threads,
+                                        poll_ms=50, queues=queues)
 
     def hold_runs(self) -> None:
         """Keep processing deliveries but leave task runs queued (their own queue) until release_runs()."""
