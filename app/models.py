@@ -166,6 +166,16 @@ class Run(SQLModel, table=True):
     runner_seen_at: datetime | None = None
 
 
+class RunTurn(SQLModel, table=True):
+    """When each installation last had a run started: between installations equally placed in the queue,
+    the one served longest ago goes first (app.tasks.fair_queue)."""
+
+    __tablename__ = "run_turns"
+
+    installation_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    last_started_at: datetime = Field(default_factory=utcnow)
+
+
 class LogLine(SQLModel, table=True):
     __tablename__ = "log_lines"
     __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_log_lines_run_seq"),)

@@ -83,33 +83,28 @@ def has_permission(actual: str | None, required: str) -> bool:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-installation limits; None means unlimited."""
+    """Per-installation budgets a new task is refused over; None means unlimited. (How many tasks an
+    installation runs at once is not refused but queued: app.tasks.fair_queue.)"""
 
-    max_concurrent: int | None = None
     max_per_day: int | None = None
     daily_cost_cap_usd: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
-        return cls(
-            max_concurrent=settings.max_concurrent_tasks,
-            max_per_day=settings.max_tasks_per_day,
-            daily_cost_cap_usd=settings.daily_cost_cap_usd,
-        )
+        return cls(max_per_day=settings.max_tasks_per_day, daily_cost_cap_usd=settings.daily_cost_cap_usd)
 
 
-LimitKind = Literal["concurrent", "daily", "cost"]
+LimitKind = Literal["daily", "cost"]
 
 
 @dataclass(frozen=True)
 class LimitExceeded:
-    """Which limit a new task would break; `resets_at` is None for the concurrency limit,
-    which frees up when a running task finishes rather than at a time."""
+    """Which budget a new task would break, and when it resets."""
 
     kind: LimitKind
     limit: float
     current: float
-    resets_at: datetime | None
+    resets_at: datetime
 
 
 def next_utc_midnight(now: datetime) -> datetime:
@@ -122,18 +117,13 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def check_limits(
-    active_count: int, today_count: int, cost_today: float | None, limits: Limits, now: datetime
-) -> LimitExceeded | None:
-    """The first limit that one more task would break, or None.
+def check_limits(today_count: int, cost_today: float | None, limits: Limits, now: datetime) -> LimitExceeded | None:
+    """The first daily budget that one more task would break, or None.
 
-    `active_count` and `today_count` are the installation's tasks before this one; daily limits reset at
-    the next midnight UTC. Daily counts come first: waiting for a running task won't help there.
+    `today_count` is the installation's tasks before this one; the budgets reset at the next midnight UTC.
     """
     if limits.max_per_day is not None and today_count >= limits.max_per_day:
         return LimitExceeded("daily", limits.max_per_day, today_count, next_utc_midnight(now))
     if limits.daily_cost_cap_usd is not None and (cost_today or 0.0) >= limits.daily_cost_cap_usd:
         return LimitExceeded("cost", limits.daily_cost_cap_usd, cost_today or 0.0, next_utc_midnight(now))
-    if limits.max_concurrent is not None and active_count >= limits.max_concurrent:
-        return LimitExceeded("concurrent", limits.max_concurrent, active_count, None)
     return None

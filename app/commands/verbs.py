@@ -110,7 +110,7 @@ async def retry_latest(ctx: Context, repo: str, number: int, *, comment_id: int 
             return
     except Exception:  # the worker opens the draft before it starts the run
         ctx.log.warning("draft_deferred_to_worker", run_id=again.run.id, exc_info=True)
-    intake.enqueue_run(ctx, again.run.id)
+    intake.enqueue_run(ctx)
 
 
 @command("status")
@@ -119,7 +119,9 @@ async def status(ctx: Context, cmd: Command, *, number, **_) -> None:
     repo = ctx.repository.full_name
     latest = ctx.tasks.latest_task_for(repo, number)
     run = ctx.tasks.latest_run(latest.id) if latest else None
-    await ctx.report.reply(repo, number, render.status_reply(latest, run, ctx.report.task_url(latest) if latest else None))
+    ahead = ctx.tasks.runs_ahead(run.id) if run is not None and run.status == "queued" else None
+    await ctx.report.reply(repo, number, render.status_reply(latest, run, ctx.report.task_url(latest) if latest else None,
+                                                             ahead=ahead))
 
 
 @command("help")

@@ -16,6 +16,7 @@ from app.tasks.service import TaskService
 from app.tasks.states import Status
 
 STRANDED_AFTER = timedelta(minutes=10)
+STRANDED_REQUESTS = 50
 
 
 def worker_name() -> str:
@@ -27,12 +28,41 @@ async def reporter(runtime, tasks: TaskService, installation_id: int) -> Reporte
     return Reporter.for_runtime(runtime, gh, tasks, await runtime.github.identity())
 
 
+def queue_run(runtime) -> None:
+    """Ask for a run slot: a run was queued, or one ended and another may start in its place.
+
+    The message names no run. The slot that takes it starts the fairest queued run (execute_next), so
+    one installation's burst cannot sit in front of another's run, and a message lost or taken twice
+    changes nothing: a spare one finds nothing to start, and the sweeper asks again for runs left waiting.
+    """
+    try:
+        runtime.broker.get_actor("run_next").send()
+    except Exception:
+        get_logger().warning("run_slot_not_requested; the sweeper asks again", exc_info=True)
+
+
+async def execute_next(runtime) -> bool:
+    """In a free run slot: start the queued run that is next in fair order; False when none may start."""
+    tasks = TaskService(runtime.engine)
+    started = tasks.claim_next_run(worker_name(), runtime.settings.max_concurrent_tasks)
+    if started is None:
+        return False
+    await _execute(runtime, tasks, started)
+    return True
+
+
 async def execute_run(runtime, run_id: int) -> None:
-    """Start one attempt on its task's engine. Safe to call twice: a run that already started is left alone."""
+    """Start one given attempt (messages queued before fair dispatch name their run). Safe to call twice:
+    a run that already started is left alone."""
     tasks = TaskService(runtime.engine)
     started = tasks.start_run(run_id, worker=worker_name())
     if started is None:
         return
+    await _execute(runtime, tasks, started)
+
+
+async def _execute(runtime, tasks: TaskService, started) -> None:
+    run_id = started.run.id
     task = started.task
     if started.run.attempt > 1 and task.branch:  # the attempt before may have died leaving a check run behind
         try:
@@ -89,7 +119,7 @@ async def finish(runtime, tasks: TaskService, report: Reporter, run_id: int, out
     if finished is None:
         return
     await report_end(tasks, report, finished)
-    start_successor(runtime, tasks, finished.task)
+    queue_run(runtime)  # its slot is free, and a task queued behind it on the same issue may start
 
 
 async def report_end(tasks: TaskService, report: Reporter, finished) -> None:
@@ -116,16 +146,6 @@ async def report_unreported_ends(runtime, older_than: timedelta | None = None) -
     return done
 
 
-def start_successor(runtime, tasks: TaskService, task) -> None:
-    """With `on_busy: queue`, the next instruction on the same issue waits for this task: start it now."""
-    successor = tasks.queued_successor(task)
-    if successor is None:
-        return
-    run = tasks.latest_run(successor.id)
-    if run is not None and run.status == Status.QUEUED.value:
-        runtime.broker.get_actor("run_task").send(run.id)
-
-
 async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int:
     """Ask each running run's engine about runs whose heartbeat went quiet. Returns how many were ended."""
     tasks = TaskService(runtime.engine)
@@ -141,12 +161,15 @@ async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int
 
 
 def requeue_stranded_runs(runtime, older_than: timedelta | None = None) -> int:
-    """Enqueue queued runs whose message never reached a worker; starting a run twice is a no-op."""
+    """Ask for run slots for queued runs no message will reach (Redis lost it, a dead worker held it).
+
+    One request per such run, at most STRANDED_REQUESTS a sweep: each starts the fairest run, so which
+    ones are stranded does not matter, only how many slots may be idle. Returns how many were asked for.
+    """
     tasks = TaskService(runtime.engine)
-    # Long enough that a run merely waiting behind a busy queue is not sent again and again.
     older_than = older_than or STRANDED_AFTER
-    stranded = tasks.stranded_queued_runs(older_than)
+    stranded = tasks.stranded_queued_runs(older_than)[:STRANDED_REQUESTS]
     for run in stranded:
-        runtime.broker.get_actor("run_task").send(run.id)
+        queue_run(runtime)
         tasks.update_run(run.id, queued_at=utcnow())  # the next sweep waits as long again
     return len(stranded)

@@ -380,18 +380,29 @@ def network_section(blocked: Sequence[Blocked], isolated: bool = True) -> str:
 
 def progress_comment(
     task: Any, run: Any, stage: str | None = None, *, task_url: str | None = None, prefix: str = "/agent",
-    blocked: Sequence[Blocked] = (), isolated: bool = True,
+    blocked: Sequence[Blocked] = (), isolated: bool = True, ahead: int | None = None,
 ) -> str:
-    """The one progress comment of a task: checklist, current state, and what the user can do next."""
+    """The one progress comment of a task: checklist, current state, and what the user can do next.
+
+    `ahead`: how many queued tasks start before this one, said while it waits in the queue."""
     status = getattr(task, "status", "queued")
+    waiting = status == "queued" and stage in (None, "queued")
     if status in _ACTIVE:
-        headline = "⏳ Queued" if status == "queued" and stage in (None, "queued") else "🛠️ Working"
+        headline = "⏳ Queued" if waiting else "🛠️ Working"
+        if waiting and ahead:
+            headline += f", {ahead} ahead"
     else:
         headline = _TERMINAL_HEADLINES.get(status, status)
     title = f"### Draftsmith: {headline}"
     parts = [progress_marker(getattr(task, "id", None)), title]
     if getattr(task, "instruction", ""):
         parts.append(_quote(task.instruction))
+    if status in _ACTIVE and waiting and ahead:
+        tasks_word = "task starts" if ahead == 1 else "tasks start"
+        parts.append(f"{ahead} queued {tasks_word} before this one; it starts when a worker is free"
+                     + (", and its draft pull request opens then."
+                        if getattr(task, "mode", "run") == "run" and getattr(task, "pr_number", None) is None
+                        else "."))
     parts.append(checklist(task, run, stage))
     if status in _ACTIVE and getattr(task, "pr_number", None) is not None and owns_pr(task):
         parts.append(f"The work shows in draft pull request #{task.pr_number} as the agent goes.")
@@ -720,9 +731,6 @@ def limit_reply(limit: Any, resets_at: datetime | None = None) -> str:
     resets_at = resets_at or getattr(limit, "resets_at", None)
     kind = getattr(limit, "kind", "")
     amount = getattr(limit, "limit", "")
-    if kind == "concurrent":
-        return (f"Draftsmith is already running {int(amount)} tasks for this installation, its limit at once. "
-                f"Nothing was started: ask again when one of them finishes.")
     if kind == "cost":
         what = f"its daily spending cap of ${float(amount):.2f}"
     else:
@@ -767,12 +775,16 @@ def plan_comment(plan_text: str, prefix: str = "/agent", task_id: int | None = N
     return _cap("\n\n".join(parts))
 
 
-def status_reply(task: Any, run: Any, task_url: str | None = None, prefix: str = "/agent") -> str:
+def status_reply(task: Any, run: Any, task_url: str | None = None, prefix: str = "/agent",
+                 ahead: int | None = None) -> str:
+    """`ahead`: queued tasks that start before this one, while it waits."""
     if task is None:
         return (f"No Draftsmith task on this yet. Reply {_code(prefix + ' run')} to start one, "
                 f"or {_code(prefix + ' help')} for all commands.")
     status = getattr(task, "status", "queued")
     headline = _TERMINAL_HEADLINES.get(status, "⏳ Queued" if status == "queued" else "🛠️ Working")
+    if status == "queued" and ahead:
+        headline += f", {ahead} ahead"
     parts = [f"**Draftsmith task {_link('#' + str(task.id), task_url)}: {headline}**", checklist(task, run)]
     outcome = _outcome(task, run)
     if outcome:

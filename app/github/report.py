@@ -127,13 +127,14 @@ class Reporter:
 
     # -- acknowledgement ---------------------------------------------------------------------------
     async def acknowledge(self, task: Task, run: Run, *, comment_id: int | None = None,
-                          review_comment_id: int | None = None, react: bool = True) -> Task:
+                          review_comment_id: int | None = None, react: bool = True, ahead: int | None = None) -> Task:
         """👀 on what asked and the progress comment; on a PR that exists already, a check run on its head.
 
         A new task's check run waits for its draft PR (open_draft): Draftsmith's checks live on the PR's
         head, never on the base branch. The writes are independent, so they go out together (bench/ack.py).
+        `ahead`: queued tasks that start before this one, said in the progress comment.
         """
-        writes = [self.progress(task, run, Stage.QUEUED)]
+        writes = [self.progress(task, run, Stage.QUEUED, ahead=ahead)]
         if react:
             writes.append(self.react(task.repo_full_name, issue_number=None if (comment_id or review_comment_id)
                                      else task.issue_number, comment_id=comment_id,
@@ -296,13 +297,13 @@ class Reporter:
                        "summary": f"Draftsmith's check for this task moved to the newer commit {head_sha}."}})
 
     # -- progress ----------------------------------------------------------------------------------
-    async def progress(self, task: Task, run: Run, stage: Stage) -> Task:
+    async def progress(self, task: Task, run: Run, stage: Stage, *, ahead: int | None = None) -> Task:
         """Create or edit the one progress comment of this task; an active run's stage is kept on its row."""
         owner, repo = self._split(task)
         if task.status in ACTIVE and run.stage != stage:
             run = self.tasks.reach_stage(run.id, stage) or run
         body = render.progress_comment(task, run, stage.value, task_url=self.task_url(task), blocked=self.blocked,
-                                       isolated=self.isolated)
+                                       isolated=self.isolated, ahead=ahead)
         if task.progress_comment_id is not None:
             try:
                 await self.gh.rest.issues.async_update_comment(owner, repo, task.progress_comment_id,

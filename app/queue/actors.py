@@ -146,8 +146,16 @@ def process_delivery(runtime: Runtime, delivery_id: str) -> None:
     process_deliveries(runtime, [delivery_id])
 
 
-def run_task(runtime: Runtime, run_id: int) -> None:
+def run_next(runtime: Runtime) -> None:
+    """A run slot is asked for: start the queued run that is next in fair order (app.tasks.fair_queue)."""
     # Imported here: the runner pulls in agents and sandboxes the web process never needs.
+    from app.engines.lifecycle import execute_next
+
+    _run(execute_next(runtime))
+
+
+def run_task(runtime: Runtime, run_id: int) -> None:
+    """One named run: what versions before fair dispatch enqueued (still in Redis after an upgrade)."""
     from app.engines.lifecycle import execute_run
 
     result = execute_run(runtime, run_id)
@@ -159,6 +167,7 @@ def run_task(runtime: Runtime, run_id: int) -> None:
 class Actors:
     process_deliveries: dramatiq.Actor
     process_delivery: dramatiq.Actor
+    run_next: dramatiq.Actor
     run_task: dramatiq.Actor
 
 
@@ -188,6 +197,10 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime | None = None) -> A
         process_delivery=dramatiq.actor(
             bound(process_delivery), broker=broker, actor_name="process_delivery",
             queue_name=DELIVERIES_QUEUE, max_retries=0, time_limit=10 * 60 * 1000,
+        ),
+        run_next=dramatiq.actor(
+            bound(run_next), broker=broker, actor_name="run_next",
+            queue_name=RUNS_QUEUE, max_retries=0, time_limit=6 * 60 * 60 * 1000,
         ),
         run_task=dramatiq.actor(
             bound(run_task), broker=broker, actor_name="run_task",

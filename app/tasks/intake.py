@@ -102,7 +102,6 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
     now = datetime.now(UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     exceeded = policy.check_limits(
-        active_count=tasks.count_active(installation_id),
         today_count=tasks.count_since(installation_id, midnight),
         cost_today=tasks.cost_since(installation_id, midnight),
         limits=policy.Limits.from_settings(ctx.settings),
@@ -145,10 +144,14 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
                  installation_id=installation_id, subject=f"task {created.task.id}",
                  source=trigger_source(ctx, trigger.number),
                  details=f"{trigger.mode} with {created.task.agent}: {(trigger.instruction or trigger.title)[:200]}")
+    ahead = None if queue_behind else tasks.runs_ahead(created.run.id)
     try:
         task = await reporter.acknowledge(created.task, created.run, comment_id=trigger.comment_id,
-                                          review_comment_id=trigger.review_comment_id)
-        task = await lifecycle.open_draft(ctx.runtime, tasks, reporter, task, created.run)
+                                          review_comment_id=trigger.review_comment_id, ahead=ahead)
+        if not ahead or ahead < ctx.settings.run_slots:
+            # A task deep in the queue gets its draft PR when it starts (lifecycle), so that under a burst
+            # the acknowledgements behind it do not wait for drafts opened long before they are needed.
+            task = await lifecycle.open_draft(ctx.runtime, tasks, reporter, task, created.run)
     except Exception as exc:  # the task exists now: it must end visibly, never sit queued
         if ctx.will_retry(exc):
             # GitHub is briefly away (a 502 past the client's retries, a rate limit): the delivery is
@@ -162,7 +165,7 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
         await reporter.reply(repo_full_name, trigger.number,
                              render.queued_behind_reply(active, reporter.task_url(active), config.command_prefix))
         return task
-    enqueue_run(ctx, created.run.id)
+    enqueue_run(ctx)
     return task
 
 
@@ -226,7 +229,7 @@ async def _resume_interrupted(ctx, task: Task, trigger: Trigger, prefix: str) ->
     active = tasks.active_task_for(task.repo_full_name, task.issue_number)
     if active is not None and active.id != task.id:
         return task  # queued behind another task on purpose: that one starts it when it ends
-    enqueue_run(ctx, run.id)
+    enqueue_run(ctx)
     return task
 
 
@@ -248,9 +251,6 @@ def trigger_source(ctx, number: int) -> str:
     return f"{event.name}{' ' + event.action if event.action else ''} on #{number}"
 
 
-def enqueue_run(ctx, run_id: int) -> None:
-    """Acknowledge first, then enqueue; if the queue is down the sweeper picks the queued run up later."""
-    try:
-        ctx.runtime.broker.get_actor("run_task").send(run_id)
-    except Exception:
-        ctx.log.warning("could not enqueue run; the sweeper will retry", run_id=run_id, exc_info=True)
+def enqueue_run(ctx) -> None:
+    """Acknowledge first, then ask for a run slot; if the queue is down the sweeper asks again later."""
+    lifecycle.queue_run(ctx.runtime)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from app.db import session_scope
-from app.models import Run, Task, utcnow
+from app.models import Run, RunTurn, Task, utcnow
+from app.tasks import fair_queue
+from app.tasks.fair_queue import QueuedRun
 from app.tasks.states import ACTIVE, IllegalTransition, Stage, Status, is_terminal, transition
 
 _ACTIVE_VALUES = [s.value for s in ACTIVE]
@@ -20,6 +24,13 @@ _ACTIVE_VALUES = [s.value for s in ACTIVE]
 class Started:
     task: Task
     run: Run
+
+
+@dataclass(frozen=True)
+class RunQueue:
+    queued: list[QueuedRun]  # those that may start now, oldest first
+    running: Counter[int]  # installation id -> tasks running
+    last_started: dict[int, datetime]  # installation id -> when it last had a run started
 
 
 class TaskService:
@@ -105,14 +116,6 @@ class TaskService:
         with Session(self.engine, expire_on_commit=False) as session:
             return session.exec(select(Task).where(Task.check_run_id == check_run_id)).first()
 
-    def count_active(self, installation_id: int) -> int:
-        with Session(self.engine) as session:
-            return session.exec(
-                select(func.count()).select_from(Task)
-                .where(Task.installation_id == installation_id)
-                .where(Task.status == Status.RUNNING.value)
-            ).one()
-
     def count_since(self, installation_id: int, since: datetime) -> int:
         with Session(self.engine) as session:
             return session.exec(
@@ -138,6 +141,64 @@ class TaskService:
                 .where(Task.status == Status.QUEUED.value, Task.id != task.id)
                 .order_by(Task.id)  # type: ignore[arg-type]
             ).first()
+
+    # -- the run queue ---------------------------------------------------------------------------
+    def run_queue(self) -> RunQueue:
+        """The queued runs that may start now, and per installation its running tasks and last start.
+
+        One run per issue or PR at a time: a run queued behind another task on the same one
+        (`on_busy: queue`) is left out until that task ends.
+        """
+        with Session(self.engine) as session:
+            running_rows = session.exec(
+                select(Task.installation_id, Task.repo_full_name, Task.issue_number)
+                .where(Task.status == Status.RUNNING.value)
+            ).all()
+            queued_rows = session.exec(
+                select(Run.id, Task.installation_id, Task.repo_full_name, Task.issue_number)
+                .join(Task, Task.id == Run.task_id)
+                .where(Run.status == Status.QUEUED.value, Task.status == Status.QUEUED.value)
+                .order_by(Run.id)  # type: ignore[arg-type]
+            ).all()
+            turns = session.exec(select(RunTurn)).all()
+        taken = {(repo, number) for _, repo, number in running_rows}
+        queued = []
+        for run_id, installation_id, repo, number in queued_rows:
+            if (repo, number) not in taken:
+                taken.add((repo, number))
+                queued.append(QueuedRun(run_id, installation_id))
+        return RunQueue(queued, Counter(installation_id for installation_id, _, _ in running_rows),
+                        {turn.installation_id: turn.last_started_at for turn in turns})
+
+    def runs_ahead(self, run_id: int) -> int | None:
+        """How many queued runs start before this one as things stand (app.tasks.fair_queue)."""
+        queue = self.run_queue()
+        return fair_queue.runs_ahead(run_id, queue.queued, queue.running, queue.last_started)
+
+    def claim_next_run(self, worker: str, max_running_per_installation: int | None) -> Started | None:
+        """Start the run a free slot should take next, fairly across installations; None if none may start.
+
+        Two slots choosing at once may pick the same run: start_run lets one have it and the other picks again.
+        """
+        for _ in range(5):
+            queue = self.run_queue()
+            chosen = fair_queue.next_run(queue.queued, queue.running, max_running_per_installation,
+                                         queue.last_started)
+            if chosen is None:
+                return None
+            if (started := self.start_run(chosen.run_id, worker)) is not None:
+                self._took_turn(chosen.installation_id, started.run.started_at)
+                return started
+        return None
+
+    def _took_turn(self, installation_id: int, at: datetime) -> None:
+        try:
+            with session_scope(self.engine) as session:
+                turn = session.get(RunTurn, installation_id) or RunTurn(installation_id=installation_id)
+                turn.last_started_at = at
+                session.add(turn)
+        except IntegrityError:  # another slot recorded this installation's first turn at the same moment
+            pass
 
     # -- writing ---------------------------------------------------------------------------------
     def create(self, **fields) -> Started:
@@ -342,22 +403,13 @@ class TaskService:
     def stranded_queued_runs(self, older_than: timedelta) -> list[Run]:
         """Queued runs that never started (their message was lost, e.g. Redis was down when enqueued).
 
-        A run queued behind a running task on the same issue (`on_busy: queue`) is waiting on purpose and
-        is left out; it starts when that task ends.
+        A run queued behind another task on the same issue (`on_busy: queue`) is left out: it is waiting
+        on purpose, and starts when that task ends.
         """
         cutoff = utcnow() - older_than
+        may_start = {run.run_id for run in self.run_queue().queued}
         with Session(self.engine, expire_on_commit=False) as session:
             candidates = session.exec(
-                select(Run, Task).join(Task, Task.id == Run.task_id)
-                .where(Run.status == Status.QUEUED.value, Run.queued_at < cutoff)
+                select(Run).where(Run.status == Status.QUEUED.value, Run.queued_at < cutoff)
             ).all()
-            stranded = []
-            for run, task in candidates:
-                busy = session.exec(
-                    select(Task.id).where(Task.repo_full_name == task.repo_full_name,
-                                          Task.issue_number == task.issue_number,
-                                          Task.status == Status.RUNNING.value)
-                ).first()
-                if busy is None:
-                    stranded.append(run)
-            return stranded
+        return [run for run in candidates if run.id in may_start]

@@ -361,7 +361,6 @@ def test_busy_and_queued_replies_link_the_running_task_and_say_how_to_cancel():
     [
         (LimitExceeded("daily", 200, 200, datetime(2024, 5, 2, tzinfo=UTC)), ["200 tasks a day", "00:00 UTC on 2024-05-02"]),
         (LimitExceeded("cost", 5.0, 5.3, datetime(2024, 5, 2)), ["$5.00", "00:00 UTC on 2024-05-02"]),
-        (LimitExceeded("concurrent", 5, 5, None), ["5 tasks", "when one of them finishes"]),
     ],
 )
 def test_limit_replies_say_when_the_limit_resets(limit, words):

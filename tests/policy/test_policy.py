@@ -104,39 +104,38 @@ def test_permission_from_the_collaborator_permission_response():
 
 NOW = datetime(2024, 5, 1, 17, 30, tzinfo=UTC)
 MIDNIGHT = datetime(2024, 5, 2, 0, 0, tzinfo=UTC)
-LIMITS = Limits(max_concurrent=2, max_per_day=10, daily_cost_cap_usd=5.0)
+LIMITS = Limits(max_per_day=10, daily_cost_cap_usd=5.0)
 
 
 @pytest.mark.parametrize(
-    ("active", "today", "cost", "expected"),
+    ("today", "cost", "expected"),
     [
-        (0, 0, 0.0, None),
-        (1, 9, 4.99, None),
-        (2, 3, 0.0, LimitExceeded("concurrent", 2, 2, None)),
-        (0, 10, 0.0, LimitExceeded("daily", 10, 10, MIDNIGHT)),
-        (0, 1, 5.0, LimitExceeded("cost", 5.0, 5.0, MIDNIGHT)),
-        (5, 10, 9.0, LimitExceeded("daily", 10, 10, MIDNIGHT)),  # waiting for a slot won't help
-        (0, 0, None, None),
+        (0, 0.0, None),
+        (9, 4.99, None),
+        (10, 0.0, LimitExceeded("daily", 10, 10, MIDNIGHT)),
+        (1, 5.0, LimitExceeded("cost", 5.0, 5.0, MIDNIGHT)),
+        (10, 9.0, LimitExceeded("daily", 10, 10, MIDNIGHT)),
+        (0, None, None),
     ],
 )
-def test_limits(active, today, cost, expected):
-    assert check_limits(active, today, cost, LIMITS, NOW) == expected
+def test_limits(today, cost, expected):
+    assert check_limits(today, cost, LIMITS, NOW) == expected
 
 
 def test_no_limits_means_unlimited():
-    assert check_limits(10_000, 10_000, 1e9, Limits(), NOW) is None
+    assert check_limits(10_000, 1e9, Limits(), NOW) is None
 
 
 def test_daily_limits_reset_at_the_next_utc_midnight_even_for_naive_or_other_zone_times():
     from datetime import timedelta, timezone
 
     naive = datetime(2024, 12, 31, 23, 59, 59)
-    assert check_limits(0, 10, 0, LIMITS, naive).resets_at == datetime(2025, 1, 1, tzinfo=UTC)
+    assert check_limits(10, 0, LIMITS, naive).resets_at == datetime(2025, 1, 1, tzinfo=UTC)
     # 01:00 on May 2nd in UTC+2 is still May 1st in UTC.
     local = datetime(2024, 5, 2, 1, 0, tzinfo=timezone(timedelta(hours=2)))
-    assert check_limits(0, 10, 0, LIMITS, local).resets_at == MIDNIGHT
+    assert check_limits(10, 0, LIMITS, local).resets_at == MIDNIGHT
 
 
 def test_limits_come_from_settings():
     settings = Settings(max_concurrent_tasks=3, max_tasks_per_day=7, daily_cost_cap_usd=None)
-    assert Limits.from_settings(settings) == Limits(3, 7, None)
+    assert Limits.from_settings(settings) == Limits(7, None)

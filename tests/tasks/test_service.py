@@ -132,3 +132,25 @@ def test_queued_runs_that_never_started_are_found_but_not_those_waiting_behind_a
     stranded = service.stranded_queued_runs(timedelta(minutes=10))
     assert [run.id for run in stranded] == [lost.run.id]
     assert fresh.run.id not in [run.id for run in stranded]
+
+
+def test_a_free_slot_takes_another_installations_run_before_a_busy_installations_backlog(engine):
+    service = TaskService(engine)
+    backlog = [_new(service, number) for number in range(1, 6)]
+    assert service.claim_next_run("w", None).run.id == backlog[0].run.id
+    theirs = _new(service, 1, installation_id=2, repo_full_name="beta/web")
+    assert service.runs_ahead(theirs.run.id) == 0
+    assert service.runs_ahead(backlog[-1].run.id) == 4
+    assert service.claim_next_run("w", None).run.id == theirs.run.id
+    assert service.claim_next_run("w", None).run.id == backlog[1].run.id
+
+
+def test_a_claim_passes_over_an_installation_at_its_limit_and_a_second_task_on_one_issue(engine):
+    service = TaskService(engine)
+    first = _new(service, 1)
+    _new(service, 1)  # queued behind the first on the same issue
+    other_issue = _new(service, 2)
+    assert service.claim_next_run("w", 1).run.id == first.run.id
+    assert service.claim_next_run("w", 1) is None  # installation 1 runs its one task at once
+    assert service.claim_next_run("w", 2).run.id == other_issue.run.id
+    assert service.claim_next_run("w", None) is None  # the same issue's next waits for the first to end

@@ -62,7 +62,7 @@ class SandboxEngine:
         if run.attempt == 1 and await _requeues_dead_runs(runtime, report.gh, finished.task):
             again = tasks.retry(task.id)
             await report.requeued(again.task, again.run)
-            runtime.broker.get_actor("run_task").send(again.run.id)
+            lifecycle.queue_run(runtime)
         else:
             await lifecycle.report_end(tasks, report, finished)
         return True
