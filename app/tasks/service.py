@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -241,26 +241,31 @@ class TaskService:
     def start_run(self, run_id: int, worker: str) -> Started | None:
         """Move a queued run and its task to running; None if it was already taken or finished.
 
-        The row lock (SELECT ... FOR UPDATE on PostgreSQL, the write lock on SQLite) makes this safe
-        when a message is delivered twice.
+        Conditional UPDATEs make this safe when two run slots pick the same run at once: on SQLite a
+        SELECT takes no lock (the driver begins the transaction only at the first write), so checking a
+        row read first would let both start it; each UPDATE here re-checks the status under the write lock.
         """
         with session_scope(self.engine) as session:
-            run = session.exec(select(Run).where(Run.id == run_id).with_for_update()).first()
+            run = session.get(Run, run_id)
             if run is None or run.status != Status.QUEUED.value:
                 return None
-            task = session.exec(select(Task).where(Task.id == run.task_id).with_for_update()).one()
-            if task.status != Status.QUEUED.value:
-                return None
+            transition(Status.QUEUED, Status.RUNNING)
             now = utcnow()
-            run.status = transition(run.status, Status.RUNNING).value
-            run.started_at = run.heartbeat_at = now
-            run.worker = worker
-            task.status = transition(task.status, Status.RUNNING).value
-            task.status_reason = None
-            task.updated_at = now
-            session.add(run)
-            session.add(task)
-            return Started(task=task, run=run)
+            claimed = session.execute(
+                update(Run).where(Run.id == run_id, Run.status == Status.QUEUED.value)
+                .values(status=Status.RUNNING.value, started_at=now, heartbeat_at=now, worker=worker)
+            ).rowcount
+            if claimed != 1:
+                return None
+            moved = session.execute(
+                update(Task).where(Task.id == run.task_id, Task.status == Status.QUEUED.value)
+                .values(status=Status.RUNNING.value, status_reason=None, updated_at=now)
+            ).rowcount
+            if moved != 1:  # the task ended (cancelled) while its run waited: leave both as they are
+                session.rollback()
+                return None
+            session.expire_all()
+            return Started(task=session.get(Task, run.task_id), run=session.get(Run, run_id))
 
     def heartbeat(self, run_id: int) -> bool:
         """Record that the run is alive; returns whether a cancel was asked for."""

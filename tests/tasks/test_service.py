@@ -154,3 +154,25 @@ def test_a_claim_passes_over_an_installation_at_its_limit_and_a_second_task_on_o
     assert service.claim_next_run("w", 1) is None  # installation 1 runs its one task at once
     assert service.claim_next_run("w", 2).run.id == other_issue.run.id
     assert service.claim_next_run("w", None) is None  # the same issue's next waits for the first to end
+
+
+def test_two_slots_taking_the_same_run_at_once_start_it_once(engine):
+    import threading
+
+    service = TaskService(engine)
+    for number in range(10):
+        created = _new(service, number)
+        barrier = threading.Barrier(2)
+        won = []
+
+        def take():
+            barrier.wait()
+            won.append(service.start_run(created.run.id, worker=threading.current_thread().name))
+
+        threads = [threading.Thread(target=take) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len([started for started in won if started is not None]) == 1
+        assert service.get_run(created.run.id).status == "running"
