@@ -266,6 +266,19 @@ def test_a_patch_made_elsewhere_becomes_the_snapshot(run, origin, tmp_path):
         private.apply_patch(base, b"diff --git a/.git/config b/.git/config\n--- a/.git/config\n+++ b/.git/config\n")
 
 
+def test_a_repo_given_a_relative_path_works_from_the_callers_directory(origin, tmp_path, monkeypatch):
+    # `draftsmith serve` keeps its workspaces under a relative `.draftsmith/`, while git runs in the repo's home
+    monkeypatch.chdir(tmp_path)
+    private = PrivateRepo.create(Path("work") / "git")
+    base = private.fetch(f"file://{origin}", "main", None)
+    patch = b"--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hello\n+patched\n"
+
+    changes = private.changes(base, private.apply_patch(base, patch))
+
+    assert [f.content for f in changes.files] == [b"patched\n"]
+    assert (tmp_path / "work" / "git" / "HEAD").is_file()
+
+
 def test_a_url_with_credentials_is_refused(tmp_path):
     private = PrivateRepo.create(tmp_path / "git")
     with pytest.raises(ValueError):

@@ -69,7 +69,7 @@ class PrivateRepo:
     """Create with `PrivateRepo.create(path)`; `path` must lie outside anything a sandbox can see."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # git runs in `home`, where a relative GIT_DIR or index would miss
         self.home = self.path.with_name(self.path.name + "-home")
 
     @classmethod
