@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -532,13 +533,10 @@ class KubeCluster:
         return found
 
 
-@pytest.fixture(scope="session")
-def kube_cluster() -> Iterator[KubeCluster]:
-    """The session's cluster, with the fake kubelet's node registered (see the module docstring)."""
-    if reason := binaries_missing():
-        pytest.skip(reason)
-    # The fake kubelet polls through the restart test's outage; urllib3 would warn at every retry.
-    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+@contextmanager
+def running_cluster() -> Iterator[KubeCluster]:
+    """A cluster with the runs' namespace set up and the fake kubelet's node registered, in a temporary
+    directory; stopped and removed on exit. The fixture's, and bench/kubernetes.py's."""
     workdir = Path(tempfile.mkdtemp(prefix="draftsmith-kube-"))
     cluster = KubeCluster(workdir)
     try:
@@ -553,6 +551,17 @@ def kube_cluster() -> Iterator[KubeCluster]:
     finally:
         cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[KubeCluster]:
+    """The session's cluster, with the fake kubelet's node registered (see the module docstring)."""
+    if reason := binaries_missing():
+        pytest.skip(reason)
+    # The fake kubelet polls through the restart test's outage; urllib3 would warn at every retry.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    with running_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture
