@@ -37,11 +37,14 @@ SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
 
 class JobWatch:
-    """When each Job first appeared in the runs' namespace (time.monotonic()), from a watch on the API server."""
+    """When each Job first appeared in the runs' namespace (time.monotonic()), and how many existed at once,
+    from a watch on the API server."""
 
     def __init__(self, cluster: KubeCluster) -> None:
         self.batch = cluster.batch()
         self.seen: dict[str, float] = {}
+        self.live: set[str] = set()
+        self.most = 0  # Jobs in the namespace at once, at most
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="job-watch")
 
@@ -52,8 +55,13 @@ class JobWatch:
             # A short server-side timeout, so stop() is honoured; a new watch lists existing Jobs as ADDED again.
             try:
                 for event in watch.Watch().stream(self.batch.list_namespaced_job, NAMESPACE, timeout_seconds=2):
+                    name = event["object"].metadata.name
                     if event["type"] == "ADDED":
-                        self.seen.setdefault(event["object"].metadata.name, time.monotonic())
+                        self.seen.setdefault(name, time.monotonic())
+                        self.live.add(name)
+                        self.most = max(self.most, len(self.live))
+                    elif event["type"] == "DELETED":
+                        self.live.discard(name)
             except Exception:
                 time.sleep(0.1)
 
@@ -162,7 +170,7 @@ def main() -> None:
             print(f"  to the check run completed     p50 {percentile(to_check, 0.5):.2f} s   "
                   f"p99 {percentile(to_check, 0.99):.2f} s")
 
-            earlier = set(bench.sent)
+            earlier, jobs.most = set(bench.sent), len(jobs.live)
             result = burst(bench, args.burst)
             burst_to_job = bench.to_job(jobs, [n for n in bench.sent if n not in earlier])
             print(f"\n{args.burst} issues assigned at once (assignments sent in {result['assigned']:.1f} s):")
@@ -171,7 +179,7 @@ def main() -> None:
             print(f"  succeeded {result['succeeded']}/{args.burst}, pull requests {result['prs']}/{args.burst}"
                   + (f", other: {result['other']}" if result["other"] else ""))
             print(f"  assignment to its Job in the API server   p50 {percentile(burst_to_job, 0.5):.1f} s   "
-                  f"max {max(burst_to_job):.1f} s")
+                  f"max {max(burst_to_job):.1f} s; at most {jobs.most} Jobs at once")
             ended = time.monotonic()
             try:
                 wait(lambda: not any(bench.leftovers().values()), 60, "the runs' objects to be deleted", every=0.2)
@@ -192,6 +200,8 @@ def main() -> None:
             print(f"load average at the end {os.getloadavg()[0]:.1f}")
         finally:
             jobs.stop()
+            # An interrupted bench's pods end first (Failed), so serve's worker threads following them are free.
+            cluster.kubelet.stop()
             bench.stop()
 
 
