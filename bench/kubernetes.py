@@ -28,7 +28,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 from bench._harness import wait  # noqa: E402
 from bench.e2e import Bench, RssSampler, burst, one_at_a_time, percentile  # noqa: E402
-from app.engines.kubernetes.manifests import MANAGED_BY  # noqa: E402
+from app.engines.kubernetes.manifests import MANAGED_BY, object_name  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from tests.support.kube_cluster import NAMESPACE, KubeCluster, binaries_missing, running_cluster  # noqa: E402
 
@@ -98,6 +98,7 @@ class KubeBench(Bench):
     def __init__(self, directory: Path, cluster: KubeCluster, settings: dict[str, str]) -> None:
         super().__init__(directory)
         self.cluster = cluster
+        self.core, self.batch, self.networking = cluster.core(), cluster.batch(), cluster.networking()
         self.sent: dict[int, float] = {}  # issue number -> when its assignment was sent (time.monotonic())
         self.serve.settings.update({"DRAFTSMITH_RUNNER": "kubernetes", "DRAFTSMITH_KUBERNETES_IMAGE": IMAGE,
                                     "DRAFTSMITH_KUBERNETES_KUBECONFIG": str(cluster.app_kubeconfig), **settings})
@@ -119,11 +120,11 @@ class KubeBench(Bench):
         with Session(self.engine) as session:
             run = session.exec(select(Run).join(Task, Run.task_id == Task.id).where(Task.issue_number == number)
                                .order_by(Run.id.desc())).first()
-        return f"draftsmith-run-{run.id}"
+        return object_name(run.id)
 
     def leftovers(self) -> dict[str, int]:
         """How many of the runs' Jobs, pods, Secrets and NetworkPolicies the cluster still holds."""
-        core, batch, networking = self.cluster.core(), self.cluster.batch(), self.cluster.networking()
+        core, batch, networking = self.core, self.batch, self.networking
         return {"jobs": len(batch.list_namespaced_job(NAMESPACE, label_selector=SELECTOR).items),
                 "pods": len(core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR).items),
                 "secrets": len(core.list_namespaced_secret(NAMESPACE, label_selector=SELECTOR).items),
