@@ -145,7 +145,7 @@ def list_deliveries(hub: FakeHub, request: Request, body: dict) -> tuple[int, An
 @route("GET", r"/requests")
 def list_requests(hub: FakeHub, request: Request, body: dict) -> tuple[int, Any]:
     # Tokens stay out of the audit list: it is readable without credentials.
-    return 200, [{k: v for k, v in asdict(r).items() if k != "token"} for r in list(hub.state.requests)]
+    return 200, [{k: v for k, v in asdict(r).items() if k not in ("token", "at")} for r in list(hub.state.requests)]
 
 
 def _check_run_ctx(hub: FakeHub, request: Request, run_id: str):

@@ -80,6 +80,7 @@ class FakeGitHub:
         query = dict(request.query_params)
         principal: Principal | None = None
         status, data, headers = 500, None, {}
+        answered: float | None = None
         docs = DOCS
         try:
             found = API.match(method, path)
@@ -111,6 +112,7 @@ class FakeGitHub:
                       params=params, query=query, body=parsed if parsed is not None else {})
             with state.lock:
                 status, data = route.handler(ctx)
+            answered = time.monotonic()
             for event, payload in ctx.pending:
                 deliver(state, event, payload)
             for original in ctx.resend:
@@ -127,14 +129,15 @@ class FakeGitHub:
             status, data = error.status, error.body(docs)
         except _Answered:
             pass
-        self._record(request, principal, status, raw)
+        self._record(request, principal, status, raw, answered)
         headers.update({"X-GitHub-Request-Id": uuid.uuid4().hex[:20].upper(), "X-RateLimit-Limit": "5000",
                         "X-RateLimit-Remaining": "4999", "X-GitHub-Media-Type": "github.v3; format=json"})
         if data is None or status == 204:
             return Response(status_code=status, headers=headers)
         return JSONResponse(data, status, headers, media_type="application/json; charset=utf-8")
 
-    def _record(self, request: Request, principal: Principal | None, status: int, raw: bytes) -> None:
+    def _record(self, request: Request, principal: Principal | None, status: int, raw: bytes,
+                answered: float | None = None) -> None:
         try:
             body = json.loads(raw) if raw.strip() else None
         except ValueError:
@@ -146,7 +149,7 @@ class FakeGitHub:
         with self.hub.state.lock:
             self.hub.state.requests.append(RequestRecord(
                 method=request.method, path=request.url.path, query=request.url.query, actor=actor,
-                status=status, body=body, token=token,
+                status=status, body=body, token=token, at=answered or time.monotonic(),
             ))
 
 

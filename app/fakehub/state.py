@@ -6,6 +6,7 @@ import itertools
 import random
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -298,6 +299,9 @@ class RequestRecord:
     status: int
     body: Any
     token: str | None = None  # the installation token presented, so tests can follow where one went
+    # time.monotonic() when the handler had answered, before its webhooks went out: benches time what
+    # a call changed from the log instead of rescanning the fake's state (bench/e2e.py).
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
