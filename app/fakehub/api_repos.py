@@ -283,6 +283,7 @@ def create_ref(ctx: Ctx):
     _object(store, sha, Commit, status=422)
     _refuse_workflow_changes(ctx, store, None, sha)
     store.refs[name.encode()] = sha.encode()
+    git.refs_moved(repo, store, [name])
     repo.pushed_at = now()
     return 201, _ref_json(ctx, repo.full_name, name, sha)
 
@@ -301,6 +302,7 @@ def update_ref(ctx: Ctx):
         raise HttpError(422, "Update is not a fast forward")
     _refuse_workflow_changes(ctx, store, current, sha)
     store.refs[name.encode()] = sha.encode()
+    git.refs_moved(repo, store, [name])
     repo.pushed_at = now()
     return 200, _ref_json(ctx, repo.full_name, name, sha)
 
@@ -313,6 +315,7 @@ def delete_ref(ctx: Ctx):
     if name.encode() not in store.refs:
         raise HttpError(422, "Reference does not exist")
     del store.refs[name.encode()]
+    git.refs_moved(repo, store, [name])
     return 204, None
 
 

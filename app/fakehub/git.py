@@ -74,6 +74,45 @@ def resolve_ref(repo: Repo, ref: str) -> str | None:
     return None
 
 
+def branch_heads(repo) -> dict[str, str]:
+    """Branch name -> sha of a fake Repository (`git_dir`, `heads`), read from disk once and then kept."""
+    if repo.heads is None:
+        store = open_repo(repo.git_dir)
+        repo.heads = {name.decode(): sha.decode() for name, sha in store.refs.as_dict(b"refs/heads").items()}
+    return repo.heads
+
+
+def refs_moved(repo, store: Repo, names: list[str]) -> None:
+    """Bring a fake Repository's `heads` up to date with these full ref names as `store` now holds them."""
+    if repo.heads is None:
+        return
+    for name in names:
+        if not name.startswith("refs/heads/"):
+            continue
+        branch = name.removeprefix("refs/heads/")
+        try:
+            repo.heads[branch] = store.refs[name.encode()].decode()
+        except KeyError:
+            repo.heads.pop(branch, None)
+
+
+def pushed_refs(body: bytes) -> list[str] | None:
+    """The ref names a receive-pack request body updates (its pkt-line commands), None if unreadable.
+
+    Each command is `<old> <new> <ref>` (the first followed by NUL and capabilities), then a flush-pkt."""
+    names, at = [], 0
+    try:
+        while True:
+            size = int(body[at:at + 4], 16)
+            if size == 0:
+                return names
+            line = body[at + 4:at + size].split(b"\0", 1)[0].strip()
+            names.append(line.split(b" ")[2].decode())
+            at += size
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+
+
 def read_path(repo: Repo, commit_sha: str, path: str) -> tuple[str, int, bytes] | None:
     """(kind "file"|"dir", mode, sha) of `path` in a commit's tree, or None when absent."""
     commit = repo[commit_sha.encode()]

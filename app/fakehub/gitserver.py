@@ -59,7 +59,14 @@ class GitEndpoint:
         body = await request.body()
         status, headers, chunks = await run_in_threadpool(self._call_wsgi, request, body)
         if request.url.path.endswith("/git-receive-pack"):
-            self.hub.state.repos[full_name].pushed_at = now()
+            repo = self.hub.state.repos[full_name]
+            names = git.pushed_refs(body)
+            with self.hub.state.lock:
+                repo.pushed_at = now()
+                if names is None:
+                    repo.heads = None
+                else:
+                    git.refs_moved(repo, git.open_repo(repo.git_dir), names)
         return Response(b"".join(chunks), status, dict(headers))
 
     def _record(self, request: Request, token: str, status: int) -> None:

@@ -351,9 +351,10 @@ class Renderer:
         return pulls
 
     def _head_sha(self, repo: Repository, branch: str) -> str | None:
-        from app.fakehub.git import open_repo, resolve_ref
+        from app.fakehub.git import branch_heads, open_repo, resolve_ref
 
-        return resolve_ref(open_repo(repo.git_dir), branch)
+        sha = branch_heads(repo).get(branch)
+        return sha if sha is not None else resolve_ref(open_repo(repo.git_dir), branch)  # a tag, a sha, gone
 
     def workflow_run(self, run: WorkflowRun) -> dict[str, Any]:
         repo = self.state.repos[run.repo]

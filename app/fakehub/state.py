@@ -258,6 +258,12 @@ class Repository:
     created_at: datetime = field(default_factory=now)
     pushed_at: datetime = field(default_factory=now)
     fork_of: str | None = None
+    # Branch name -> sha as the fake last read or wrote them (app.fakehub.git.branch_heads); None: not read
+    # yet. Payloads take PR heads from it instead of opening the git directory once per open PR: with a
+    # thousand open PRs that was a third of the fake's time in a burst. Kept up to date by the fake's own
+    # ref writes (Git Data API, pushes over its git server); a test that moves a ref behind the fake's
+    # back with the git CLI must reset it to None.
+    heads: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def full_name(self) -> str:

@@ -121,3 +121,39 @@ def test_an_app_without_the_workflows_permission_may_not_push_a_workflow_file(fa
     assert moved.status_code == 422
     # Anything else is fine
     assert api.post("/repos/octo/demo/git/refs", json={"ref": "refs/heads/docs", "sha": commit_with("docs/a.md")}).status_code == 201
+
+
+def test_a_check_run_lists_the_pull_request_its_head_moved_to_by_push_or_by_the_git_data_api(fakehub, tmp_path):
+    # Given a draft PR whose branch starts one empty commit ahead of main
+    fakehub.create_repo("octo", "demo", files={"README.md": "hello\n"})
+    api = fakehub.as_app("octo/demo")
+    main = api.get("/repos/octo/demo/git/ref/heads/main").json()["object"]["sha"]
+    tree = api.get(f"/repos/octo/demo/git/commits/{main}").json()["tree"]["sha"]
+    start = api.post("/repos/octo/demo/git/commits", json={"message": "start", "tree": tree, "parents": [main]}).json()["sha"]
+    api.post("/repos/octo/demo/git/refs", json={"ref": "refs/heads/draftsmith/issue-1", "sha": start}).raise_for_status()
+    number = api.post("/repos/octo/demo/pulls", json={"title": "t", "head": "draftsmith/issue-1", "base": "main",
+                                                      "draft": True}).json()["number"]
+
+    def pulls_at(sha: str) -> list[int]:
+        run = api.post("/repos/octo/demo/check-runs", json={"name": "draftsmith", "head_sha": sha})
+        assert run.status_code == 201, run.text
+        return [p["number"] for p in run.json()["pull_requests"]]
+
+    assert pulls_at(start) == [number]
+
+    # When the branch moves by a push over git, then the check run on the new head lists the PR, the old none
+    git("clone", "--branch", "draftsmith/issue-1", fakehub.authenticated_clone_url("octo/demo"), str(tmp_path / "w"))
+    (tmp_path / "w" / "fix.txt").write_text("fixed\n")
+    git("add", "fix.txt", cwd=tmp_path / "w")
+    git("commit", "-m", "Fix", cwd=tmp_path / "w")
+    git("push", "origin", "draftsmith/issue-1", cwd=tmp_path / "w")
+    pushed = git("rev-parse", "HEAD", cwd=tmp_path / "w").stdout.strip()
+    assert (pulls_at(pushed), pulls_at(start)) == ([number], [])
+
+    # When it moves back through the Git Data API, the same holds the other way round
+    api.patch("/repos/octo/demo/git/refs/heads/draftsmith/issue-1", json={"sha": start, "force": True}).raise_for_status()
+    assert (pulls_at(start), pulls_at(pushed)) == ([number], [])
+
+    # And once the branch is deleted, no check run lists it
+    assert api.delete("/repos/octo/demo/git/refs/heads/draftsmith/issue-1").status_code == 204
+    assert pulls_at(start) == []
