@@ -157,3 +157,28 @@ def test_a_check_run_lists_the_pull_request_its_head_moved_to_by_push_or_by_the_
     # And once the branch is deleted, no check run lists it
     assert api.delete("/repos/octo/demo/git/refs/heads/draftsmith/issue-1").status_code == 204
     assert pulls_at(start) == []
+
+
+def test_the_git_server_advertises_the_refs_dulwich_would_packed_loose_and_tagged(tmp_path):
+    from dulwich.objects import Tag
+
+    from app.fakehub import git as fakegit
+
+    git_dir = tmp_path / "r.git"
+    sha = fakegit.init_repository(git_dir, "main", {"README.md": "x\n"}, fakegit.default_signature("a", "a@x"))
+    store = fakegit.open_repo(git_dir)
+    for i in range(3):
+        store.refs[f"refs/heads/draftsmith/issue-{i}".encode()] = sha.encode()
+    store.refs.pack_refs(all=True)
+    store.refs[b"refs/heads/draftsmith/issue-1"] = sha.encode()  # loose again, over its packed entry
+    tag = Tag()
+    tag.name, tag.object, tag.message = b"v1", (fakegit.Commit, sha.encode()), b"v1"
+    tag.tagger, tag.tag_time, tag.tag_timezone = b"a <a@x>", 0, 0
+    store.object_store.add_object(tag)
+    store.refs[b"refs/tags/v1"] = tag.id
+
+    served, plain = fakegit.ServedRepo(str(git_dir)), fakegit.open_repo(git_dir)
+    assert served.get_refs() == plain.get_refs()
+    assert served.refs.get_symrefs() == plain.refs.get_symrefs() == {b"HEAD": b"refs/heads/main"}
+    assert {ref: served.get_peeled(ref) for ref in plain.get_refs()} == \
+        {ref: plain.get_peeled(ref) for ref in plain.get_refs()}
