@@ -26,7 +26,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
@@ -210,10 +210,11 @@ class Bench:
         with Session(self.engine) as session:
             return session.exec(select(func.count()).select_from(Run).where(Run.status == "queued")).one()
 
-    def wait_for_slot(self, repo: str, number: int) -> tuple[float | None, datetime | None]:
-        """(seconds from the first run ending after this issue's run was queued to its start, that end).
+    def wait_for_slot(self, repo: str, number: int) -> tuple[float | None, dict[str, datetime | None]]:
+        """(seconds from the first run ending after this issue's run was queued to its start, its timeline).
 
-        0 when the run started before any other ended (a slot was free); None when it has not started."""
+        0 when the run started before any other ended (a slot was free); None when it has not started.
+        The timeline holds the run's queued_at, started_at, ended_at and `freed`, that first end."""
         from sqlmodel import Session, func, select
 
         from app.models import Run, Task
@@ -222,13 +223,16 @@ class Bench:
             run = session.exec(select(Run).join(Task, Run.task_id == Task.id)
                                .where(Task.repo_full_name == repo, Task.issue_number == number)
                                .order_by(Run.id)).first()
-            if run is None or run.started_at is None:
-                return None, None
+            if run is None:
+                return None, {}
             freed = session.exec(select(func.min(Run.ended_at)).where(Run.ended_at >= run.queued_at,
                                                                       Run.id != run.id)).one()
+        timeline = {"queued": run.queued_at, "freed": freed, "started": run.started_at, "ended": run.ended_at}
+        if run.started_at is None:
+            return None, timeline
         if freed is None or run.started_at <= freed:
-            return 0.0, freed
-        return (run.started_at - freed).total_seconds(), freed
+            return 0.0, timeline
+        return (run.started_at - freed).total_seconds(), timeline
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -289,7 +293,7 @@ def burst(bench: Bench, count: int, idle_b: float | None = None, timeout: float 
         except TimeoutError:
             pass
         result["queued_before_b"] = bench.queued_runs()
-        b_sent = time.monotonic()
+        b_sent, b_sent_at = time.monotonic(), datetime.now(timezone.utc)
         bench.assign(b_number, OTHER)
 
     try:
@@ -305,8 +309,13 @@ def burst(bench: Bench, count: int, idle_b: float | None = None, timeout: float 
             result["b_total"] = activity.completion_times(OTHER)[-1] - b_sent
         except TimeoutError:
             result["b_total"] = None
-        result["b_wait"], _ = bench.wait_for_slot(OTHER, b_number)
+        result["b_wait"], timeline = bench.wait_for_slot(OTHER, b_number)
         result["b_idle"] = idle_b
+        acked = activity.poll().acked(OTHER, b_number)
+        # Seconds after B's assignment; serve's database keeps naive UTC on SQLite.
+        result["b_timeline"] = {"acknowledged": None if acked is None else acked - b_sent, **{
+            key: None if at is None else (at.replace(tzinfo=at.tzinfo or timezone.utc) - b_sent_at).total_seconds()
+            for key, at in timeline.items()}}
 
     acks = [activity.acked(REPO, n) for n in numbers]
     rows = bench.agent_seconds()
@@ -349,7 +358,10 @@ def report_burst(count: int, result: dict, peak: dict[str, float], processes: di
         print(f"    total                     {'never finished' if total_b is None else f'{total_b:.1f} s'}"
               f" vs {idle_b:.1f} s idle"
               f"   (target under twice idle: {verdict(total_b is not None and total_b < 2 * idle_b)})")
-    print(f"  peak RSS: web {peak['web']:.0f} MB ({processes['web']} processes), "
+        print("    after its assignment: " + ", ".join(
+            f"{key} {'-' if at is None else f'{at:+.1f} s'}" for key, at in result["b_timeline"].items())
+            + "  (freed: the first run to end after B's run was queued)")
+    print(f"  peak RSS: web {peak['web']:.0f} MB ({processes['web']} process(es)), "
           f"worker {peak['worker']:.0f} MB ({processes['worker']}), embedded Redis {peak['redis']:.0f} MB")
 
 
@@ -362,6 +374,7 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="serve on an embedded PostgreSQL (DATABASE_URL)")
     parser.add_argument("--no-other", action="store_true", help="skip installation B's task")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows in a log file as each part ends
 
     settings = {"DRAFTSMITH_WORKER_PROCESSES": str(args.workers)} if args.workers else {}
     with tempfile.TemporaryDirectory(prefix="draftsmith-bench-") as tmp, ExitStack() as stack:
