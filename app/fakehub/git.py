@@ -220,12 +220,23 @@ class ServedRepo(Repo):
     its object (is it a tag?); with a thousand branches one advertisement cost ~0.6 s of the fake's CPU,
     and a fetch over smart HTTP advertises twice (info/refs, then upload-pack). A branch names a commit
     (git refuses anything else under refs/heads), so it peels to itself. One request's refs are read once.
+    The same fetch then checks each ref's object exists, which dulwich does by parsing it: a stat here.
     """
 
     def __init__(self, root: str) -> None:
         super().__init__(root)
         self._refs_read: tuple[dict[bytes, bytes], dict[bytes, bytes]] | None = None
         self.refs.get_symrefs = lambda: dict(self._read()[1])  # type: ignore[method-assign]
+        # upload-pack checks that every ref's object exists, and dulwich answers that for a loose object
+        # by reading and parsing it; as git does, the file being there is enough.
+        objects, contains_loose = self.object_store.path, self.object_store.contains_loose
+
+        def loose_object_exists(sha) -> bool:
+            if isinstance(sha, bytes) and len(sha) == 40:
+                return os.path.exists(os.path.join(objects, sha[:2].decode(), sha[2:].decode()))
+            return contains_loose(sha)
+
+        self.object_store.contains_loose = loose_object_exists  # type: ignore[method-assign]
 
     def _read(self) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
         if self._refs_read is None:
