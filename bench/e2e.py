@@ -54,6 +54,7 @@ class RssSampler:
     def __init__(self, root_pid: int) -> None:
         self.root = psutil.Process(root_pid)
         self.peak = {"web": 0, "worker": 0, "redis": 0}
+        self.largest = dict.fromkeys(self.peak, 0)  # the largest single process of each kind
         self.processes = dict.fromkeys(self.peak, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -69,6 +70,8 @@ class RssSampler:
 
     def reset(self) -> None:
         self.peak = dict.fromkeys(self.peak, 0)
+        self.largest = dict.fromkeys(self.peak, 0)
+        self.processes = dict.fromkeys(self.peak, 0)
 
     def sample(self) -> None:
         totals = dict.fromkeys(self.peak, 0)
@@ -81,8 +84,10 @@ class RssSampler:
             try:
                 kind = self._kind(" ".join(child.cmdline()))
                 if kind:
-                    totals[kind] += child.memory_info().rss
+                    rss = child.memory_info().rss
+                    totals[kind] += rss
                     counts[kind] += 1
+                    self.largest[kind] = max(self.largest[kind], rss)
             except psutil.Error:
                 pass
         for kind, value in totals.items():
@@ -334,7 +339,8 @@ def burst(bench: Bench, count: int, idle_b: float | None = None, timeout: float 
     return result
 
 
-def report_burst(count: int, result: dict, peak: dict[str, float], processes: dict[str, int]) -> None:
+def report_burst(count: int, result: dict, peak: dict[str, float], processes: dict[str, int],
+                 largest: dict[str, float]) -> None:
     rate = result["completed"] / result["elapsed"]
     print(f"\n{count} issues assigned at once (assignments sent in {result['assigned']:.1f} s, "
           f"load average {os.getloadavg()[0]:.1f} at the end):")
@@ -361,8 +367,9 @@ def report_burst(count: int, result: dict, peak: dict[str, float], processes: di
         print("    after its assignment: " + ", ".join(
             f"{key} {'-' if at is None else f'{at:+.1f} s'}" for key, at in result["b_timeline"].items())
             + "  (freed: the first run to end after B's run was queued)")
-    print(f"  peak RSS: web {peak['web']:.0f} MB ({processes['web']} process(es)), "
-          f"worker {peak['worker']:.0f} MB ({processes['worker']}), embedded Redis {peak['redis']:.0f} MB")
+    print(f"  peak RSS: web {peak['web']:.0f} MB ({processes['web']} process(es), largest {largest['web']:.0f} MB), "
+          f"worker {peak['worker']:.0f} MB ({processes['worker']}, largest {largest['worker']:.0f} MB), "
+          f"embedded Redis {peak['redis']:.0f} MB")
 
 
 def main() -> None:
@@ -413,7 +420,7 @@ def main() -> None:
                 result = burst(bench, count, idle_b)
                 sampler.sample()
                 peak = {k: v / 1e6 for k, v in sampler.peak.items()}
-                report_burst(count, result, peak, sampler.processes)
+                report_burst(count, result, peak, sampler.processes, {k: v / 1e6 for k, v in sampler.largest.items()})
                 results.append((count, result, peak))
             if len(results) > 1:
                 first_count, first, first_peak = results[0]
