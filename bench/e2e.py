@@ -87,7 +87,7 @@ class RssSampler:
                     rss = child.memory_info().rss
                     totals[kind] += rss
                     counts[kind] += 1
-                    self.largest[kind] = max(self.largest[kind], rss)
+                    self.largest[kind] = max(self.largest.get(kind, 0), rss)
             except psutil.Error:
                 pass
         for kind, value in totals.items():
