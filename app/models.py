@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -102,6 +102,8 @@ class Task(SQLModel, table=True):
     """A piece of work asked of the bot on one issue or pull request; runs are its attempts."""
 
     __tablename__ = "tasks"
+    # Intake counts an installation's tasks today on every trigger (the daily limit).
+    __table_args__ = (Index("ix_tasks_installation_created", "installation_id", "created_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     installation_id: int = Field(sa_column=Column(BigInteger, index=True, nullable=False))
@@ -127,7 +129,7 @@ class Task(SQLModel, table=True):
     status: str = Field(default="queued", max_length=32, index=True)
     status_reason: str | None = Field(default=None, sa_column=Column(Text))
     progress_comment_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    check_run_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    check_run_id: int | None = Field(default=None, sa_column=Column(BigInteger, index=True))
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
@@ -145,7 +147,7 @@ class Run(SQLModel, table=True):
     # app.tasks.states.Stage the run last reached; None on runs from before it was kept.
     stage: str | None = Field(default="queued", max_length=32)
     worker: str | None = Field(default=None, max_length=255)
-    queued_at: datetime = Field(default_factory=utcnow)
+    queued_at: datetime = Field(default_factory=utcnow, index=True)  # the daily cost budget sums today's runs
     started_at: datetime | None = None
     heartbeat_at: datetime | None = Field(default=None, index=True)
     ended_at: datetime | None = None

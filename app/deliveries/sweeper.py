@@ -52,27 +52,16 @@ def recover_runs(runtime) -> int:
     recovered = asyncio.run(recover_dead_runs(runtime))
     if recovered:
         log.info("recovered_dead_runs", count=recovered)
-    requeued = requeue_stranded_runs(runtime, older_than=_stranded_after(runtime))
+    # A run queued longer than the heartbeat timeout with no slot request waiting has none a live worker
+    # will reach: Redis lost it, or a dead worker holds it (dramatiq hands those back only after its own
+    # heartbeat timeout, at a random maintenance pass).
+    requeued = requeue_stranded_runs(runtime, older_than=timedelta(seconds=runtime.settings.heartbeat_timeout_seconds))
     if requeued:
         log.info("requeued_stranded_runs", count=requeued)
     reported = asyncio.run(report_unreported_ends(runtime))
     if reported:
         log.info("reported_unreported_ends", count=reported)
     return recovered + requeued + reported
-
-
-def _stranded_after(runtime) -> timedelta | None:
-    """How long a queued run waits before its message is presumed lost. While run messages wait in Redis
-    it is most likely among them (None: lifecycle's long default). With none waiting, a run queued longer
-    than the heartbeat timeout has no message a live worker will reach: Redis lost it, or a worker that
-    died holds it, which dramatiq hands back only after its own heartbeat timeout, at a random maintenance
-    pass. Sending it again is safe: a run that started already is left alone."""
-    from app.queue.actors import RUNS_QUEUE
-    from app.queue.broker import messages_waiting
-
-    if messages_waiting(runtime.broker, RUNS_QUEUE):
-        return None
-    return timedelta(seconds=runtime.settings.heartbeat_timeout_seconds)
 
 
 _last_prune: dict[int, float] = {}

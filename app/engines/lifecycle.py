@@ -11,11 +11,10 @@ from app.engines.registry import engine_for
 from app.github import gitdata
 from app.github.report import Reporter
 from app.logs import get_logger
-from app.models import utcnow
 from app.tasks.service import TaskService
 from app.tasks.states import Status
 
-STRANDED_AFTER = timedelta(minutes=10)
+STRANDED_AFTER = timedelta(minutes=1)
 STRANDED_REQUESTS = 50
 
 
@@ -163,13 +162,16 @@ async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int
 def requeue_stranded_runs(runtime, older_than: timedelta | None = None) -> int:
     """Ask for run slots for queued runs no message will reach (Redis lost it, a dead worker held it).
 
-    One request per such run, at most STRANDED_REQUESTS a sweep: each starts the fairest run, so which
-    ones are stranded does not matter, only how many slots may be idle. Returns how many were asked for.
+    Only when no slot request waits in the queue: one that waits will start the fairest run, so a deep
+    queue is not stranded however long its runs wait. One request per such run, at most
+    STRANDED_REQUESTS a sweep; which runs they start is the fair order's choice. Returns how many.
     """
-    tasks = TaskService(runtime.engine)
-    older_than = older_than or STRANDED_AFTER
-    stranded = tasks.stranded_queued_runs(older_than)[:STRANDED_REQUESTS]
-    for run in stranded:
+    from app.queue.actors import RUNS_QUEUE
+    from app.queue.broker import messages_waiting
+
+    if messages_waiting(runtime.broker, RUNS_QUEUE):
+        return 0
+    stranded = TaskService(runtime.engine).stranded_queued_runs(older_than or STRANDED_AFTER)
+    for _ in stranded[:STRANDED_REQUESTS]:
         queue_run(runtime)
-        tasks.update_run(run.id, queued_at=utcnow())  # the next sweep waits as long again
-    return len(stranded)
+    return min(len(stranded), STRANDED_REQUESTS)
