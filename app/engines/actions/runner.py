@@ -11,14 +11,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from app.agents.base import BASE_URL_VARS, PROVIDER_KEYS, AgentRequest, MissingCredentials, check_credentials
+from app.agents.base import (BASE_URL_VARS, PROVIDER_KEYS, Agent, AgentRequest, Invocation, MissingCredentials,
+                             Usage, check_credentials)
 from app.agents.registry import UnknownAgent, get_agent
 from app.engines.actions import agent_user
 from app.logs import scrub
@@ -236,6 +237,10 @@ class AgentOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# (spec, the runner's environment, the checkout, the provider credentials, the batcher) -> the result event.
+Collect = Callable[["RunSpec", Mapping[str, str], Path, dict[str, str], "LogBatcher"], Awaitable[dict[str, Any]]]
+
+
 def agent_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
     """The runner's environment (toolchains from setup steps) minus runner and provider credentials, plus
     what the adapter asks for (which includes only the provider keys this agent needs)."""
@@ -316,8 +321,12 @@ def compute_patch(checkout: Path, tree: Path, base: str | None) -> str:
 
 
 async def execute(environ: Mapping[str, str], *, event_path: Path | None = None, workspace: Path | None = None,
-                  http: httpx.AsyncClient | None = None, send_logs: bool = True) -> int:
-    """Run one Actions run end to end; returns the process exit code (0 once the result was delivered)."""
+                  http: httpx.AsyncClient | None = None, send_logs: bool = True, collect: Collect | None = None) -> int:
+    """Run one Actions run end to end; returns the process exit code (0 once the result was delivered).
+
+    `collect` runs the agent and the tests and returns the result event; by default here, as another user.
+    The Kubernetes pod passes its own, which hands the work to the pod's agent container.
+    """
     event_file = event_path or (Path(environ["GITHUB_EVENT_PATH"]) if environ.get("GITHUB_EVENT_PATH") else None)
     if event_file is None:
         raise ActionsRunError("GITHUB_EVENT_PATH is not set: run this inside GitHub Actions or pass --event-path")
@@ -328,14 +337,14 @@ async def execute(environ: Mapping[str, str], *, event_path: Path | None = None,
     owns_http = http is None
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(60, connect=15))
     try:
-        return await _execute(spec, environ, workspace, http, send_logs)
+        return await _execute(spec, environ, workspace, http, send_logs, collect or _run_and_collect)
     finally:
         if owns_http:
             await http.aclose()
 
 
 async def _execute(spec: RunSpec, environ: Mapping[str, str], workspace: Path, http: httpx.AsyncClient,
-                   send_logs: bool = True) -> int:
+                   send_logs: bool, collect: Collect) -> int:
     credentials = {name: environ[name] for name in CREDENTIAL_NAMES if environ.get(name)}
     auth = CallbackAuth(spec, environ, http)
     client = CallbackClient(spec.callback_url, auth, http) if spec.callback_url else None
@@ -345,7 +354,7 @@ async def _execute(spec: RunSpec, environ: Mapping[str, str], workspace: Path, h
     result: dict[str, Any]
     try:
         batcher.add({"type": "progress", "stage": "agent_started", "detail": spec.agent})
-        result = await _run_and_collect(spec, environ, workspace, credentials, batcher)
+        result = await collect(spec, environ, workspace, credentials, batcher)
     except MissingCredentials as exc:
         # On Actions the keys are the workflow's secrets, not keys stored in Draftsmith.
         names = ", ".join(exc.names)
@@ -393,16 +402,7 @@ async def _run_and_collect(spec: RunSpec, environ: Mapping[str, str], workspace:
     try:
         request = AgentRequest(prompt=spec.prompt, model=spec.model, plan_mode=False, config=spec.options,
                                credentials=credentials, workspace=place.workspace, artifacts_dir=place.artifacts)
-        check_credentials(agent, request)
-        invocation = agent.prepare(request)
-        for name, content in invocation.files.items():
-            target = place.artifacts / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
-        env = {**agent_environment(environ, {"HOME": str(place.home)}), **invocation.env}
-        for key in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
-            if key in env:
-                Path(env[key]).mkdir(parents=True, exist_ok=True)
+        invocation, env = prepare_agent(agent, request, environ, place.home)
         outcome = await _as_agent(user, place, invocation.argv, env, invocation.cwd or place.workspace,
                                   invocation.stdin, batcher, spec.time_limit_seconds)
         if outcome.exit_code is None and outcome.error:
@@ -412,11 +412,7 @@ async def _run_and_collect(spec: RunSpec, environ: Mapping[str, str], workspace:
         batcher.add({"type": "progress", "stage": "collecting_changes"})
         # Before the tests, so what they leave behind (caches, build output) is not taken for the agent's work.
         patch = compute_patch(workspace, place.workspace, spec.base_sha)
-        error = None
-        if outcome.timed_out:
-            error = f"the agent ran past the time limit of {spec.time_limit_seconds:.0f} s and was stopped"
-        elif not parsed.success:
-            error = f"the agent exited {outcome.exit_code}"
+        error = agent_error(spec, parsed.success, outcome.exit_code, outcome.timed_out)
         tests_passed = None
         if error is None and patch and spec.test_command:
             remaining = spec.time_limit_seconds - (time.monotonic() - started) if spec.time_limit_seconds else None
@@ -425,17 +421,49 @@ async def _run_and_collect(spec: RunSpec, environ: Mapping[str, str], workspace:
                                            max(1.0, remaining) if remaining is not None else None)
     finally:
         place.remove(user)
+    return result_event(parsed.success, parsed.summary, parsed.usage, outcome, patch, tests_passed, error)
+
+
+def agent_error(spec: RunSpec, success: bool, exit_code: int | None, timed_out: bool) -> str | None:
+    """Why the agent's part of the run failed, or None."""
+    if timed_out:
+        return f"the agent ran past the time limit of {spec.time_limit_seconds:.0f} s and was stopped"
+    if not success:
+        return f"the agent exited {exit_code}"
+    return None
+
+
+def result_event(success: bool, summary: str, usage: Usage, outcome: AgentOutcome, patch: str,
+                 tests_passed: bool | None, error: str | None) -> dict[str, Any]:
+    """The `result` callback event, the one the app commits and reports from."""
     return {
         "type": "result",
-        "success": bool(parsed.success and not outcome.timed_out),
-        "summary": parsed.summary,
+        "success": bool(success and not outcome.timed_out),
+        "summary": summary,
         "patch": patch,
-        "usage": {"input_tokens": parsed.usage.input_tokens, "output_tokens": parsed.usage.output_tokens,
-                  "cost_usd": parsed.usage.cost_usd, "agent_seconds": round(outcome.seconds, 3)},
+        "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                  "cost_usd": usage.cost_usd, "agent_seconds": round(outcome.seconds, 3)},
         "exit_code": outcome.exit_code,
         "tests_passed": tests_passed,
         "error": error,
     }
+
+
+def prepare_agent(agent: Agent, request: AgentRequest, environ: Mapping[str, str], home: Path,
+                  extra: Mapping[str, str] | None = None) -> tuple[Invocation, dict[str, str]]:
+    """The agent's invocation, its files written to the artifacts dir, and its environment (`extra` added
+    before the adapter's own variables), its HOME and XDG directories made. MissingCredentials first."""
+    check_credentials(agent, request)
+    invocation = agent.prepare(request)
+    for name, content in invocation.files.items():
+        target = request.artifacts_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+    env = {**agent_environment(environ, {"HOME": str(home)}), **(extra or {}), **invocation.env}
+    for key in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        if key in env:
+            Path(env[key]).mkdir(parents=True, exist_ok=True)
+    return invocation, env
 
 
 async def _as_agent(user: agent_user.AgentUser | None, place: agent_user.AgentPlace, argv: list[str],
@@ -456,14 +484,23 @@ async def _as_agent(user: agent_user.AgentUser | None, place: agent_user.AgentPl
 async def run_tests(command: str, env: dict[str, str], place: agent_user.AgentPlace,
                     user: agent_user.AgentUser | None, batcher: LogBatcher, time_limit: float | None) -> bool:
     """The repository's `test:` on the agent's changes, as the sandbox engine runs it; True if it passed."""
+    announce_tests(batcher, command)
+    outcome = await _as_agent(user, place, ["sh", "-c", command], env, place.workspace, None, batcher, time_limit)
+    return tests_verdict(batcher, outcome.exit_code, outcome.timed_out)
+
+
+def announce_tests(batcher: LogBatcher, command: str) -> None:
     batcher.add({"type": "progress", "stage": "tests", "detail": command})
     batcher.add({"type": "log", "stream": "system", "text": f"tests: {command}"})
-    outcome = await _as_agent(user, place, ["sh", "-c", command], env, place.workspace, None, batcher, time_limit)
-    if outcome.timed_out:
+
+
+def tests_verdict(batcher: LogBatcher, exit_code: int | None, timed_out: bool) -> bool:
+    """Whether the tests passed, said in the run's log."""
+    if timed_out:
         batcher.add({"type": "log", "stream": "system", "text": "tests: stopped at the run's time limit"})
-    passed = outcome.exit_code == 0 and not outcome.timed_out
+    passed = exit_code == 0 and not timed_out
     batcher.add({"type": "log", "stream": "system", "text": f"tests: {'passed' if passed else 'failed'}"
-                 + ("" if passed else f" (exit code {outcome.exit_code})")})
+                 + ("" if passed else f" (exit code {exit_code})")})
     return passed
 
 
