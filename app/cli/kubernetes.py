@@ -1,4 +1,5 @@
-"""CLI commands `draftsmith kubernetes-run` (inside a run's pod) and `draftsmith doctor kubernetes`."""
+"""CLI commands `draftsmith kubernetes-run` and `kubernetes-agent` (a run pod's two containers) and
+`draftsmith doctor kubernetes`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ doctor = typer.Typer(help="Check that this server's set-up works.", no_args_is_h
 
 def register(cli: typer.Typer) -> None:
     cli.command("kubernetes-run")(kubernetes_run)
+    cli.command("kubernetes-agent")(kubernetes_agent)
     cli.add_typer(doctor, name="doctor")
 
 
@@ -28,6 +30,13 @@ def kubernetes_run() -> None:
         typer.echo(f"draftsmith kubernetes-run: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+def kubernetes_agent() -> None:
+    """Run the agent and the tests the runner container of this pod asks for (the run's Job starts it)."""
+    from app.engines.kubernetes.agent_container import serve
+
+    raise typer.Exit(asyncio.run(serve(dict(os.environ))))
 
 
 @doctor.command("kubernetes")

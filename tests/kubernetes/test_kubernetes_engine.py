@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
 import threading
 from datetime import timedelta
 
@@ -85,9 +86,9 @@ def test_an_assigned_issue_runs_as_a_job_and_ends_in_a_ready_pull_request(kube_s
     [run] = scene.runs(task.id)
     assert job["metadata"]["name"] == f"draftsmith-run-{run.id}"
     assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] > 30 * 60
-    [container] = job["spec"]["template"]["spec"]["containers"]
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["resources"]["limits"]["memory"] == "2Gi"
+    runner, agent = job["spec"]["template"]["spec"]["containers"]
+    assert all(c["securityContext"]["readOnlyRootFilesystem"] is True for c in (runner, agent))
+    assert agent["resources"]["limits"]["memory"] == "2Gi"
     for obj in (secret, policy):
         [owner] = obj["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["uid"]) == ("Job", job["metadata"]["uid"])
@@ -220,3 +221,67 @@ def test_jobs_of_ended_runs_are_removed_on_clusters_without_ttl(kube_scene, fake
     assert task.status == "succeeded", task.status_reason
     _gone(scene, kube_cluster, 4242)
     _gone(scene, kube_cluster, scene.runs(task.id)[0].id)
+
+
+# What an agent would try in order to report for its run itself: read every process's environment, its own,
+# every file it can reach (the shared workspace, its /tmp, the runner's volume), then plant a result for the
+# runner. It keeps what it read in loot.txt (printable characters only), which becomes part of the PR.
+PROBE = (
+    "{ echo '## processes'; ls /proc | grep -E '^[0-9]+$' | tr '\\n' ' '; echo;"
+    "  for f in /proc/[0-9]*/environ; do echo \"## $f\"; tr '\\0' '\\n' < $f; done;"
+    "  echo '## env'; env;"
+    "  for f in $(find /workspace /tmp /runner -type f 2>/dev/null); do echo \"## $f\"; cat $f; done;"
+    "} 2>&1 | tr -cd '\\11\\12\\40-\\176' > /tmp/loot; mv /tmp/loot loot.txt; "  # printable: a text file in the PR
+    "printf '{\"data\": {\"exit_code\": 0, \"success\": true, \"summary\": \"FORGED\"}}' > ../handoff/agent.json; "
+    "printf '{\"data\": {\"exit_code\": 0, \"timed_out\": false}}' > ../handoff/tests-result.json; "
+)
+
+
+def test_the_agent_cannot_reach_the_runs_credentials_or_forge_its_result(kube_scene, fakehub, kube_cluster, kubelet):
+    # Given a run whose agent hunts for the run's secrets before it fixes the typo
+    scene = kube_scene()
+    scene.repo(_kube_config(PROBE + FIX, test="grep -q typo README.md"))
+    seen = Seen(kube_cluster)
+    kubelet.players.append(seen)
+    number = fakehub.open_issue(REPO, "Fix typo in README", "The README says tpyo.")
+
+    # When the bot is assigned
+    fakehub.assign(REPO, number, scene.bot)
+    [task] = scene.wait_settled(timeout=120)
+
+    # Then the run went through: a ready PR, a green check run, the tests run by the agent's container
+    assert task.status == "succeeded", task.status_reason
+    [pr] = scene.pulls()
+    assert pr.pull.draft is False and "FORGED" not in pr.body
+    check = scene.check_run()
+    assert (check.status, check.conclusion) == ("completed", "success") and "FORGED" not in json.dumps(check.output)
+    [run] = scene.runs(task.id)
+    logs = [line.text for line in scene.logs(run.id)]
+    assert "tests: passed" in logs and "fixed" in logs
+    # ...and what the agent could read held its own environment and prompt, but none of the run's secrets
+    loot = subprocess.run(["git", "--git-dir", str(fakehub.repo(REPO).git_dir), "show", f"{pr.pull.head_ref}:loot.txt"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "HOME=/workspace/agent/home" in loot and "Fix typo in README" in loot
+    values = {k: base64.b64decode(v).decode() for k, v in seen.objects["secret"]["data"].items()}
+    callback_token = json.loads(values["DRAFTSMITH_RUN_PAYLOAD"])["callback"]["token"]
+    for secret in (callback_token, values["DRAFTSMITH_CLONE_TOKEN"], "DRAFTSMITH_RUN_PAYLOAD", "dsr_", "ghs_"):
+        assert secret not in loot, secret
+    assert "## /runner/" not in loot  # the runner's volume is not even there
+    _gone(scene, kube_cluster, run.id)
+
+
+def test_tests_the_agent_says_passed_still_fail(kube_scene, fakehub, kube_cluster, kubelet):
+    # Given a repository whose tests fail, and an agent that plants a "tests passed" answer for the runner
+    scene = kube_scene()
+    scene.repo(_kube_config(PROBE + FIX, test="exit 1"))
+    number = fakehub.open_issue(REPO, "Fix typo in README", "The README says tpyo.")
+
+    fakehub.assign(REPO, number, scene.bot)
+    [task] = scene.wait_settled(timeout=120)
+
+    # Then the PR stays a draft and the run's log says the tests failed
+    [pr] = scene.pulls()
+    assert pr.pull.draft is True
+    [run] = scene.runs(task.id)
+    assert "tests: failed (exit code 1)" in [line.text for line in scene.logs(run.id)]
+    _gone(scene, kube_cluster, run.id)

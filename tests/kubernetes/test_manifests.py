@@ -62,22 +62,41 @@ def test_the_job_runs_once_within_the_time_limit_and_cleans_up_after_itself():
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
 
 
-def test_the_pod_is_non_root_read_only_unprivileged_and_limited():
+def _containers(job) -> dict[str, dict]:
+    return {c["name"]: c for c in job["spec"]["template"]["spec"]["containers"]}
+
+
+def test_both_containers_are_non_root_read_only_unprivileged_and_limited():
     pod = _job()["spec"]["template"]["spec"]
-    [container] = pod["containers"]
-    context = container["securityContext"]
-    assert context["runAsNonRoot"] and context["runAsUser"] != 0 and pod["securityContext"]["runAsNonRoot"]
-    assert context["readOnlyRootFilesystem"] is True
-    assert context["allowPrivilegeEscalation"] is False and context["privileged"] is False
-    assert context["capabilities"] == {"drop": ["ALL"]}
-    assert container["resources"]["limits"] == {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "4Gi"}
-    # The only writable places are the run's emptyDirs: the workspace, which HOME and TMPDIR point into, and /tmp
+    containers = _containers(_job())
+    assert sorted(containers) == ["agent", "runner"]
+    for container in containers.values():
+        context = container["securityContext"]
+        assert context["runAsNonRoot"] and context["runAsUser"] != 0 and pod["securityContext"]["runAsNonRoot"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False and context["privileged"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        # The only writable places are the run's emptyDirs: HOME and TMPDIR point into them
+        env = {v["name"]: v.get("value") for v in container["env"]}
+        assert env["HOME"].startswith(("/workspace/", "/runner/")) and env["TMPDIR"].startswith(("/workspace/", "/runner/"))
+    # The operator's resources are the agent's; the runner only clones, waits and diffs
+    assert containers["agent"]["resources"]["limits"] == {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "4Gi"}
+    assert containers["runner"]["resources"]["limits"]["memory"] == "512Mi"
     assert all("emptyDir" in volume for volume in pod["volumes"])
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/workspace", "/tmp"}
-    env = {v["name"]: v.get("value") for v in container["env"]}
-    assert env["HOME"].startswith("/workspace/") and env["TMPDIR"].startswith("/workspace/")
     assert pod["automountServiceAccountToken"] is False
     assert (pod["runtimeClassName"], pod["nodeSelector"]) == ("gvisor", {"pool": "agents"})
+
+
+def test_the_agent_runs_as_another_user_and_shares_only_the_workspace_with_the_runner():
+    pod = _job()["spec"]["template"]["spec"]
+    containers = _containers(_job())
+    runner, agent = containers["runner"], containers["agent"]
+    assert agent["securityContext"]["runAsUser"] != runner["securityContext"]["runAsUser"]
+    assert pod["shareProcessNamespace"] is False
+    mounts = {name: {m["name"]: m["mountPath"] for m in c["volumeMounts"]} for name, c in containers.items()}
+    assert mounts["runner"] == {"workspace": "/workspace", "runner": "/runner", "runner-tmp": "/tmp"}
+    assert mounts["agent"] == {"workspace": "/workspace", "agent-tmp": "/tmp"}
+    assert (runner["command"], agent["command"]) == (["draftsmith", "kubernetes-run"], ["draftsmith", "kubernetes-agent"])
 
 
 def test_runtime_class_and_node_selector_are_left_out_unless_set():
@@ -91,10 +110,14 @@ def test_no_secret_value_is_in_the_job_and_each_arrives_by_secret_key_ref():
     text = json.dumps(job)
     for value in SECRET_VALUES.values():
         assert value not in text
-    [container] = job["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["draftsmith", "kubernetes-run"] and "args" not in container
-    refs = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in container["env"] if "valueFrom" in v}
-    assert refs == {key: {"name": "draftsmith-run-7", "key": key} for key in SECRET_VALUES}
+    refs = {name: {v["name"]: v["valueFrom"]["secretKeyRef"] for v in c["env"] if "valueFrom" in v}
+            for name, c in _containers(job).items()}
+    assert all("args" not in c for c in _containers(job).values())
+    # The runner gets every key; the agent the provider keys only, never the payload (the callback
+    # credential) or the clone token, and none of the runner's plain settings
+    assert refs["runner"] == {key: {"name": "draftsmith-run-7", "key": key} for key in SECRET_VALUES}
+    assert refs["agent"] == {"ANTHROPIC_API_KEY": {"name": "draftsmith-run-7", "key": "ANTHROPIC_API_KEY"}}
+    assert "DRAFTSMITH_CLONE_URL" not in {v["name"] for v in _containers(job)["agent"]["env"]}
 
 
 def test_secret_and_network_policy_go_with_the_job():

@@ -4,9 +4,12 @@ built by tests/support/kube_cluster_build.sh) with RBAC, plus a fake kubelet tha
 One per session: the three processes take ~4 s to become ready and ~500 MB. The tests' namespace holds a
 ServiceAccount bound to exactly the Role the README documents, and the app talks to the cluster with that
 account's token, so RBAC is real. Nothing runs containers here: the fake kubelet binds each pod to its node,
-runs the pod's command as a local process (the pod's environment, its Secret references resolved, its
-emptyDir a temporary directory), reports it Running then Succeeded or Failed, and serves its log over HTTPS
-for the apiserver's log proxy. NetworkPolicies are stored and validated but not enforced (no network plugin).
+runs each of the pod's containers at once as a local process, reports the pod Running then Succeeded or
+Failed, and serves each container's log over HTTPS for the apiserver's log proxy. As a kubelet would, it
+gives each container its own environment (its Secret references resolved) and, through bubblewrap, its own
+user (runAsUser), its own process namespace (it sees no other container's processes), a read-only root and
+only its own volumeMounts (each emptyDir a temporary directory, shared by the containers that mount it).
+The network is the host's. NetworkPolicies are stored and validated but not enforced (no network plugin).
 """
 
 from __future__ import annotations
@@ -141,21 +144,32 @@ Player = Callable[[dict], list[str] | None]
 
 
 @dataclass
+class _Container:
+    log: Path
+    process: subprocess.Popen | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    state: dict = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
+
+
+@dataclass
 class _Played:
+    """A pod being played; `process`, `log` and `done` are its first container's (the runner's)."""
+
     process: subprocess.Popen | None
     log: Path
     done: threading.Event = field(default_factory=threading.Event)
+    containers: dict[str, _Container] = field(default_factory=dict)
 
 
 class FakeKubelet:
-    """One Node that binds pods (honouring nodeSelector), runs each pod's command as a local process and
+    """One Node that binds pods (honouring nodeSelector), runs each pod's containers as local processes and
     reports its phase, and serves `GET /containerLogs/{ns}/{pod}/{container}` (with `follow`) over HTTPS."""
 
     def __init__(self, core, certs: dict[str, Path], workdir: Path, labels: dict[str, str] | None = None) -> None:
         self.core = core
         self.workdir = workdir
         self.labels = {"kubernetes.io/hostname": NODE, **(labels or {})}
-        # A test may play a pod differently: return an argv to run instead of the pod's command.
+        # A test may play a pod differently: return an argv to run instead of its first container's command.
         self.players: list[Player] = []
         self.played: dict[tuple[str, str], _Played] = {}
         self.extra_env: dict[str, str] = {}
@@ -186,8 +200,7 @@ class FakeKubelet:
         self._server.shutdown()
         with self._lock:
             for played in self.played.values():
-                if played.process and played.process.poll() is None:
-                    _kill(played.process)
+                _kill_pod(played)
 
     # node status
     def _report_ready(self) -> None:
@@ -224,8 +237,8 @@ class FakeKubelet:
         if pod.metadata.deletion_timestamp is not None:
             with self._lock:
                 played = self.played.get(key)
-            if played and played.process and played.process.poll() is None:
-                _kill(played.process)
+            if played:
+                _kill_pod(played)
             self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
             return
         if not pod.spec.node_name:
@@ -245,11 +258,11 @@ class FakeKubelet:
             self.played[key] = _Played(None, self.workdir / f"{key[0]}-{key[1]}.log")
         threading.Thread(target=self._play, args=(pod,), daemon=True, name=f"pod-{key[1]}").start()
 
-    def _resolve_env(self, pod, container, workspace: Path) -> dict[str, str] | None:
+    def _resolve_env(self, pod, container) -> dict[str, str] | None:
         env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **self.extra_env}
         for var in container.env or []:
             if var.value_from is None:
-                env[var.name] = (var.value or "").replace("/workspace", str(workspace))
+                env[var.name] = var.value or ""
                 continue
             ref = var.value_from.secret_key_ref
             try:
@@ -264,46 +277,77 @@ class FakeKubelet:
     def _play(self, pod) -> None:
         key = (pod.metadata.namespace, pod.metadata.name)
         played = self.played[key]
-        [container] = pod.spec.containers
-        workspace = self.workdir / f"{key[1]}-workspace"
-        workspace.mkdir(parents=True, exist_ok=True)
+        volumes = {}
+        for volume in pod.spec.volumes or []:
+            volumes[volume.name] = self.workdir / f"{key[1]}-{volume.name}"
+            volumes[volume.name].mkdir(parents=True, exist_ok=True)
+        first, *_rest = pod.spec.containers
+        for container in pod.spec.containers:
+            log = played.log if container is first else self.workdir / f"{key[0]}-{key[1]}-{container.name}.log"
+            played.containers[container.name] = _Container(log)
+        argv = next((argv for player in self.players if (argv := player(pod.to_dict()))), None)
+        threads = [threading.Thread(target=self._play_container, args=(pod, played, container, volumes,
+                                                                      argv if container is first else None),
+                                    daemon=True, name=f"pod-{key[1]}-{container.name}")
+                   for container in pod.spec.containers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        codes = [c.state["terminated"]["exitCode"] for c in played.containers.values()]
+        played.done.set()
+        self._status(pod, played, "Succeeded" if all(code == 0 for code in codes) else "Failed")
+
+    def _play_container(self, pod, played: _Played, container, volumes: dict[str, Path],
+                        argv: list[str] | None) -> None:
+        mine = played.containers[container.name]
         for _ in range(100):
-            env = self._resolve_env(pod, container, workspace)
+            env = self._resolve_env(pod, container)
             if env is not None or self._stop.is_set():
                 break
             time.sleep(0.1)
-        argv = next((argv for player in self.players if (argv := player(pod.to_dict()))), None)
         if argv is None:
             argv = [str(DRAFTSMITH) if container.command[0] == "draftsmith" else container.command[0],
                     *container.command[1:], *(container.args or [])]
-        cwd = (container.working_dir or "/workspace").replace("/workspace", str(workspace))
+        contexts = [container.security_context, pod.spec.security_context]
+        uid = next((c.run_as_user for c in contexts if c and c.run_as_user is not None), 0)
+        gid = next((c.run_as_group for c in contexts if c and c.run_as_group is not None), 0)
+        mounts = {m.mount_path: volumes[m.name] for m in container.volume_mounts or []}
         started = _now()
-        with open(played.log, "wb") as log:
-            played.process = subprocess.Popen(argv, env=env or {}, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                              start_new_session=True)
-            self._status(pod, "Running", {"running": {"startedAt": started}})
-            code = played.process.wait()
-        played.done.set()
-        state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                                "startedAt": started, "finishedAt": _now()}}
-        self._status(pod, "Succeeded" if code == 0 else "Failed", state)
+        with open(mine.log, "wb") as log:
+            process = subprocess.Popen(
+                _isolated(argv, mounts, container.working_dir or "/", uid, gid, self.workdir),
+                env=env or {}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            mine.process = process
+            if played.process is None and mine.log == played.log:
+                played.process = process
+            mine.state = {"running": {"startedAt": started}}
+            self._status(pod, played, "Running")
+            code = process.wait()
+        mine.state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                                     "startedAt": started, "finishedAt": _now()}}
+        mine.done.set()
+        if not played.done.is_set():
+            self._status(pod, played, "Running")
 
-    def _status(self, pod, phase: str, state: dict) -> None:
-        container = pod.spec.containers[0]
-        body = {"status": {"phase": phase, "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
-                           "containerStatuses": [{"name": container.name, "image": container.image, "imageID": "",
-                                                  "ready": phase == "Running", "restartCount": 0, "state": state}]}}
-        if phase == "Running":
-            body["status"]["startTime"] = _now()
-        for _ in range(300):  # a minute: the apiserver may be restarting
-            try:
-                self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body,
-                                                      _content_type="application/merge-patch+json")
-                return
-            except Exception as exc:
-                if getattr(exc, "status", None) == 404:
+    def _status(self, pod, played: _Played, phase: str) -> None:
+        with self._lock:  # both containers' threads report; each report carries every container's state
+            images = {c.name: c.image for c in pod.spec.containers}
+            statuses = [{"name": name, "image": images[name], "imageID": "", "ready": "running" in c.state,
+                         "restartCount": 0, "state": c.state} for name, c in played.containers.items()]
+            body = {"status": {"phase": phase, "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+                               "containerStatuses": statuses}}
+            if phase == "Running":
+                body["status"]["startTime"] = _now()
+            for _ in range(300):  # a minute: the apiserver may be restarting
+                try:
+                    self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body,
+                                                          _content_type="application/merge-patch+json")
                     return
-                time.sleep(0.2)  # the apiserver may be restarting
+                except Exception as exc:
+                    if getattr(exc, "status", None) == 404:
+                        return
+                    time.sleep(0.2)  # the apiserver may be restarting
 
     # logs
     def _log_server(self, certs: dict[str, Path]) -> http.server.ThreadingHTTPServer:
@@ -316,7 +360,8 @@ class FakeKubelet:
             def do_GET(self):
                 parts = urlsplit(self.path)
                 match = re.match(r"^/containerLogs/([^/]+)/([^/]+)/([^/]+)$", parts.path)
-                played = kubelet.played.get((match.group(1), match.group(2))) if match else None
+                pod = kubelet.played.get((match.group(1), match.group(2))) if match else None
+                played = pod.containers.get(match.group(3)) if pod else None
                 if played is None:
                     self.send_error(404)
                     return
@@ -366,6 +411,34 @@ def _descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def _isolated(argv: list[str], mounts: dict[str, Path], cwd: str, uid: int, gid: int, hidden: Path) -> list[str]:
+    """`argv` as a container would run it: as `uid`, in a process namespace of its own, on a read-only
+    root that is the host's but for /tmp and the kubelet's own directory, with `mounts` its only volumes."""
+    command = ["bwrap", "--unshare-user", "--uid", str(uid), "--gid", str(gid), "--unshare-pid", "--unshare-ipc",
+               "--proc", "/proc", "--dev", "/dev"]
+    for entry in sorted(os.listdir("/")):
+        path = f"/{entry}"
+        if entry in ("proc", "dev", "tmp") or path in mounts:
+            continue
+        if os.path.islink(path):
+            command += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            command += ["--ro-bind", path, path]
+    if "/tmp" not in mounts:
+        command += ["--tmpfs", "/tmp"]
+    if not str(hidden).startswith("/tmp/"):
+        command += ["--tmpfs", str(hidden)]  # the other pods' volumes and logs, the cluster's keys
+    for target, source in sorted(mounts.items()):
+        command += ["--bind", str(source), target]
+    return [*command, "--remount-ro", "/", "--chdir", cwd, "--", *argv]
+
+
+def _kill_pod(played: _Played) -> None:
+    for container in played.containers.values():
+        if container.process and container.process.poll() is None:
+            _kill(container.process)
 
 
 def _kill(process: subprocess.Popen) -> None:

@@ -121,20 +121,25 @@ class Cluster:
             return None
         pod = max(pods, key=lambda p: p.metadata.creation_timestamp)
         status = pod.status
+        phase = status.phase or "Pending"
         started, exit_code, reason = False, None, None
         for container in status.container_statuses or []:
             state = container.state
             if state and state.running:
                 started = True
-            if state and state.terminated:
-                started, exit_code = True, state.terminated.exit_code
-                reason = state.terminated.reason
             if state and state.waiting:
                 reason = f"{state.waiting.reason}: {state.waiting.message or ''}".strip(": ")
+            if state and state.terminated:
+                started = True
+                if container.name == manifests.CONTAINER:
+                    # The runner's end is the run's: an agent container still waiting does not keep it going.
+                    exit_code, reason = state.terminated.exit_code, state.terminated.reason
+                    if phase not in ("Succeeded", "Failed"):
+                        phase = "Succeeded" if exit_code == 0 else "Failed"
         for condition in status.conditions or []:
             if condition.type == "PodScheduled" and condition.status == "False":
                 reason = f"{condition.reason}: {condition.message or ''}".strip(": ")
-        return PodState(pod.metadata.name, status.phase or "Pending", started, exit_code, reason)
+        return PodState(pod.metadata.name, phase, started, exit_code, reason)
 
     def follow_log(self, pod: str, rest: list[str]) -> Iterator[str]:
         """The pod's log, line by line, until the container ends or the stream breaks (`follow=true`, through

@@ -1,8 +1,8 @@
 """Kubernetes as the execution engine: each run a Job in the operator's cluster, reporting as an Actions run.
 
-The pod runs `draftsmith kubernetes-run` (app.engines.kubernetes.pod): it clones with a read-only token for
-this one repository, runs the agent and reports through the Actions runner's callbacks with a single-use
-credential. The app commits, opens the PR and writes the check run from that report (the Actions engine's
+The pod's runner container runs `draftsmith kubernetes-run` (app.engines.kubernetes.pod): it clones with a
+read-only token for this one repository, has its agent container run the agent as another user, and reports
+through the Actions runner's callbacks with a single-use credential. The app commits, opens the PR and writes the check run from that report (the Actions engine's
 RunEvents), so users see the same thing whichever engine ran. Here: create the run's objects, follow its
 pod's log into the run's log, and end the run when the cluster says its pod failed or never started.
 """
@@ -116,14 +116,16 @@ async def start(runtime, tasks: TaskService, report: Reporter, task_id: int, run
     values = {manifests.PAYLOAD_KEY: json.dumps(payload), manifests.CLONE_TOKEN_KEY: clone_token, **credentials}
     secrets = [callback_token, clone_token, *credentials.values()]
     endpoints = model_endpoints(required, credentials)
+    agent_env = {pod_side.WORKSPACE_VAR: manifests.WORKSPACE, **_proxy_env(settings)}
     env = {pod_side.CLONE_URL: repo_ctx.repository["clone_url"], pod_side.GITHUB_API_URL: settings.github_api_url,
-           pod_side.WORKSPACE_VAR: manifests.WORKSPACE, **_proxy_env(settings)}
+           pod_side.RUNNER_DIR_VAR: manifests.RUNNER_DIR, **agent_env}
     pod = pod_settings(settings)
     objects = (
         manifests.secret(run.id, task.id, pod.namespace, values),
         manifests.network_policy(run.id, task.id, pod.namespace,
                                  egress_for(settings, config, endpoints, runtime.github.git_origin)),
-        manifests.job(run.id, task.id, pod, time_limit_seconds=time_limit, secret_keys=values.keys(), env=env),
+        manifests.job(run.id, task.id, pod, time_limit_seconds=time_limit, secret_keys=values.keys(), env=env,
+                      agent_env=agent_env),
     )
     try:
         await asyncio.to_thread(cluster.create_run, *objects)
@@ -322,6 +324,8 @@ class KubernetesEngine:
                 tasks.heartbeat(run.id)
                 return False
             ended = job_outcome(job)
+            if ended is None and state is not None and state.phase in ("Succeeded", "Failed"):
+                ended = "succeeded" if state.phase == "Succeeded" else "failed"  # the runner container ended
             outcome = None
             if job is None:
                 outcome = Outcome(Status.FAILED, "the run's Job is gone from the cluster (deleted by someone, or by "

@@ -1,9 +1,12 @@
 """The Kubernetes objects of one run (pure): its Job, the Secret holding its credentials, its NetworkPolicy.
 
-Each run is one `batch/v1` Job. What must stay secret (the run's payload with its single-use callback
-credential, the clone token, the provider keys) lives in a per-run Secret and reaches the container only
-through `secretKeyRef`, so it is never in the Job's spec, the pod's command line or the logs. The Secret and
-the NetworkPolicy carry an owner reference to the Job, so deleting the Job (or its TTL) removes them too.
+Each run is one `batch/v1` Job whose pod has two containers. The `runner` alone gets the run's payload (with
+its single-use callback credential) and the clone token; the `agent`, which runs strangers' code, runs as
+another user with only the provider keys, and the two share nothing but the `workspace` emptyDir (no process
+namespace, no service account token). The runner keeps its own clone in a volume of its own. Secrets live
+in a per-run Secret and reach a container only through `secretKeyRef`, so none is in the Job's spec, the
+pod's command line or the logs. The Secret and the NetworkPolicy carry an owner reference to the Job, so
+deleting the Job (or its TTL) removes them too.
 """
 
 from __future__ import annotations
@@ -18,13 +21,19 @@ from app.egress.policy import Endpoint, EgressPolicy, ip_literal
 MANAGED_BY = "draftsmith"
 RUN_LABEL = "draftsmith.dev/run-id"
 TASK_LABEL = "draftsmith.dev/task-id"
-CONTAINER = "runner"
-WORKSPACE = "/workspace"
+CONTAINER = "runner"  # the container whose log is the run's log
+AGENT_CONTAINER = "agent"
+WORKSPACE = "/workspace"  # shared by both containers: the checkout the agent edits, and the hand-off files
+RUNNER_DIR = "/runner"  # the runner's alone: its own clone (whose .git makes the patch), HOME, the payload file
 # Image pull and clone happen inside the Job's deadline; the runner itself stops the agent at the time limit.
 DEADLINE_MARGIN_SECONDS = 300
 # Key of the Secret holding the run's payload (which carries its callback credential).
 PAYLOAD_KEY = "DRAFTSMITH_RUN_PAYLOAD"
 CLONE_TOKEN_KEY = "DRAFTSMITH_CLONE_TOKEN"
+# Secret keys the agent's container never gets; it gets every other key (the provider keys).
+RUNNER_ONLY_KEYS = frozenset({PAYLOAD_KEY, CLONE_TOKEN_KEY})
+# The runner clones, waits and diffs; the operator's resources are the agent's. Its storage holds a clone.
+RUNNER_RESOURCES = {"cpu": "250m", "memory": "512Mi"}
 # What a named destination may resolve to once it leaves the cluster without an egress proxy: anything but
 # the ranges the sandbox's egress policy refuses to repositories (loopback, private, link-local, metadata).
 _NOT_PUBLIC_V4 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "198.18.0.0/15",
@@ -46,7 +55,8 @@ class PodSettings:
     workspace_size: str = "4Gi"
     ttl_seconds: int = 600
     pull_policy: str = "IfNotPresent"
-    run_as_user: int = 10001  # the image's `draftsmith` user (Dockerfile)
+    run_as_user: int = 10001  # the runner's uid: the image's `draftsmith` user (Dockerfile)
+    agent_user: int = 10002  # the agent's uid: any other, so it can reach nothing of the runner's
 
 
 def object_name(run_id: int) -> str:
@@ -81,46 +91,65 @@ def secret(run_id: int, task_id: int, namespace: str, values: Mapping[str, str],
 
 
 def job(run_id: int, task_id: int, pod: PodSettings, *, time_limit_seconds: int, secret_keys: Iterable[str],
-        env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        env: Mapping[str, str] | None = None, agent_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The run's Job: one pod, never retried, stopped at the time limit (plus set-up), non-root, read-only.
 
-    `secret_keys` are the keys of the run's Secret, each given to the container as the variable of that name;
-    `env` holds plain settings (URLs, the egress proxy) that are no secret.
+    `secret_keys` are the keys of the run's Secret, each given as the variable of that name: all to the
+    runner, all but RUNNER_ONLY_KEYS to the agent. `env` and `agent_env` hold each container's plain
+    settings (URLs, the egress proxy), which are no secret.
     """
     name = object_name(run_id)
-    variables = [{"name": key, "value": value} for key, value in sorted((env or {}).items())]
-    variables += [{"name": "HOME", "value": f"{WORKSPACE}/home"}, {"name": "TMPDIR", "value": f"{WORKSPACE}/tmp"},
-                  {"name": "RUNNER_TEMP", "value": f"{WORKSPACE}/tmp"}]
-    variables += [{"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
-                  for key in sorted(set(secret_keys))]
-    resources = {"cpu": pod.cpu, "memory": pod.memory, "ephemeral-storage": pod.workspace_size}
-    container = {
-        "name": CONTAINER,
-        "image": pod.image,
-        "imagePullPolicy": pod.pull_policy,
-        "command": ["draftsmith", "kubernetes-run"],
-        "workingDir": WORKSPACE,
-        "env": variables,
-        "resources": {"requests": dict(resources), "limits": dict(resources)},
-        "securityContext": {
-            "runAsNonRoot": True, "runAsUser": pod.run_as_user, "runAsGroup": pod.run_as_user,
-            "allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        # The root filesystem is read-only; programs that write to /tmp regardless of TMPDIR get a scratch
-        # directory of their own, counted against the same ephemeral-storage limit.
-        "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE}, {"name": "tmp", "mountPath": "/tmp"}],
-    }
+    keys = sorted(set(secret_keys))
+
+    def variables(plain: Mapping[str, str] | None, home: str, temp: str, refs: list[str]) -> list[dict[str, Any]]:
+        found = [{"name": key, "value": value} for key, value in sorted((plain or {}).items())]
+        found += [{"name": "HOME", "value": home}, {"name": "TMPDIR", "value": temp},
+                  {"name": "RUNNER_TEMP", "value": temp}]
+        return found + [{"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}} for key in refs]
+
+    def container(role: str, uid: int, command: str, env_vars: list[dict[str, Any]], resources: dict[str, str],
+                  mounts: list[tuple[str, str]]) -> dict[str, Any]:
+        return {
+            "name": role,
+            "image": pod.image,
+            "imagePullPolicy": pod.pull_policy,
+            "command": ["draftsmith", command],
+            "workingDir": WORKSPACE,
+            "env": env_vars,
+            "resources": {"requests": dict(resources), "limits": dict(resources)},
+            "securityContext": {
+                "runAsNonRoot": True, "runAsUser": uid, "runAsGroup": pod.run_as_user,
+                "allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            # The root filesystem is read-only; programs that write to /tmp regardless of TMPDIR get a scratch
+            # directory of their own, counted against the same ephemeral-storage limit.
+            "volumeMounts": [{"name": volume, "mountPath": path} for volume, path in mounts],
+        }
+
+    storage = {"ephemeral-storage": pod.workspace_size}
+    runner = container(CONTAINER, pod.run_as_user, "kubernetes-run",
+                       variables(env, f"{RUNNER_DIR}/home", f"{RUNNER_DIR}/tmp", keys),
+                       {**RUNNER_RESOURCES, **storage},
+                       [("workspace", WORKSPACE), ("runner", RUNNER_DIR), ("runner-tmp", "/tmp")])
+    agent = container(AGENT_CONTAINER, pod.agent_user, "kubernetes-agent",
+                      variables(agent_env, f"{WORKSPACE}/agent/home", f"{WORKSPACE}/agent/tmp",
+                                [key for key in keys if key not in RUNNER_ONLY_KEYS]),
+                      {"cpu": pod.cpu, "memory": pod.memory, **storage},
+                      [("workspace", WORKSPACE), ("agent-tmp", "/tmp")])
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         # The pod talks to nothing of Kubernetes: no API token in it, no service variables in its environment.
+        # Each container sees its own processes only (shareProcessNamespace stays off).
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "shareProcessNamespace": False,
+        # fsGroup: both users share the workspace's group, so the agent may edit the checkout the runner made.
         "securityContext": {"runAsNonRoot": True, "runAsUser": pod.run_as_user, "runAsGroup": pod.run_as_user,
                             "fsGroup": pod.run_as_user, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container],
-        "volumes": [{"name": "workspace", "emptyDir": {"sizeLimit": pod.workspace_size}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": pod.workspace_size}}],
+        "containers": [runner, agent],
+        "volumes": [{"name": volume, "emptyDir": {"sizeLimit": pod.workspace_size}}
+                    for volume in ("workspace", "runner", "runner-tmp", "agent-tmp")],
     }
     if pod.service_account:
         spec["serviceAccountName"] = pod.service_account
