@@ -46,16 +46,20 @@ def recover_runs(runtime) -> int:
     import asyncio
 
     from app.engines.lifecycle import recover_dead_runs, report_unreported_ends, requeue_stranded_runs
+    from app.queue.actors import RUNS_QUEUE
+    from app.queue.broker import messages_waiting
 
     if runtime.github is None:  # nothing can be reported yet; the runs stay until the App is configured
         return 0
     recovered = asyncio.run(recover_dead_runs(runtime))
     if recovered:
         log.info("recovered_dead_runs", count=recovered)
-    # A run queued longer than the heartbeat timeout with no slot request waiting has none a live worker
-    # will reach: Redis lost it, or a dead worker holds it (dramatiq hands those back only after its own
-    # heartbeat timeout, at a random maintenance pass).
-    requeued = requeue_stranded_runs(runtime, older_than=timedelta(seconds=runtime.settings.heartbeat_timeout_seconds))
+    requeued = 0
+    if not messages_waiting(runtime.broker, RUNS_QUEUE):
+        # A run queued longer than the heartbeat timeout with no slot request waiting has none a live worker
+        # will reach: Redis lost it, or a dead worker holds it (dramatiq hands those back only after its own
+        # heartbeat timeout, at a random maintenance pass). While requests wait, they start the queue's runs.
+        requeued = requeue_stranded_runs(runtime, timedelta(seconds=runtime.settings.heartbeat_timeout_seconds))
     if requeued:
         log.info("requeued_stranded_runs", count=requeued)
     reported = asyncio.run(report_unreported_ends(runtime))

@@ -162,15 +162,10 @@ async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int
 def requeue_stranded_runs(runtime, older_than: timedelta | None = None) -> int:
     """Ask for run slots for queued runs no message will reach (Redis lost it, a dead worker held it).
 
-    Only when no slot request waits in the queue: one that waits will start the fairest run, so a deep
-    queue is not stranded however long its runs wait. One request per such run, at most
-    STRANDED_REQUESTS a sweep; which runs they start is the fair order's choice. Returns how many.
+    Call it only when no slot request waits in the queue (the sweeper checks): one that waits will start
+    the fairest run, so a deep queue is not stranded however long its runs wait. One request per such
+    run, at most STRANDED_REQUESTS a sweep; which runs they start is the fair order's choice.
     """
-    from app.queue.actors import RUNS_QUEUE
-    from app.queue.broker import messages_waiting
-
-    if messages_waiting(runtime.broker, RUNS_QUEUE):
-        return 0
     stranded = TaskService(runtime.engine).stranded_queued_runs(older_than or STRANDED_AFTER)
     for _ in stranded[:STRANDED_REQUESTS]:
         queue_run(runtime)
