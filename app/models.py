@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlmodel import Field, SQLModel
 
 
@@ -148,6 +149,8 @@ class Run(SQLModel, table=True):
     stage: str | None = Field(default="queued", max_length=32)
     worker: str | None = Field(default=None, max_length=255)
     queued_at: datetime = Field(default_factory=utcnow, index=True)  # the daily cost budget sums today's runs
+    # A queued run its intake is still setting up (comment, draft PR): no run slot takes it until released.
+    held: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
     started_at: datetime | None = None
     heartbeat_at: datetime | None = Field(default=None, index=True)
     ended_at: datetime | None = None

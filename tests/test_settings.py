@@ -32,6 +32,7 @@ SAMPLES = {
     "DRAFTSMITH_WEB_PROCESSES": ("web_processes", "2", 2),
     "DRAFTSMITH_WORKER_PROCESSES": ("worker_processes", "3", 3),
     "DRAFTSMITH_WORKER_THREADS": ("worker_threads", "8", 8),
+    "DRAFTSMITH_RUN_THREADS": ("run_threads", "6", 6),
     "DRAFTSMITH_WORKER_NICENESS": ("worker_niceness", "19", 19),
     "DRAFTSMITH_LOG_FORMAT": ("log_format", "json", "json"),
     "DRAFTSMITH_LOG_LEVEL": ("log_level", "debug", "debug"),

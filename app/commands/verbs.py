@@ -110,7 +110,7 @@ async def retry_latest(ctx: Context, repo: str, number: int, *, comment_id: int 
             return
     except Exception:  # the worker opens the draft before it starts the run
         ctx.log.warning("draft_deferred_to_worker", run_id=again.run.id, exc_info=True)
-    intake.enqueue_run(ctx)
+    intake.enqueue_run(ctx, again.run.id)
 
 
 @command("status")

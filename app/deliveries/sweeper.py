@@ -45,7 +45,8 @@ def recover_runs(runtime) -> int:
     """Fail (or re-queue once) runs whose heartbeat went silent, and report it on GitHub. Returns how many."""
     import asyncio
 
-    from app.engines.lifecycle import recover_dead_runs, report_unreported_ends, requeue_stranded_runs
+    from app.engines.lifecycle import (recover_dead_runs, release_abandoned_runs, report_unreported_ends,
+                                       requeue_stranded_runs)
     from app.queue.actors import RUNS_QUEUE
     from app.queue.broker import messages_waiting
 
@@ -54,6 +55,7 @@ def recover_runs(runtime) -> int:
     recovered = asyncio.run(recover_dead_runs(runtime))
     if recovered:
         log.info("recovered_dead_runs", count=recovered)
+    release_abandoned_runs(runtime)
     requeued = 0
     if not messages_waiting(runtime.broker, RUNS_QUEUE):
         # A run queued longer than the heartbeat timeout with no slot request waiting has none a live worker

@@ -159,6 +159,14 @@ async def recover_dead_runs(runtime, older_than: timedelta | None = None) -> int
     return recovered
 
 
+def release_abandoned_runs(runtime) -> int:
+    """Release queued runs held three heartbeat timeouts: the intake setting each up died or gave up, and
+    the run opens its draft itself when it starts. Intake's own resume (its delivery handled again after one
+    timeout) goes first, so the two never open a draft each."""
+    return TaskService(runtime.engine).release_abandoned_runs(
+        timedelta(seconds=3 * runtime.settings.heartbeat_timeout_seconds))
+
+
 def requeue_stranded_runs(runtime, older_than: timedelta | None = None) -> int:
     """Ask for run slots for queued runs no message will reach (Redis lost it, a dead worker held it).
 

@@ -162,10 +162,11 @@ async def start_task(ctx, trigger: Trigger) -> Task | None:
     if task is None:
         return None
     if queue_behind:
+        tasks.release_run(created.run.id)  # the task ahead of it asks for a slot when it ends
         await reporter.reply(repo_full_name, trigger.number,
                              render.queued_behind_reply(active, reporter.task_url(active), config.command_prefix))
         return task
-    enqueue_run(ctx)
+    enqueue_run(ctx, created.run.id)
     return task
 
 
@@ -205,6 +206,8 @@ async def _resume_interrupted(ctx, task: Task, trigger: Trigger, prefix: str) ->
     run = tasks.latest_run(task.id)
     if run is None or task.status != Status.QUEUED.value or run.status != Status.QUEUED.value:
         return task
+    if not run.held:  # the first attempt finished setting it up: it is on its way (a slot may be starting it)
+        return task
     queued_at = run.queued_at if run.queued_at.tzinfo else run.queued_at.replace(tzinfo=UTC)
     waited = (datetime.now(UTC) - queued_at).total_seconds()
     if not ctx.attempt and waited < ctx.settings.heartbeat_timeout_seconds:
@@ -228,8 +231,9 @@ async def _resume_interrupted(ctx, task: Task, trigger: Trigger, prefix: str) ->
     task = opened
     active = tasks.active_task_for(task.repo_full_name, task.issue_number)
     if active is not None and active.id != task.id:
-        return task  # queued behind another task on purpose: that one starts it when it ends
-    enqueue_run(ctx)
+        tasks.release_run(run.id)  # queued behind another task on purpose: that one asks for a slot when it ends
+        return task
+    enqueue_run(ctx, run.id)
     return task
 
 
@@ -251,6 +255,8 @@ def trigger_source(ctx, number: int) -> str:
     return f"{event.name}{' ' + event.action if event.action else ''} on #{number}"
 
 
-def enqueue_run(ctx) -> None:
-    """Acknowledge first, then ask for a run slot; if the queue is down the sweeper asks again later."""
+def enqueue_run(ctx, run_id: int) -> None:
+    """Once the run is acknowledged (and its draft open): release it and ask for a run slot; if the queue is
+    down, the sweeper asks again later."""
+    ctx.tasks.release_run(run_id)
     lifecycle.queue_run(ctx.runtime)

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -143,11 +143,11 @@ class TaskService:
             ).first()
 
     # -- the run queue ---------------------------------------------------------------------------
-    def run_queue(self) -> RunQueue:
+    def run_queue(self, including: int | None = None) -> RunQueue:
         """The queued runs that may start now, and per installation its running tasks and last start.
 
         One run per issue or PR at a time: a run queued behind another task on the same one
-        (`on_busy: queue`) is left out until that task ends.
+        (`on_busy: queue`) is left out until that task ends, and so are held runs but `including`.
         """
         with Session(self.engine) as session:
             running_rows = session.exec(
@@ -157,7 +157,8 @@ class TaskService:
             queued_rows = session.exec(
                 select(Run.id, Task.installation_id, Task.repo_full_name, Task.issue_number)
                 .join(Task, Task.id == Run.task_id)
-                .where(Run.status == Status.QUEUED.value, Task.status == Status.QUEUED.value)
+                .where(Run.status == Status.QUEUED.value, Task.status == Status.QUEUED.value,
+                       or_(Run.held == False, Run.id == including))  # noqa: E712 (SQL, not Python)
                 .order_by(Run.id)  # type: ignore[arg-type]
             ).all()
             turns = session.exec(select(RunTurn)).all()
@@ -170,9 +171,24 @@ class TaskService:
         return RunQueue(queued, Counter(installation_id for installation_id, _, _ in running_rows),
                         {turn.installation_id: turn.last_started_at for turn in turns})
 
+    def release_run(self, run_id: int) -> None:
+        """Let a run slot take this queued run: its intake has acknowledged it (and opened its draft)."""
+        with session_scope(self.engine) as session:
+            session.execute(update(Run).where(Run.id == run_id).values(held=False))
+
+    def release_abandoned_runs(self, older_than: timedelta) -> int:
+        """Release queued runs held longer than `older_than`: the intake setting them up died or gave up.
+        Returns how many."""
+        cutoff = utcnow() - older_than
+        with session_scope(self.engine) as session:
+            return session.execute(
+                update(Run).where(Run.held == True, Run.status == Status.QUEUED.value,  # noqa: E712
+                                  Run.queued_at < cutoff).values(held=False)
+            ).rowcount or 0
+
     def runs_ahead(self, run_id: int) -> int | None:
         """How many queued runs start before this one as things stand (app.tasks.fair_queue)."""
-        queue = self.run_queue()
+        queue = self.run_queue(including=run_id)
         return fair_queue.runs_ahead(run_id, queue.queued, queue.running, queue.last_started)
 
     def claim_next_run(self, worker: str, max_running_per_installation: int | None) -> Started | None:
@@ -202,12 +218,12 @@ class TaskService:
 
     # -- writing ---------------------------------------------------------------------------------
     def create(self, **fields) -> Started:
-        """A new task in `queued` with its first run."""
+        """A new task in `queued` with its first run, held until release_run (its intake sets it up first)."""
         with session_scope(self.engine) as session:
             task = Task(status=Status.QUEUED.value, **fields)
             session.add(task)
             session.flush()
-            run = Run(task_id=task.id, attempt=1, status=Status.QUEUED.value)
+            run = Run(task_id=task.id, attempt=1, status=Status.QUEUED.value, held=True)
             session.add(run)
             session.flush()
             return Started(task=task, run=run)
@@ -379,7 +395,7 @@ class TaskService:
             return Started(task=task, run=run)  # type: ignore[arg-type]
 
     def retry(self, task_id: int, *, instruction: str | None = None) -> Started:
-        """Start a finished task over with a new run attempt."""
+        """Start a finished task over with a new run attempt, held until release_run."""
         with session_scope(self.engine) as session:
             task = session.exec(select(Task).where(Task.id == task_id).with_for_update()).one()
             if not is_terminal(task.status):
@@ -391,7 +407,7 @@ class TaskService:
             if instruction is not None:
                 task.instruction = instruction
             attempts = session.exec(select(func.max(Run.attempt)).where(Run.task_id == task_id)).one() or 0
-            run = Run(task_id=task_id, attempt=attempts + 1, status=Status.QUEUED.value)
+            run = Run(task_id=task_id, attempt=attempts + 1, status=Status.QUEUED.value, held=True)
             session.add(task)
             session.add(run)
             session.flush()

@@ -117,7 +117,8 @@ def test_the_sweeper_sends_nothing_twice_while_a_backlog_drains_and_a_lost_messa
 
 def test_a_queued_run_whose_message_died_with_its_worker_is_sent_again_after_the_heartbeat_timeout(make_draftsmith):
     # Given a run queued longer than the heartbeat timeout, whose message no worker will reach (a worker
-    # killed with the message prefetched holds it; dramatiq hands such messages back only much later)
+    # killed with the message prefetched holds it; dramatiq hands such messages back only much later), and
+    # whose intake died before releasing it (released after three heartbeat timeouts)
     from datetime import timedelta
 
     from app.deliveries.sweeper import recover_runs
@@ -129,7 +130,7 @@ def test_a_queued_run_whose_message_died_with_its_worker_is_sent_again_after_the
     tasks = TaskService(app.engine)
     started = tasks.create(installation_id=1, repo_full_name="octo/demo", issue_number=4, requester="alice",
                            trigger="assignment", agent="command")
-    tasks.update_run(started.run.id, queued_at=utcnow() - timedelta(seconds=30))
+    tasks.update_run(started.run.id, queued_at=utcnow() - timedelta(seconds=90))
     queue = redis_lib.Redis.from_url(app.settings.redis_url)
     waiting = f"{NAMESPACE}:{RUNS_QUEUE}"
 
@@ -140,6 +141,6 @@ def test_a_queued_run_whose_message_died_with_its_worker_is_sent_again_after_the
     # And a run merely waiting behind others in the queue is left alone
     other = tasks.create(installation_id=1, repo_full_name="octo/demo", issue_number=5, requester="alice",
                          trigger="assignment", agent="command")
-    tasks.update_run(other.run.id, queued_at=utcnow() - timedelta(seconds=30))
+    tasks.update_run(other.run.id, queued_at=utcnow() - timedelta(seconds=90))
     assert recover_runs(app.runtime) == 0 and queue.llen(waiting) == 1
     queue.close()

@@ -11,7 +11,9 @@ def _new(service: TaskService, number: int = 7, **extra):
     fields = dict(installation_id=1, repo_full_name="octo/demo", issue_number=number, requester="alice",
                   trigger="assignment", agent="command")
     fields.update(extra)
-    return service.create(**fields)
+    created = service.create(**fields)
+    service.release_run(created.run.id)  # as intake does once it has acknowledged the task
+    return created
 
 
 def test_a_new_task_is_queued_with_its_first_run(engine):
@@ -176,3 +178,25 @@ def test_two_slots_taking_the_same_run_at_once_start_it_once(engine):
             thread.join()
         assert len([started for started in won if started is not None]) == 1
         assert service.get_run(created.run.id).status == "running"
+
+
+def test_no_slot_takes_a_run_its_intake_is_still_setting_up(engine):
+    service = TaskService(engine)
+    held = service.create(installation_id=1, repo_full_name="octo/demo", issue_number=1, requester="alice",
+                          trigger="assignment", agent="command")
+    assert service.claim_next_run("w", None) is None  # the draft PR may be opening right now
+    assert service.runs_ahead(held.run.id) == 0  # its place is still known, for the progress comment
+    service.release_run(held.run.id)
+    assert service.claim_next_run("w", None).run.id == held.run.id
+
+
+def test_a_run_whose_intake_gave_up_is_released_after_a_while(engine):
+    from app.models import utcnow
+
+    service = TaskService(engine)
+    held = service.create(installation_id=1, repo_full_name="octo/demo", issue_number=1, requester="alice",
+                          trigger="assignment", agent="command")
+    assert service.release_abandoned_runs(timedelta(minutes=15)) == 0
+    service.update_run(held.run.id, queued_at=utcnow() - timedelta(minutes=20))
+    assert service.release_abandoned_runs(timedelta(minutes=15)) == 1
+    assert service.claim_next_run("w", None).run.id == held.run.id

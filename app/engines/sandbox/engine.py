@@ -61,8 +61,11 @@ class SandboxEngine:
         report = await lifecycle.reporter(runtime, tasks, task.installation_id)
         if run.attempt == 1 and await _requeues_dead_runs(runtime, report.gh, finished.task):
             again = tasks.retry(task.id)
-            await report.requeued(again.task, again.run)
-            lifecycle.queue_run(runtime)
+            try:
+                await report.requeued(again.task, again.run)
+            finally:  # GitHub away or not, the new attempt must not stay held
+                tasks.release_run(again.run.id)
+                lifecycle.queue_run(runtime)
         else:
             await lifecycle.report_end(tasks, report, finished)
         return True
