@@ -132,16 +132,6 @@ class TaskService:
             ).one()
             return float(total or 0.0)
 
-    def queued_successor(self, task: Task) -> Task | None:
-        """A task queued behind `task` on the same issue/PR (config `on_busy: queue`)."""
-        with Session(self.engine, expire_on_commit=False) as session:
-            return session.exec(
-                select(Task)
-                .where(Task.repo_full_name == task.repo_full_name, Task.issue_number == task.issue_number)
-                .where(Task.status == Status.QUEUED.value, Task.id != task.id)
-                .order_by(Task.id)  # type: ignore[arg-type]
-            ).first()
-
     # -- the run queue ---------------------------------------------------------------------------
     def run_queue(self, including: int | None = None) -> RunQueue:
         """The queued runs that may start now, and per installation its running tasks and last start.

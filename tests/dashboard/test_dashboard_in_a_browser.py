@@ -154,3 +154,24 @@ def test_people_see_what_github_lets_them_and_a_writer_watches_and_cancels_a_run
     stolen = thief.new_page()
     stolen.goto(f"{scene.app.url}/dashboard/")
     assert "/login/oauth/authorize" in stolen.url
+
+
+def test_a_queued_task_shows_how_many_start_before_it(dashboard, fakehub, chromium):
+    scene = dashboard
+    scene.repo(command_config("true"))
+    scene.app.hold_runs()
+    numbers = [fakehub.open_issue(REPO, f"Fix {i}", "") for i in range(3)]
+    for number in numbers:
+        fakehub.assign(REPO, number, scene.bot)
+        scene.app.join_deliveries()
+    last = scene.tasks()[-1]
+
+    alice = sign_in(chromium, scene.app.url, "alice", viewport=PHONE)
+    alice.goto(f"{scene.app.url}/dashboard/tasks/{last.id}")
+    assert alice.inner_text("#status") == "queued"
+    assert alice.inner_text("#ahead").strip() == "· 2 ahead in the queue"
+    screenshot(alice, "dashboard-task-queued")
+    scene.app.release_runs()
+    scene.wait_settled()
+    alice.goto(f"{scene.app.url}/dashboard/tasks/{last.id}")
+    assert alice.locator("#ahead").count() == 0

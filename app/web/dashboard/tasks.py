@@ -17,6 +17,7 @@ from app.events.event import Event
 from app.github.client import git_origin
 from app.logs import get_logger
 from app.models import Task
+from app.tasks.service import TaskService
 from app.tasks.states import ACTIVE, Status, is_terminal
 from app.web import tasks as signed_task_page
 from app.web.dashboard import common, present, queries
@@ -101,6 +102,8 @@ async def task_page(request: Request) -> Response:
     task, runs = detail.task, detail.runs
     latest = runs[-1] if runs else None
     lines = await run_in_threadpool(read_logs, _engine(request), latest.id, 0, LOG_LINES_ON_PAGE) if latest else []
+    ahead = (await run_in_threadpool(TaskService(_engine(request)).runs_ahead, latest.id)
+             if latest is not None and latest.status == Status.QUEUED.value else None)
     web = git_origin(request.app.state.runtime.settings.github_api_url)
     repo_url = f"{web}/{task.repo_full_name}"
     may_act = visible.access.at_least("write")
@@ -111,7 +114,7 @@ async def task_page(request: Request) -> Response:
         repo_url=repo_url, kind="pull" if task.is_pull_request else "issues", may_act=may_act,
         can_cancel=task.status in {s.value for s in ACTIVE}, can_retry=is_terminal(task.status),
         finished=is_terminal(latest.status) if latest else is_terminal(task.status),
-        run_seconds=queries.run_seconds, notice=request.query_params.get("done"))
+        run_seconds=queries.run_seconds, notice=request.query_params.get("done"), ahead=ahead)
 
 
 async def task_logs(request: Request) -> Response:
