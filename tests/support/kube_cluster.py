@@ -432,6 +432,10 @@ def _isolated(argv: list[str], mounts: dict[str, Path], cwd: str, uid: int, gid:
         command += ["--tmpfs", str(hidden)]  # the other pods' volumes and logs, the cluster's keys
     for target, source in sorted(mounts.items()):
         command += ["--bind", str(source), target]
+    # The checkout and its venv are the image's code: kept even when they live under /tmp (a CI clone).
+    for path in sorted({str(Path(__file__).resolve().parents[2]), sys.prefix}):
+        if path.startswith("/tmp/"):
+            command += ["--ro-bind", path, path]
     return [*command, "--remount-ro", "/", "--chdir", cwd, "--", *argv]
 
 
