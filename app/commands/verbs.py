@@ -12,6 +12,7 @@ from app.github import render
 from app.engines import lifecycle
 from app.tasks import intake
 from app.tasks.intake import Trigger
+from app.tasks.states import Status
 
 if TYPE_CHECKING:  # app.handlers imports this module (comments, check_runs)
     from app.handlers.context import Context
@@ -119,7 +120,7 @@ async def status(ctx: Context, cmd: Command, *, number, **_) -> None:
     repo = ctx.repository.full_name
     latest = ctx.tasks.latest_task_for(repo, number)
     run = ctx.tasks.latest_run(latest.id) if latest else None
-    ahead = ctx.tasks.runs_ahead(run.id) if run is not None and run.status == "queued" else None
+    ahead = ctx.tasks.runs_ahead(run.id) if run is not None and run.status == Status.QUEUED.value else None
     await ctx.report.reply(repo, number, render.status_reply(latest, run, ctx.report.task_url(latest) if latest else None,
                                                              ahead=ahead))
 

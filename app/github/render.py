@@ -397,7 +397,7 @@ def progress_comment(
     parts = [progress_marker(getattr(task, "id", None)), title]
     if getattr(task, "instruction", ""):
         parts.append(_quote(task.instruction))
-    if status in _ACTIVE and waiting and ahead:
+    if waiting and ahead:
         tasks_word = "task starts" if ahead == 1 else "tasks start"
         parts.append(f"{ahead} queued {tasks_word} before this one; it starts when a worker is free"
                      + (", and its draft pull request opens then."

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -137,7 +137,8 @@ class TaskService:
         """The queued runs that may start now, and per installation its running tasks and last start.
 
         One run per issue or PR at a time: a run queued behind another task on the same one
-        (`on_busy: queue`) is left out until that task ends, and so are held runs but `including`.
+        (`on_busy: queue`) is left out until that task ends. Held runs (but `including`) are left out too,
+        while keeping their issue's place: the task behind one must not start first.
         """
         with Session(self.engine) as session:
             running_rows = session.exec(
@@ -145,18 +146,19 @@ class TaskService:
                 .where(Task.status == Status.RUNNING.value)
             ).all()
             queued_rows = session.exec(
-                select(Run.id, Task.installation_id, Task.repo_full_name, Task.issue_number)
+                select(Run.id, Run.held, Task.installation_id, Task.repo_full_name, Task.issue_number)
                 .join(Task, Task.id == Run.task_id)
-                .where(Run.status == Status.QUEUED.value, Task.status == Status.QUEUED.value,
-                       or_(Run.held == False, Run.id == including))  # noqa: E712 (SQL, not Python)
+                .where(Run.status == Status.QUEUED.value, Task.status == Status.QUEUED.value)
                 .order_by(Run.id)  # type: ignore[arg-type]
             ).all()
             turns = session.exec(select(RunTurn)).all()
         taken = {(repo, number) for _, repo, number in running_rows}
         queued = []
-        for run_id, installation_id, repo, number in queued_rows:
-            if (repo, number) not in taken:
-                taken.add((repo, number))
+        for run_id, held, installation_id, repo, number in queued_rows:
+            if (repo, number) in taken:
+                continue
+            taken.add((repo, number))
+            if not held or run_id == including:
                 queued.append(QueuedRun(run_id, installation_id))
         return RunQueue(queued, Counter(installation_id for installation_id, _, _ in running_rows),
                         {turn.installation_id: turn.last_started_at for turn in turns})
@@ -172,7 +174,7 @@ class TaskService:
         cutoff = utcnow() - older_than
         with session_scope(self.engine) as session:
             return session.execute(
-                update(Run).where(Run.held == True, Run.status == Status.QUEUED.value,  # noqa: E712
+                update(Run).where(Run.held.is_(True), Run.status == Status.QUEUED.value,
                                   Run.queued_at < cutoff).values(held=False)
             ).rowcount or 0
 
@@ -255,7 +257,6 @@ class TaskService:
             run = session.get(Run, run_id)
             if run is None or run.status != Status.QUEUED.value:
                 return None
-            transition(Status.QUEUED, Status.RUNNING)
             now = utcnow()
             claimed = session.execute(
                 update(Run).where(Run.id == run_id, Run.status == Status.QUEUED.value)

@@ -156,14 +156,11 @@ def test_people_see_what_github_lets_them_and_a_writer_watches_and_cancels_a_run
     assert "/login/oauth/authorize" in stolen.url
 
 
-def test_a_queued_task_shows_how_many_start_before_it(dashboard, fakehub, chromium):
+def test_a_queued_task_shows_how_many_start_before_it(dashboard, chromium):
     scene = dashboard
     scene.repo(command_config("true"))
     scene.app.hold_runs()
-    numbers = [fakehub.open_issue(REPO, f"Fix {i}", "") for i in range(3)]
-    for number in numbers:
-        fakehub.assign(REPO, number, scene.bot)
-        scene.app.join_deliveries()
+    scene.assign_in_turn([f"Fix {i}" for i in range(3)])
     last = scene.tasks()[-1]
 
     alice = sign_in(chromium, scene.app.url, "alice", viewport=PHONE)

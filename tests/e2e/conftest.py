@@ -95,6 +95,16 @@ class Scene:
                 raise TimeoutError(f"tasks still active: {[(t.id, t.status) for t in tasks]}")
             time.sleep(0.05)
 
+    def assign_in_turn(self, titles: list[str], repo: str = REPO) -> list[int]:
+        """Issues opened and the bot assigned on each, one acknowledged before the next: each task's place
+        in the queue is then known."""
+        numbers = []
+        for title in titles:
+            numbers.append(self.hub.open_issue(repo, title, ""))
+            self.hub.assign(repo, numbers[-1], self.bot)
+            self.app.join_deliveries()
+        return numbers
+
     def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition"):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

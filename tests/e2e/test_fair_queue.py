@@ -21,13 +21,8 @@ def test_another_installations_task_takes_the_next_free_slot_ahead_of_a_backlog(
     scene.repo(SLOW_EDIT, name=OTHER)
     fakehub.add_user("alice", permissions={REPO: "write", OTHER: "write"})
     scene.app.hold_runs()
-    backlog = [fakehub.open_issue(REPO, f"Fix {i}", "") for i in range(4)]
-    for number in backlog:  # one after the other, so each comment's place is known
-        fakehub.assign(REPO, number, scene.bot)
-        scene.app.join_deliveries()
-    theirs = fakehub.open_issue(OTHER, "Fix theirs", "")
-    fakehub.assign(OTHER, theirs, scene.bot)
-    scene.app.join_deliveries()
+    backlog = scene.assign_in_turn([f"Fix {i}" for i in range(4)])
+    [theirs] = scene.assign_in_turn(["Fix theirs"], repo=OTHER)
 
     # The progress comments say where each stands: B's one task is second, behind only A's oldest.
     [last_progress] = scene.bot_comments(backlog[-1])
@@ -62,13 +57,10 @@ def test_over_the_concurrency_limit_tasks_wait_their_turn_instead_of_being_refus
 
 
 def test_a_task_deep_in_the_queue_opens_its_draft_when_it_starts(make_scene, fakehub):
-    scene = make_scene(run_threads=1, worker_processes=1)
+    scene = make_scene(run_threads=1)
     scene.repo(command_config("sed -i s/tpyo/typo/ README.md"))
     scene.app.hold_runs()
-    numbers = [fakehub.open_issue(REPO, f"Fix {i}", "") for i in range(3)]
-    for number in numbers:
-        fakehub.assign(REPO, number, scene.bot)
-        scene.app.join_deliveries()
+    numbers = scene.assign_in_turn([f"Fix {i}" for i in range(3)])
 
     # One run slot: the first task is next and has its draft; the others wait without one, and say so.
     assert [p.title for p in scene.pulls()] == ["Fix 0"]

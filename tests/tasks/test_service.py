@@ -200,3 +200,13 @@ def test_a_run_whose_intake_gave_up_is_released_after_a_while(engine):
     service.update_run(held.run.id, queued_at=utcnow() - timedelta(minutes=20))
     assert service.release_abandoned_runs(timedelta(minutes=15)) == 1
     assert service.claim_next_run("w", None).run.id == held.run.id
+
+
+def test_a_held_run_keeps_its_issues_place_so_the_task_behind_it_waits(engine):
+    service = TaskService(engine)
+    first = service.create(installation_id=1, repo_full_name="octo/demo", issue_number=1, requester="alice",
+                           trigger="assignment", agent="command")  # its intake is still opening the draft
+    _new(service, 1)  # queued behind it on the same issue
+    assert service.claim_next_run("w", None) is None
+    service.release_run(first.run.id)
+    assert service.claim_next_run("w", None).run.id == first.run.id
